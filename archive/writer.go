@@ -1,0 +1,549 @@
+package archive
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/binlog"
+)
+
+// DefaultMaxFileSize is the size after which the writer starts a new file
+// at the next transaction boundary.
+const DefaultMaxFileSize = 256 << 20
+
+// Durable describes what is durable in the archive.
+type Durable struct {
+	Position understudy.Position
+	// Time is the commit time of the last durable transaction (unix seconds).
+	Time uint32
+	// Bytes is the size of all archived files up to the durable end.
+	Bytes int64
+	// File and Offset locate the durable end.
+	File   string
+	Offset int64
+}
+
+// Writer appends whole transactions to a source's archive. All methods are
+// safe for concurrent use. A transaction counts once Commit returned and a
+// later Sync returned; Open cuts anything after the last whole transaction.
+type Writer struct {
+	dir         string
+	log         *slog.Logger
+	maxFileSize int64
+
+	mu       sync.Mutex
+	lock     *os.File
+	manifest Manifest
+
+	// the active file
+	num      int
+	f        *os.File
+	idx      *os.File
+	bw       *bufio.Writer
+	bin      *binlog.Writer
+	fde      []byte
+	checksum bool
+	start    understudy.Position
+	records  int64
+	first    uint32
+
+	pendingIdx []byte
+	open       bool // a transaction is open
+	cur        Record
+	pos        understudy.Position // after the last committed transaction
+	lastTime   uint32
+	committed  int64 // end of the last committed unit in the active file
+	sealed     int64 // bytes in sealed files
+	durable    Durable
+	notify     chan struct{}
+}
+
+// WriterOptions tunes a Writer.
+type WriterOptions struct {
+	MaxFileSize int64 // default DefaultMaxFileSize
+	Logger      *slog.Logger
+}
+
+// OpenWriter locks the archive directory dir of one source, creating it if
+// needed, and recovers it: an incomplete transaction at the tail of the
+// active file is cut off, the index is rebuilt from the data where it lags,
+// and files left unsealed by a crash are sealed.
+func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
+	w := &Writer{dir: dir, log: opts.Logger, maxFileSize: opts.MaxFileSize, notify: make(chan struct{})}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	if w.maxFileSize <= 0 {
+		w.maxFileSize = DefaultMaxFileSize
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("archive directory %s is not usable: %w", dir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, LockName), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("archive directory %s is not writable: %w", dir, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%s: %w", dir, understudy.ErrLocked)
+	}
+	w.lock = lock
+	if err := w.recover(); err != nil {
+		w.closeFiles()
+		lock.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Writer) recover() error {
+	m, err := readManifest(w.dir)
+	if err != nil {
+		return err
+	}
+	w.manifest = m
+	if tmps, _ := filepath.Glob(filepath.Join(w.dir, "*"+tmpSuffix)); len(tmps) > 0 {
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
+	nums, err := listFiles(w.dir)
+	if err != nil {
+		return err
+	}
+	sealed := map[string]bool{}
+	for _, fi := range m.Files {
+		sealed[fi.Name] = true
+		w.sealed += fi.Size
+		w.pos = fi.EndPosition
+		w.lastTime = fi.LastTime
+	}
+	var unsealed []int
+	for _, n := range nums {
+		if !sealed[FileName(n)] {
+			unsealed = append(unsealed, n)
+		}
+		w.num = n
+	}
+	for i, n := range unsealed {
+		if err := w.openActive(n); err != nil {
+			return err
+		}
+		if i < len(unsealed)-1 {
+			if err := w.seal(); err != nil {
+				return err
+			}
+		}
+	}
+	w.durable = w.durableLocked()
+	return nil
+}
+
+// openActive opens file n for appending after recovering its tail.
+func (w *Writer) openActive(n int) error {
+	name := FileName(n)
+	path := filepath.Join(w.dir, name)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	h, err := readHeader(f)
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	idx, err := os.OpenFile(path+indexSuffix, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	ib, err := io.ReadAll(idx)
+	if err != nil {
+		return err
+	}
+	recs := parseIndex(ib, st.Size())
+	off := h.end
+	if len(recs) > 0 {
+		off = int64(recs[len(recs)-1].End)
+	}
+	res, err := scanTail(f, off, h.checksum)
+	if err != nil {
+		return err
+	}
+	if res.end < st.Size() {
+		w.log.Warn("cutting incomplete tail of archived file; it is fetched again from the primary",
+			"file", path, "durable_end", res.end, "cut_bytes", st.Size()-res.end, "reason", res.torn)
+		if err := f.Truncate(res.end); err != nil {
+			return err
+		}
+	}
+	recs = append(recs, res.records...)
+	ib = make([]byte, len(recs)*RecordSize)
+	for i, r := range recs {
+		r.put(ib[i*RecordSize:])
+	}
+	if err := idx.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := idx.WriteAt(ib, 0); err != nil {
+		return err
+	}
+	if err := idx.Sync(); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if _, err := f.Seek(res.end, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := idx.Seek(int64(len(ib)), io.SeekStart); err != nil {
+		return err
+	}
+	w.num, w.f, w.idx, w.fde, w.checksum, w.start = n, f, idx, h.fde, h.checksum, h.start
+	w.bw = bufio.NewWriterSize(f, 1<<20)
+	w.bin = binlog.NewWriter(w.bw, res.end, h.checksum)
+	w.committed = res.end
+	w.records = int64(len(recs))
+	w.pos = h.start
+	w.first = 0
+	for _, r := range recs {
+		w.pos = w.pos.With(r.GTID)
+		if w.first == 0 {
+			w.first = r.Time
+		}
+		w.lastTime = r.Time
+	}
+	return nil
+}
+
+// Position is the archive position after the last committed transaction;
+// it is where streaming resumes.
+func (w *Writer) Position() understudy.Position {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pos
+}
+
+// Durable returns what Sync made durable.
+func (w *Writer) Durable() Durable {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.durable
+}
+
+// Notify returns a channel that is closed at the next Sync that makes new
+// transactions durable.
+func (w *Writer) Notify() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.notify
+}
+
+// Dir is the archive directory of the source.
+func (w *Writer) Dir() string { return w.dir }
+
+// SetFormat declares the source's format description event for what
+// follows. If it differs from the active file's, a new file is started.
+func (w *Writer) SetFormat(fde []byte) error {
+	if _, err := binlog.ParseFormatDescription(fde); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.open {
+		return errors.New("format description inside a transaction")
+	}
+	if w.f != nil && binlog.SameFormat(w.fde, fde) {
+		return nil
+	}
+	if w.f != nil {
+		if err := w.seal(); err != nil {
+			return err
+		}
+	}
+	return w.create(fde)
+}
+
+// Begin starts a transaction with its GTID event.
+func (w *Writer) Begin(ev []byte, g understudy.GTID) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return errors.New("transaction before any format description")
+	}
+	if w.open {
+		return fmt.Errorf("GTID %s while transaction %s is open", g, w.cur.GTID)
+	}
+	if w.bin.Offset() >= w.maxFileSize {
+		if err := w.seal(); err != nil {
+			return err
+		}
+		if err := w.create(w.fde); err != nil {
+			return err
+		}
+	}
+	w.open = true
+	w.cur = Record{Start: uint32(w.bin.Offset()), GTID: g}
+	return w.bin.WriteEvent(ev)
+}
+
+// Append writes an event of the open transaction.
+func (w *Writer) Append(ev []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.open {
+		return errors.New("event outside a transaction")
+	}
+	return w.bin.WriteEvent(ev)
+}
+
+// Commit writes the last event of the open transaction. The transaction is
+// durable after the next Sync.
+func (w *Writer) Commit(ev []byte) (Record, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.open {
+		return Record{}, errors.New("commit outside a transaction")
+	}
+	if err := w.bin.WriteEvent(ev); err != nil {
+		return Record{}, err
+	}
+	w.open = false
+	r := w.cur
+	r.End = uint32(w.bin.Offset())
+	r.Time = binlogTimestamp(ev)
+	var b [RecordSize]byte
+	r.put(b[:])
+	w.pendingIdx = append(w.pendingIdx, b[:]...)
+	w.committed = w.bin.Offset()
+	w.pos = w.pos.With(r.GTID)
+	w.lastTime = r.Time
+	if w.first == 0 {
+		w.first = r.Time
+	}
+	w.records++
+	return r, nil
+}
+
+// AppendSingle writes an event that stands outside any transaction, such
+// as an INCIDENT event.
+func (w *Writer) AppendSingle(ev []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil || w.open {
+		return errors.New("single event at the wrong place")
+	}
+	if err := w.bin.WriteEvent(ev); err != nil {
+		return err
+	}
+	w.committed = w.bin.Offset()
+	return nil
+}
+
+// Abort drops the open transaction, if any, from the file.
+func (w *Writer) Abort() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.open {
+		return nil
+	}
+	w.open = false
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	if err := w.f.Truncate(int64(w.cur.Start)); err != nil {
+		return err
+	}
+	if _, err := w.f.Seek(int64(w.cur.Start), io.SeekStart); err != nil {
+		return err
+	}
+	w.bw.Reset(w.f)
+	w.bin = binlog.NewWriter(w.bw, int64(w.cur.Start), w.checksum)
+	return nil
+}
+
+// Sync makes every committed transaction durable: data first, then index.
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.syncLocked()
+}
+
+func (w *Writer) syncLocked() error {
+	if w.f == nil || (w.durable.Offset == w.committed && w.durable.File == FileName(w.num) && len(w.pendingIdx) == 0) {
+		return nil
+	}
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	if err := syscall.Fdatasync(int(w.f.Fd())); err != nil {
+		return err
+	}
+	if len(w.pendingIdx) > 0 {
+		if _, err := w.idx.Write(w.pendingIdx); err != nil {
+			return err
+		}
+		if err := syscall.Fdatasync(int(w.idx.Fd())); err != nil {
+			return err
+		}
+		w.pendingIdx = w.pendingIdx[:0]
+	}
+	w.durable = w.durableLocked()
+	close(w.notify)
+	w.notify = make(chan struct{})
+	return nil
+}
+
+func (w *Writer) durableLocked() Durable {
+	d := Durable{Position: w.pos, Time: w.lastTime, Bytes: w.sealed + w.committed}
+	if w.f != nil {
+		d.File, d.Offset = FileName(w.num), w.committed
+	}
+	return d
+}
+
+// seal syncs the active file, records it with its sha256 in the manifest
+// and closes it.
+func (w *Writer) seal() error {
+	if err := w.syncLocked(); err != nil {
+		return err
+	}
+	name := FileName(w.num)
+	if err := w.f.Truncate(w.committed); err != nil { // drops bytes of an aborted open transaction
+		return err
+	}
+	sum, err := fileSHA256(filepath.Join(w.dir, name))
+	if err != nil {
+		return err
+	}
+	fi := FileInfo{
+		Name: name, Size: w.committed, SHA256: sum, StartPosition: w.start, EndPosition: w.pos,
+		Transactions: w.records, FirstTime: w.first, LastTime: w.lastTime, Sealed: true,
+	}
+	if w.records == 0 {
+		fi.LastTime = 0
+	}
+	m := w.manifest
+	m.Files = append(append([]FileInfo(nil), m.Files...), fi)
+	if err := writeManifest(w.dir, m); err != nil {
+		return err
+	}
+	w.manifest = m
+	w.sealed += w.committed
+	w.log.Debug("sealed archived file", "file", name, "bytes", w.committed, "transactions", w.records)
+	w.closeFiles()
+	w.committed = 0
+	return nil
+}
+
+// create starts file num+1 with the header for fde and the current position.
+func (w *Writer) create(fde []byte) error {
+	n := w.num + 1
+	name := FileName(n)
+	path := filepath.Join(w.dir, name)
+	tmp := path + tmpSuffix
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	bin := binlog.NewWriter(bw, 0, false)
+	if err := bin.WriteHeader(fde, w.pos); err != nil {
+		f.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	idx, err := os.OpenFile(path+indexSuffix, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		idx.Close()
+		return err
+	}
+	if err := SyncDir(w.dir); err != nil {
+		return err
+	}
+	fd, _ := binlog.ParseFormatDescription(fde)
+	w.num, w.f, w.idx, w.bw, w.bin = n, f, idx, bw, bin
+	w.fde = append([]byte(nil), fde...)
+	w.checksum = fd.ChecksumAlg == binlog.ChecksumCRC32
+	w.start, w.records, w.first = w.pos, 0, 0
+	w.committed = bin.Offset()
+	w.durable = w.durableLocked()
+	w.log.Debug("started archived file", "file", name, "position", w.pos.String())
+	return nil
+}
+
+func (w *Writer) closeFiles() {
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+	if w.idx != nil {
+		w.idx.Close()
+		w.idx = nil
+	}
+}
+
+// Close syncs what is committed, drops an open transaction and releases
+// the lock.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var err error
+	if w.f != nil {
+		if w.open {
+			w.open = false
+			if ferr := w.bw.Flush(); ferr == nil {
+				err = w.f.Truncate(int64(w.cur.Start))
+			}
+		}
+		if serr := w.syncLocked(); err == nil {
+			err = serr
+		}
+	}
+	w.closeFiles()
+	if w.lock != nil {
+		w.lock.Close()
+		w.lock = nil
+	}
+	return err
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
