@@ -355,26 +355,18 @@ func (w *Writer) AppendSingle(ev []byte) error {
 	return nil
 }
 
-// Abort drops the open transaction, if any, from the file.
-func (w *Writer) Abort() error {
+// Reopen forgets everything in memory and recovers the archive from disk,
+// as OpenWriter does: an open transaction is dropped, and after a failed
+// write or sync the position goes back to what the files really hold. Call
+// it whenever a stream ends, before resuming from Position.
+func (w *Writer) Reopen() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.open {
-		return nil
-	}
-	w.open = false
-	if err := w.bw.Flush(); err != nil {
-		return err
-	}
-	if err := w.f.Truncate(int64(w.cur.Start)); err != nil {
-		return err
-	}
-	if _, err := w.f.Seek(int64(w.cur.Start), io.SeekStart); err != nil {
-		return err
-	}
-	w.bw.Reset(w.f)
-	w.bin = binlog.NewWriter(w.bw, int64(w.cur.Start), w.checksum)
-	return nil
+	w.closeFiles()
+	w.manifest, w.num, w.bw, w.bin, w.fde, w.checksum = Manifest{}, 0, nil, nil, nil, false
+	w.start, w.records, w.first, w.pendingIdx, w.open, w.cur = understudy.Position{}, 0, 0, nil, false, Record{}
+	w.pos, w.lastTime, w.committed, w.sealed, w.durable = understudy.Position{}, 0, 0, 0, Durable{}
+	return w.recover()
 }
 
 // Sync makes every committed transaction durable: data first, then index.

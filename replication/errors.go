@@ -1,0 +1,72 @@
+package replication
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/understudy-db/understudy"
+)
+
+// MariaDB error numbers understudy explains.
+const (
+	errAccessDenied         = 1045
+	errDBAccessDenied       = 1044
+	errSpecificAccessDenied = 1227
+	errTableAccessDenied    = 1142
+	errMasterFatalReading   = 1236
+	errUnknownSystemVar     = 1193
+)
+
+var errorTextRe = regexp.MustCompile(`ERROR (\d+) \(\w+\): (.*)`)
+
+func parseErrorText(s string) (int, string, bool) {
+	m := errorTextRe.FindStringSubmatch(s)
+	if m == nil {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(m[1])
+	return n, m[2], err == nil
+}
+
+// describe maps a MariaDB error to a one-line error with a hint.
+func describe(src understudy.Source, code int, msg string, cause error) error {
+	e := &understudy.Error{Op: "replicate from " + src.Addr(), Err: fmt.Errorf("MariaDB error %d: %s", code, msg)}
+	switch code {
+	case errAccessDenied:
+		e.Op = "connect to " + src.Addr()
+		e.Hint = fmt.Sprintf("wrong user or password for %q; check the source's password setting", src.User)
+	case errSpecificAccessDenied, errDBAccessDenied, errTableAccessDenied:
+		e.Hint = fmt.Sprintf("missing privilege: run GRANT REPLICATION SLAVE ON *.* TO '%s'@'<understudy host>' on the primary", src.User)
+	case errMasterFatalReading:
+		low := strings.ToLower(msg)
+		switch {
+		case strings.Contains(low, "purged") || strings.Contains(low, "could not find gtid state"):
+			e.Err = fmt.Errorf("%w: %s", understudy.ErrPurged, msg)
+			e.Hint = "the primary no longer has the binlogs that follow the archive; nothing after the archive's position can be archived without a gap. Keep binlogs longer (expire_logs_days) and take a new snapshot"
+		case strings.Contains(low, "binary log is not open"):
+			e.Hint = "binary logging is off on the primary: start it with log_bin and restart"
+		}
+	}
+	return e
+}
+
+// connectError explains a failure to reach the primary.
+func connectError(src understudy.Source, err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return &understudy.Error{Op: "connect to " + src.Addr(), Err: errors.New("connection refused"), Hint: "is MariaDB running and listening on that address?"}
+	case errors.As(err, &ne) && ne.Timeout():
+		return &understudy.Error{Op: "connect to " + src.Addr(), Err: errors.New("timed out"), Hint: "host unreachable or a firewall drops the connection"}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return &understudy.Error{Op: "connect to " + src.Addr(), Err: fmt.Errorf("unknown host %q", dnsErr.Name)}
+	}
+	return &understudy.Error{Op: "connect to " + src.Addr(), Err: err}
+}

@@ -1,0 +1,101 @@
+// Package replication is the client side of MariaDB replication: it checks
+// a primary and streams its binlog events from a GTID position as a
+// registered replica. It is the only package that imports go-mysql; the
+// rest of understudy sees raw event bytes.
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	gmrepl "github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/understudy-db/understudy"
+)
+
+// Handler receives every event of the stream, in order, as whole raw
+// events (header, body, CRC32). The slice is only valid during the call.
+// When semi-sync is on, the primary gets its ACK after HandleEvent returns
+// nil for the event that asked for one.
+type Handler interface {
+	HandleEvent(ev []byte) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ev []byte) error
+
+// HandleEvent calls f.
+func (f HandlerFunc) HandleEvent(ev []byte) error { return f(ev) }
+
+// Stream connects to src as a replica, asks for everything after start and
+// passes each event to h until ctx ends (it then returns nil) or an error
+// occurs. It never retries by itself: the caller resumes from its own
+// durable position.
+func Stream(ctx context.Context, src understudy.Source, start understudy.Position, log *slog.Logger, h Handler) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	hb := src.Heartbeat
+	if hb <= 0 {
+		hb = time.Second
+	}
+	gset, err := mysql.ParseMariadbGTIDSet(start.String())
+	if err != nil {
+		return fmt.Errorf("GTID position %q: %w", start, err)
+	}
+	syncer := gmrepl.NewBinlogSyncer(gmrepl.BinlogSyncerConfig{
+		ServerID:                src.ServerID,
+		Flavor:                  mysql.MariaDBFlavor,
+		Host:                    src.Host,
+		Port:                    uint16(src.Port),
+		User:                    src.User,
+		Password:                src.Password,
+		Localhost:               "understudy",
+		TLSConfig:               src.TLS,
+		SemiSyncEnabled:         src.SemiSync,
+		RawModeEnabled:          true,
+		HeartbeatPeriod:         hb,
+		ReadTimeout:             3*hb + 5*time.Second,
+		DisableRetrySync:        true,
+		VerifyChecksum:          true,
+		DumpCommandFlag:         gmrepl.BINLOG_SEND_ANNOTATE_ROWS_EVENT,
+		EventCacheCount:         1,
+		Logger:                  log,
+		SynchronousEventHandler: handler{h},
+	})
+	defer syncer.Close()
+	streamer, err := syncer.StartSyncGTID(gset)
+	if err != nil {
+		return classify(src, err)
+	}
+	// With a synchronous handler the streamer only ever yields the error
+	// that ended the stream.
+	_, err = streamer.GetEvent(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return classify(src, err)
+}
+
+type handler struct{ h Handler }
+
+func (h handler) HandleEvent(e *gmrepl.BinlogEvent) error { return h.h.HandleEvent(e.RawData) }
+
+// classify turns go-mysql errors into understudy errors with hints.
+func classify(src understudy.Source, err error) error {
+	if err == nil {
+		return nil
+	}
+	var me *mysql.MyError
+	if errors.As(err, &me) {
+		return describe(src, int(me.Code), me.Message, err)
+	}
+	if code, msg, ok := parseErrorText(err.Error()); ok {
+		return describe(src, code, msg, err)
+	}
+	return &understudy.Error{Op: "stream from " + src.Addr(), Err: err}
+}

@@ -1,0 +1,66 @@
+package understudy
+
+import (
+	"crypto/tls"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Source is one MariaDB primary that understudy follows as a replica.
+type Source struct {
+	Name     string
+	Host     string
+	Port     int
+	User     string
+	Password string
+	// ServerID is the server_id understudy registers with on this primary.
+	ServerID uint32
+	// SemiSync acknowledges transactions only once they are durable in the
+	// archive, when the primary has semi-sync enabled.
+	SemiSync bool
+	// Heartbeat is the period of the primary's heartbeats when idle.
+	Heartbeat time.Duration
+	// TLS, if not nil, is used for the connection.
+	TLS *tls.Config
+}
+
+// Addr returns host:port.
+func (s Source) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// State is what a source's archiver is doing.
+type State string
+
+// The states of a source.
+const (
+	StateStarting     State = "starting"
+	StateStreaming    State = "streaming"
+	StateReconnecting State = "reconnecting"
+	StateError        State = "error"
+	StateStopped      State = "stopped"
+)
+
+// SourceStatus is the status of one source, in the spirit of MariaDB's
+// SHOW ALL SLAVES STATUS.
+type SourceStatus struct {
+	Name  string `json:"name"`
+	State State  `json:"state"`
+	// Primary is host:port of the source.
+	Primary string `json:"primary"`
+	// Position is the last durably archived GTID position.
+	Position string `json:"gtid_position"`
+	// LastCommit is the commit time of the last archived transaction.
+	LastCommit *time.Time `json:"last_commit,omitempty"`
+	// SecondsBehind is how far the archive is behind the primary; nil when
+	// unknown (not connected).
+	SecondsBehind *int64     `json:"seconds_behind_primary"`
+	BytesArchived int64      `json:"bytes_archived"`
+	Transactions  int64      `json:"transactions_archived_since_start"`
+	Reconnects    int64      `json:"reconnects"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
+	// PrimaryBinlog is the primary's binlog file being read.
+	PrimaryBinlog  string `json:"primary_binlog,omitempty"`
+	PrimaryVersion string `json:"primary_version,omitempty"`
+	ArchiveFile    string `json:"archive_file,omitempty"`
+}
