@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archiver"
+	"github.com/understudy-db/understudy/config"
+	"github.com/understudy-db/understudy/replication"
+)
+
+type runOptions struct {
+	config  string
+	debug   bool
+	logJSON bool
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o runOptions
+	fs := newFlagSet("run", stderr)
+	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
+	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	fs.BoolVar(&o.logJSON, "log-json", false, "log as JSON lines")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return runArchive(ctx, o, newLogger(stderr, o.debug, o.logJSON))
+}
+
+// runArchive archives every source until ctx ends.
+func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
+	cfg, err := config.Load(o.config)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := archiver.NewMetrics(reg)
+
+	var archivers []*archiver.Archiver
+	for i := range cfg.Sources {
+		src, err := cfg.Resolve(&cfg.Sources[i])
+		if err != nil {
+			return err
+		}
+		a := archiver.New(src, cfg.SourceDir(src.Name), log, metrics)
+		if cfg.Archive.SyncInterval > 0 {
+			a.SyncInterval = cfg.Archive.SyncInterval
+		}
+		a.MaxFileSize = int64(cfg.Archive.MaxFileSize)
+		archivers = append(archivers, a)
+	}
+	warnSharedDomains(ctx, archivers, log)
+
+	if addr := cfg.HTTPListen(); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("http.listen %s: %w", addr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			enc.Encode(statuses(archivers))
+		})
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		log.Info("serving /metrics and /status", "addr", ln.Addr().String())
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(archivers))
+	for i, a := range archivers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = a.Run(ctx)
+			if errs[i] != nil {
+				log.Error("archiver stopped", "source", a.Source.Name, "err", errs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func statuses(as []*archiver.Archiver) []understudy.SourceStatus {
+	out := make([]understudy.SourceStatus, len(as))
+	for i, a := range as {
+		out[i] = a.Status()
+	}
+	return out
+}
+
+// warnSharedDomains warns when two reachable primaries use the same
+// gtid_domain_id: their GTIDs would collide in a multi-source replica.
+func warnSharedDomains(ctx context.Context, as []*archiver.Archiver, log *slog.Logger) {
+	if len(as) < 2 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	domains := make([]int64, len(as))
+	var wg sync.WaitGroup
+	for i, a := range as {
+		domains[i] = -1
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if p, _, err := replication.Check(ctx, a.Source); err == nil {
+				domains[i] = int64(p.DomainID)
+			}
+		}()
+	}
+	wg.Wait()
+	by := map[int64][]string{}
+	for i, d := range domains {
+		if d >= 0 {
+			by[d] = append(by[d], as[i].Source.Name)
+		}
+	}
+	for d, names := range by {
+		if len(names) > 1 {
+			sort.Strings(names)
+			log.Warn("sources share a gtid_domain_id; give each primary its own gtid_domain_id or a multi-source replica mixes their GTIDs",
+				"gtid_domain_id", d, "sources", names)
+		}
+	}
+}

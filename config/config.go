@@ -1,0 +1,319 @@
+// Package config loads understudy.yaml: strict YAML, every error naming the
+// file, the line or key, and what is wrong. docs/config.md is the reference.
+package config
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/understudy-db/understudy"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Archive Archive  `yaml:"archive"`
+	HTTP    HTTP     `yaml:"http"`
+	Sources []Source `yaml:"sources"`
+
+	// Path is the file the config was read from.
+	Path string `yaml:"-"`
+}
+
+// Archive configures the local archive.
+type Archive struct {
+	Dir          string        `yaml:"dir"`
+	SyncInterval time.Duration `yaml:"sync_interval"`
+	MaxFileSize  ByteSize      `yaml:"max_file_size"`
+}
+
+// HTTP configures the /metrics and /status listener.
+type HTTP struct {
+	// Listen is host:port; empty means the default 127.0.0.1:9307, and
+	// "off" disables the listener.
+	Listen string `yaml:"listen"`
+}
+
+// DefaultHTTPListen is where run serves /metrics and /status by default.
+const DefaultHTTPListen = "127.0.0.1:9307"
+
+// Source is one primary as written in the file.
+type Source struct {
+	Name         string        `yaml:"name"`
+	Host         string        `yaml:"host"`
+	Port         int           `yaml:"port"`
+	User         string        `yaml:"user"`
+	Password     string        `yaml:"password"`
+	PasswordFile string        `yaml:"password_file"`
+	PasswordEnv  string        `yaml:"password_env"`
+	ServerID     uint32        `yaml:"server_id"`
+	SemiSync     bool          `yaml:"semi_sync"`
+	Heartbeat    time.Duration `yaml:"heartbeat"`
+	TLS          *TLS          `yaml:"tls"`
+}
+
+// TLS configures a TLS connection to a primary.
+type TLS struct {
+	CA                 string `yaml:"ca"`
+	Cert               string `yaml:"cert"`
+	Key                string `yaml:"key"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// ByteSize is a size written as 268435456, "256MiB" or "256MB".
+type ByteSize int64
+
+// UnmarshalYAML parses sizes with an optional unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	s := strings.TrimSpace(n.Value)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: invalid size %q (want e.g. 256MiB)", n.Line, n.Value)
+	}
+	*b = ByteSize(v * mult)
+	return nil
+}
+
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// Load reads and validates a config file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+// Parse decodes and validates config bytes; path is used in messages.
+func Parse(path string, b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, yamlError(err))
+	}
+	c.Path = path
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &c, nil
+}
+
+var (
+	unknownFieldRe = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.(\w+)`)
+	cannotRe       = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
+)
+
+var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls"}
+
+func yamlError(err error) string {
+	if errors.Is(err, errEmpty) || err.Error() == "EOF" {
+		return "file is empty"
+	}
+	msg := err.Error()
+	var out []string
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "yaml:"))
+		if line == "" || line == "unmarshal errors:" {
+			continue
+		}
+		if m := unknownFieldRe.FindStringSubmatch(line); m != nil {
+			line = fmt.Sprintf("line %s: unknown key %q in %s", m[1], m[2], sectionNames[m[3]])
+		} else if m := cannotRe.FindStringSubmatch(line); m != nil {
+			want := m[4]
+			switch {
+			case strings.HasPrefix(want, "uint"), strings.HasPrefix(want, "int"):
+				want = "a whole number"
+			case want == "time.Duration":
+				want = "a duration such as 1s or 500ms"
+			case want == "bool":
+				want = "true or false"
+			case strings.HasPrefix(want, "[]"):
+				want = "a list"
+			case strings.HasPrefix(want, "config."):
+				want = "a mapping"
+			}
+			line = fmt.Sprintf("line %s: invalid value %q (want %s)", m[1], m[3], want)
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "; ")
+}
+
+var errEmpty = errors.New("empty")
+
+func (c *Config) validate() error {
+	if c.Archive.Dir == "" {
+		return errors.New("archive.dir: required (the directory that holds the archive)")
+	}
+	if c.Archive.SyncInterval < 0 {
+		return errors.New("archive.sync_interval: must not be negative")
+	}
+	if c.Archive.MaxFileSize != 0 && (c.Archive.MaxFileSize < 1<<20 || c.Archive.MaxFileSize > 1<<32-1<<20) {
+		return errors.New("archive.max_file_size: must be between 1MiB and 4095MiB (binlog offsets are 32-bit)")
+	}
+	if len(c.Sources) == 0 {
+		return errors.New("sources: at least one source is required")
+	}
+	names := map[string]int{}
+	ids := map[uint32]int{}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		key := func(k string) string { return fmt.Sprintf("sources[%d].%s", i, k) }
+		switch {
+		case s.Name == "":
+			return fmt.Errorf("%s: required", key("name"))
+		case !nameRe.MatchString(s.Name):
+			return fmt.Errorf("%s: %q is not a valid name (letters, digits, '_', '-', '.')", key("name"), s.Name)
+		case s.Host == "":
+			return fmt.Errorf("%s: required", key("host"))
+		case s.Port == 0:
+			return fmt.Errorf("%s: required", key("port"))
+		case s.Port < 0 || s.Port > 65535:
+			return fmt.Errorf("%s: %d is not a TCP port", key("port"), s.Port)
+		case s.User == "":
+			return fmt.Errorf("%s: required", key("user"))
+		case s.ServerID == 0:
+			return fmt.Errorf("%s: required (a server_id, not 0, unique among the primary's replicas)", key("server_id"))
+		case s.Heartbeat < 0:
+			return fmt.Errorf("%s: must not be negative", key("heartbeat"))
+		}
+		n := 0
+		for _, set := range []bool{s.Password != "", s.PasswordFile != "", s.PasswordEnv != ""} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			return fmt.Errorf("sources[%d] (%s): give exactly one of password, password_file and password_env", i, s.Name)
+		}
+		if j, dup := names[s.Name]; dup {
+			return fmt.Errorf("%s: %q is also the name of sources[%d]", key("name"), s.Name, j)
+		}
+		names[s.Name] = i
+		if j, dup := ids[s.ServerID]; dup {
+			return fmt.Errorf("%s: %d is also the server_id of sources[%d] (%s); each source needs its own", key("server_id"), s.ServerID, j, c.Sources[j].Name)
+		}
+		ids[s.ServerID] = i
+		if s.TLS != nil && (s.TLS.Cert == "") != (s.TLS.Key == "") {
+			return fmt.Errorf("%s: cert and key go together", key("tls"))
+		}
+	}
+	return nil
+}
+
+// Source returns the configured source by name.
+func (c *Config) Source(name string) (*Source, error) {
+	var names []string
+	for i := range c.Sources {
+		if c.Sources[i].Name == name {
+			return &c.Sources[i], nil
+		}
+		names = append(names, c.Sources[i].Name)
+	}
+	return nil, fmt.Errorf("%s: no source named %q (have: %s)", c.Path, name, strings.Join(names, ", "))
+}
+
+// SourceDir is the archive directory of a source.
+func (c *Config) SourceDir(name string) string {
+	dir := c.Archive.Dir
+	if !filepath.IsAbs(dir) && c.Path != "" {
+		dir = filepath.Join(filepath.Dir(c.Path), dir)
+	}
+	return filepath.Join(dir, name)
+}
+
+// HTTPListen returns the listen address, "" when disabled.
+func (c *Config) HTTPListen() string {
+	switch c.HTTP.Listen {
+	case "":
+		return DefaultHTTPListen
+	case "off":
+		return ""
+	}
+	return c.HTTP.Listen
+}
+
+// Resolve turns the file's source into the runtime Source: it reads the
+// password and the TLS files.
+func (c *Config) Resolve(s *Source) (understudy.Source, error) {
+	out := understudy.Source{
+		Name: s.Name, Host: s.Host, Port: s.Port, User: s.User, ServerID: s.ServerID,
+		SemiSync: s.SemiSync, Heartbeat: s.Heartbeat,
+	}
+	if out.Heartbeat == 0 {
+		out.Heartbeat = time.Second
+	}
+	switch {
+	case s.Password != "":
+		out.Password = s.Password
+	case s.PasswordEnv != "":
+		v, ok := os.LookupEnv(s.PasswordEnv)
+		if !ok {
+			return out, fmt.Errorf("%s: source %s: environment variable %s (password_env) is not set", c.Path, s.Name, s.PasswordEnv)
+		}
+		out.Password = v
+	case s.PasswordFile != "":
+		b, err := os.ReadFile(c.rel(s.PasswordFile))
+		if err != nil {
+			return out, fmt.Errorf("%s: source %s: password_file: %w", c.Path, s.Name, err)
+		}
+		out.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if s.TLS != nil {
+		tc := &tls.Config{ServerName: s.TLS.ServerName, InsecureSkipVerify: s.TLS.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+		if tc.ServerName == "" {
+			tc.ServerName = s.Host
+		}
+		if s.TLS.CA != "" {
+			pem, err := os.ReadFile(c.rel(s.TLS.CA))
+			if err != nil {
+				return out, fmt.Errorf("%s: source %s: tls.ca: %w", c.Path, s.Name, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return out, fmt.Errorf("%s: source %s: tls.ca: no PEM certificate in %s", c.Path, s.Name, s.TLS.CA)
+			}
+			tc.RootCAs = pool
+		}
+		if s.TLS.Cert != "" {
+			cert, err := tls.LoadX509KeyPair(c.rel(s.TLS.Cert), c.rel(s.TLS.Key))
+			if err != nil {
+				return out, fmt.Errorf("%s: source %s: tls.cert/tls.key: %w", c.Path, s.Name, err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		out.TLS = tc
+	}
+	return out, nil
+}
+
+func (c *Config) rel(p string) string {
+	if filepath.IsAbs(p) || c.Path == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.Path), p)
+}
