@@ -111,10 +111,21 @@ func VerifyChecksum(ev []byte) error {
 		return fmt.Errorf("binlog event of %d bytes is too short for a checksum", len(ev))
 	}
 	n := len(ev) - ChecksumSize
-	if crc32.ChecksumIEEE(ev[:n]) != binary.LittleEndian.Uint32(ev[n:]) {
-		return ErrChecksum
+	want := binary.LittleEndian.Uint32(ev[n:])
+	if crc32.ChecksumIEEE(ev[:n]) == want {
+		return nil
 	}
-	return nil
+	// MariaDB computes a format description's CRC with LOG_EVENT_BINLOG_IN_USE_F
+	// clear and sets the flag in place in the active file.
+	if ev[4] == FormatDescriptionEvent && binary.LittleEndian.Uint16(ev[17:])&FlagBinlogInUse != 0 {
+		var flags [2]byte
+		binary.LittleEndian.PutUint16(flags[:], binary.LittleEndian.Uint16(ev[17:])&^FlagBinlogInUse)
+		c := crc32.Update(crc32.ChecksumIEEE(ev[:17]), crc32.IEEETable, flags[:])
+		if crc32.Update(c, crc32.IEEETable, ev[19:n]) == want {
+			return nil
+		}
+	}
+	return ErrChecksum
 }
 
 // Body returns the event body without header and, if checksummed, without

@@ -64,7 +64,7 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 		VerifyChecksum:          true,
 		DumpCommandFlag:         gmrepl.BINLOG_SEND_ANNOTATE_ROWS_EVENT,
 		EventCacheCount:         1,
-		Logger:                  log,
+		Logger:                  slog.New(warnOnly{log.Handler()}),
 		SynchronousEventHandler: handler{h},
 	})
 	defer syncer.Close()
@@ -99,3 +99,14 @@ func classify(src understudy.Source, err error) error {
 	}
 	return &understudy.Error{Op: "stream from " + src.Addr(), Err: err}
 }
+
+// warnOnly keeps go-mysql's chatty info logs out of understudy's log.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
+
+func (h warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{h.Handler.WithAttrs(as)} }
+
+func (h warnOnly) WithGroup(name string) slog.Handler { return warnOnly{h.Handler.WithGroup(name)} }

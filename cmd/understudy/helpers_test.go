@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/binlog"
+	"github.com/understudy-db/understudy/internal/mariadbtest"
+)
+
+const replUser, replPassword = "understudy", "s3cret-pw"
+
+// startPrimary starts a primary with a replication user for understudy.
+func startPrimary(t *testing.T, serverID, domain uint32, args ...string) *mariadbtest.Server {
+	t.Helper()
+	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: serverID, DomainID: domain, Args: args})
+	p.CreateUser(t, replUser, replPassword, "REPLICATION SLAVE ON *.*")
+	return p
+}
+
+type testSource struct {
+	name     string
+	p        *mariadbtest.Server
+	serverID uint32
+	semiSync bool
+}
+
+// writeConfig writes an understudy.yaml for the sources and returns its path.
+func writeConfig(t *testing.T, dir string, srcs ...testSource) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "archive:\n  dir: %s\n  max_file_size: 4MiB\n  sync_interval: 100ms\nhttp:\n  listen: \"off\"\nsources:\n", filepath.Join(dir, "archive"))
+	for _, s := range srcs {
+		fmt.Fprintf(&b, "  - name: %s\n    host: 127.0.0.1\n    port: %d\n    user: %s\n    password: %s\n    server_id: %d\n    heartbeat: 500ms\n    semi_sync: %v\n",
+			s.name, s.p.Port, replUser, replPassword, s.serverID, s.semiSync)
+	}
+	path := filepath.Join(dir, "understudy.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startRun runs `understudy run` in this process until the returned stop
+// function is called.
+func startRun(t *testing.T, cfg string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runArchive(ctx, runOptions{config: cfg}, newLogger(testWriter{t}, false, false))
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// waitArchived waits until the archive of src holds the primary's whole
+// binlog position.
+func waitArchived(t *testing.T, dir string, p *mariadbtest.Server, timeout time.Duration) {
+	t.Helper()
+	want, err := understudy.ParsePosition(p.GTIDBinlogPos(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(timeout)
+	var have understudy.Position
+	for time.Now().Before(deadline) {
+		if a, err := archive.Open(dir); err == nil {
+			have = a.Position()
+			if have.ContainsPosition(want) {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("archive %s at %q after %s, primary at %q", dir, have, timeout, want)
+}
+
+// primaryGTIDs lists the GTIDs in the primary's binlog files, in order.
+func primaryGTIDs(t *testing.T, p *mariadbtest.Server) []understudy.GTID {
+	t.Helper()
+	idx, err := os.ReadFile(filepath.Join(p.DataDir, "mariadb-bin.index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []understudy.GTID
+	for _, name := range strings.Fields(string(idx)) {
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(p.DataDir, filepath.Base(name))
+		}
+		out = append(out, fileGTIDs(t, name)...)
+	}
+	return out
+}
+
+func fileGTIDs(t *testing.T, path string) []understudy.GTID {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := binlog.NewReader(bufio.NewReader(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []understudy.GTID
+	for {
+		ev, err := r.Next()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if ev[4] == binlog.GTIDEvent {
+			g, err := binlog.ParseGTIDEvent(ev, r.Checksum())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, g.GTID)
+		}
+	}
+}
+
+// archivedGTIDs lists the GTIDs in the archive's indexes, in order, and
+// checks every sealed file's sha256.
+func archivedGTIDs(t *testing.T, dir string) []understudy.GTID {
+	t.Helper()
+	a, err := archive.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []understudy.GTID
+	for _, fi := range a.Files() {
+		recs, err := a.Records(fi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			out = append(out, r.GTID)
+		}
+		// the data must agree with the index
+		gs := fileGTIDs(t, filepath.Join(dir, fi.Name))
+		if got, want := len(gs), len(recs); got != want {
+			t.Fatalf("%s: %d GTID events in the file, %d in the index", fi.Name, got, want)
+		}
+	}
+	return out
+}
+
+// checkExactlyOnce proves every GTID the primary committed is archived
+// exactly once and in order.
+func checkExactlyOnce(t *testing.T, p *mariadbtest.Server, dir string) int {
+	t.Helper()
+	want := primaryGTIDs(t, p)
+	got := archivedGTIDs(t, dir)
+	seen := map[understudy.GTID]int{}
+	for _, g := range got {
+		seen[g]++
+		if seen[g] > 1 {
+			t.Fatalf("GTID %s archived %d times", g, seen[g])
+		}
+	}
+	if len(got) != len(want) {
+		for _, g := range want {
+			if seen[g] == 0 {
+				t.Fatalf("GTID %s committed on the primary is missing from the archive (%d archived, %d on the primary)", g, len(got), len(want))
+			}
+		}
+		t.Fatalf("archive has %d transactions, primary %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("transaction %d: archived %s, primary %s", i, got[i], want[i])
+		}
+	}
+	return len(got)
+}
+
+// checkReplay exports the archive, replays it with mariadb-binlog | mariadb
+// onto a fresh server and compares table checksums with the primary's.
+func checkReplay(t *testing.T, cfg, source string, p *mariadbtest.Server, dbs ...string) {
+	t.Helper()
+	out := t.TempDir()
+	var so, se strings.Builder
+	if code := run([]string{"binlog", "export", "--config", cfg, "--source", source, "--dir", out}, &so, &se); code != 0 {
+		t.Fatalf("export exited %d: %s", code, se.String())
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "binlog.*"))
+	if len(files) == 0 {
+		t.Fatalf("export wrote no files: %s", so.String())
+	}
+	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 999, NoBinlog: true})
+	replay(t, target, files)
+	want := p.Checksums(t, dbs...)
+	got := target.Checksums(t, dbs...)
+	if len(want) == 0 {
+		t.Fatalf("primary has no tables in %v", dbs)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("table %s: checksum %q after replay, %q on the primary", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("replay has %d tables, primary %d", len(got), len(want))
+	}
+}
+
+func replay(t *testing.T, target *mariadbtest.Server, files []string) {
+	t.Helper()
+	mb := exec.Command("mariadb-binlog", files...)
+	my := exec.Command("mariadb", "--no-defaults", "-h127.0.0.1", fmt.Sprintf("-P%d", target.Port), "-uroot", "--max-allowed-packet=1G")
+	pipe, err := mb.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	my.Stdin = pipe
+	var e1, e2 strings.Builder
+	mb.Stderr, my.Stderr = &e1, &e2
+	if err := my.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mb.Run(); err != nil {
+		t.Fatalf("mariadb-binlog: %v: %s", err, e1.String())
+	}
+	if err := my.Wait(); err != nil {
+		t.Fatalf("mariadb: %v: %s", err, e2.String())
+	}
+}
+
+// workload writes to db on p until ctx ends: inserts, updates, deletes,
+// multi-statement transactions and DDL. It returns the number of commits.
+func workload(ctx context.Context, t *testing.T, p *mariadbtest.Server, db string, seed int64) int {
+	t.Helper()
+	conn := p.DB(t)
+	mustExec(t, conn, fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", db))
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.t (id INT AUTO_INCREMENT PRIMARY KEY, k INT, v VARCHAR(200), b BLOB, d DECIMAL(12,3), j JSON, ts DATETIME(6)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4", db))
+	rng := rand.New(rand.NewSource(seed))
+	n := 0
+	for ctx.Err() == nil {
+		var err error
+		switch r := rng.Intn(20); {
+		case r < 10:
+			_, err = conn.Exec(fmt.Sprintf("INSERT INTO %s.t (k, v, b, d, j, ts) VALUES (?, ?, ?, ?, ?, NOW(6))", db),
+				rng.Intn(1000), fmt.Sprintf("väl-%d-😀", rng.Int()), randBytes(rng, rng.Intn(2000)), fmt.Sprintf("%d.%03d", rng.Intn(1e6), rng.Intn(1000)), fmt.Sprintf(`{"n": %d}`, rng.Intn(100)))
+		case r < 14:
+			_, err = conn.Exec(fmt.Sprintf("UPDATE %s.t SET v = CONCAT(v, 'x'), k = k + 1 WHERE k = ?", db), rng.Intn(1000))
+		case r < 16:
+			_, err = conn.Exec(fmt.Sprintf("DELETE FROM %s.t WHERE k = ?", db), rng.Intn(1000))
+		case r < 19:
+			var tx *sql.Tx
+			if tx, err = conn.Begin(); err == nil {
+				for i := 0; i < 5 && err == nil; i++ {
+					_, err = tx.Exec(fmt.Sprintf("INSERT INTO %s.t (k, v) VALUES (?, ?)", db), rng.Intn(1000), "tx")
+				}
+				if err == nil {
+					err = tx.Commit()
+				} else {
+					tx.Rollback()
+				}
+			}
+		default:
+			tbl := fmt.Sprintf("%s.ddl_%d", db, rng.Intn(3))
+			if _, err = conn.Exec("CREATE TABLE IF NOT EXISTS " + tbl + " (id INT PRIMARY KEY, c INT)"); err == nil {
+				_, err = conn.Exec("ALTER TABLE " + tbl + " ADD COLUMN IF NOT EXISTS extra INT")
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			t.Errorf("workload on %s: %v", db, err)
+			return n
+		}
+		n++
+	}
+	return n
+}
+
+func randBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	rng.Read(b)
+	return b
+}
+
+func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
