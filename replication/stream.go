@@ -107,6 +107,15 @@ func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
 }
 
+// Handle drops go-mysql's report of killing its previous connection, which
+// is routine when a stream closes and not an error of understudy's.
+func (h warnOnly) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "kill connection" || r.Message == "retry sync is disabled" {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
 func (h warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{h.Handler.WithAttrs(as)} }
 
 func (h warnOnly) WithGroup(name string) slog.Handler { return warnOnly{h.Handler.WithGroup(name)} }
