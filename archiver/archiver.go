@@ -41,6 +41,9 @@ type Archiver struct {
 	MaxBackoff  time.Duration
 	// OnCommit, if set, is called after each archived transaction (tests).
 	OnCommit func(archive.Record)
+	// UntilCaughtUp makes Run return once the archive holds the primary's
+	// binlog position as of the connection (a one-shot catch-up).
+	UntilCaughtUp bool
 
 	mu       sync.Mutex
 	status   understudy.SourceStatus
@@ -55,7 +58,11 @@ type Archiver struct {
 	skew      time.Duration
 	caughtUp  bool
 	lastEvent uint32
+	target    understudy.Position // UntilCaughtUp: the primary's position
+	finished  bool
 }
+
+var errFinished = errors.New("caught up")
 
 // New returns an Archiver with default tuning.
 func New(src understudy.Source, dir string, log *slog.Logger, m *Metrics) *Archiver {
@@ -157,6 +164,10 @@ func (a *Archiver) Run(ctx context.Context) error {
 			a.mu.Unlock()
 		}
 		progressed, err := a.session(ctx, w)
+		if a.finished {
+			a.Log.Info("caught up with the primary", "position", w.Position().String())
+			return nil
+		}
 		if rerr := w.Reopen(); rerr != nil {
 			a.setState(understudy.StateError, rerr)
 			return &understudy.Error{Op: "recover archive", Source: a.Source.Name, Err: rerr}
@@ -205,6 +216,13 @@ func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed b
 	a.skew = info.ClockSkew
 	a.mu.Unlock()
 	start := w.Position()
+	if a.UntilCaughtUp {
+		a.target = info.BinlogPos
+		if start.ContainsPosition(a.target) {
+			a.finished = true
+			return false, nil
+		}
+	}
 	a.Log.Info("streaming", "primary", a.Source.Addr(), "version", info.Version, "from", start.String(), "primary_position", info.BinlogPos.String())
 	a.grouper.Reset()
 	a.skipping, a.checksum, a.caughtUp = false, false, false
@@ -302,6 +320,13 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 		}
 		// Semi-sync: the primary gets its ACK when this returns, so the
 		// transaction must be durable first.
+		if a.UntilCaughtUp && w.Position().ContainsPosition(a.target) {
+			if err := a.sync(w); err != nil {
+				return err
+			}
+			a.finished = true
+			return errFinished
+		}
 		if a.Source.SemiSync || a.unsynced >= a.SyncBytes {
 			return a.sync(w)
 		}

@@ -24,7 +24,8 @@ const (
 const usage = `understudy: replication-based backup for MariaDB
 
 Usage:
-  understudy run    --config understudy.yaml     archive every source until SIGTERM
+  understudy run    --config understudy.yaml [--until-caught-up]
+                                                 archive every source until SIGTERM
   understudy status --config understudy.yaml [--json]
   understudy binlog export --config understudy.yaml --source NAME --dir OUT
                     [--until-gtid G | --until-time T | --before-gtid G] [--json]

@@ -24,9 +24,10 @@ import (
 )
 
 type runOptions struct {
-	config  string
-	debug   bool
-	logJSON bool
+	config        string
+	debug         bool
+	logJSON       bool
+	untilCaughtUp bool
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -35,6 +36,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log as JSON lines")
+	fs.BoolVar(&o.untilCaughtUp, "until-caught-up", false, "exit once every source's archive holds the primary's position as of start (one-shot catch-up)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -62,6 +64,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			a.SyncInterval = cfg.Archive.SyncInterval
 		}
 		a.MaxFileSize = int64(cfg.Archive.MaxFileSize)
+		a.UntilCaughtUp = o.untilCaughtUp
 		archivers = append(archivers, a)
 	}
 	warnSharedDomains(ctx, archivers, log)

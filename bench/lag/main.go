@@ -1,0 +1,104 @@
+// Command lag measures commit-to-durable lag: the time from a commit
+// returning on the primary to that transaction being fsynced in understudy's
+// archive. It runs the archiver in-process against a primary on loopback;
+// bench/archive.sh runs it under a sysbench write load.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+
+	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archiver"
+)
+
+func main() {
+	port := flag.Int("port", 3306, "primary port on 127.0.0.1")
+	user := flag.String("user", "bench", "user (needs REPLICATION SLAVE and INSERT)")
+	password := flag.String("password", "benchpw", "password")
+	dir := flag.String("dir", "", "archive directory (required)")
+	samples := flag.Int("samples", 1000, "commits to measure")
+	interval := flag.Duration("sync-interval", archiver.DefaultSyncInterval, "archive sync interval")
+	semi := flag.Bool("semi-sync", false, "fsync every transaction (semi-sync mode)")
+	flag.Parse()
+	if *dir == "" {
+		fmt.Fprintln(os.Stderr, "lag: --dir is required")
+		os.Exit(2)
+	}
+	if err := run(*port, *user, *password, *dir, *samples, *interval, *semi); err != nil {
+		fmt.Fprintln(os.Stderr, "lag:", err)
+		os.Exit(1)
+	}
+}
+
+func run(port int, user, password, dir string, samples int, interval time.Duration, semi bool) error {
+	src := understudy.Source{Name: "lag", Host: "127.0.0.1", Port: port, User: user, Password: password, ServerID: 9902, Heartbeat: time.Second, SemiSync: semi}
+	a := archiver.New(src, dir, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
+	a.SyncInterval = interval
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	db, err := sql.Open("mysql", fmt.Sprintf("%s:%s@tcp(127.0.0.1:%d)/", user, password, port))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS sbtest.lag (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))"); err != nil {
+		return err
+	}
+	// wait for the archiver to be streaming and caught up
+	for a.Writer() == nil || a.Status().State != understudy.StateStreaming {
+		time.Sleep(10 * time.Millisecond)
+	}
+	lags := make([]time.Duration, 0, samples)
+	for i := 0; i < samples; i++ {
+		if _, err := conn.ExecContext(ctx, "INSERT INTO sbtest.lag (at) VALUES (NOW(6))"); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		var last string
+		if err := conn.QueryRowContext(ctx, "SELECT @@last_gtid").Scan(&last); err != nil {
+			return err
+		}
+		g, err := understudy.ParseGTID(last)
+		if err != nil {
+			return err
+		}
+		w := a.Writer()
+		for {
+			ch := w.Notify()
+			if w.Durable().Position.Contains(g) {
+				break
+			}
+			select {
+			case <-ch:
+			case <-time.After(30 * time.Second):
+				return fmt.Errorf("GTID %s not durable after 30s (status %+v)", g, a.Status())
+			case err := <-done:
+				return fmt.Errorf("archiver stopped: %v", err)
+			}
+		}
+		lags = append(lags, time.Since(t0))
+		time.Sleep(10 * time.Millisecond)
+	}
+	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
+	q := func(p float64) time.Duration { return lags[int(p*float64(len(lags)-1))] }
+	fmt.Printf("commit-to-durable lag over %d commits (sync_interval %s, semi_sync %v): p50 %s  p99 %s  max %s\n",
+		len(lags), interval, semi, q(0.5).Round(time.Microsecond), q(0.99).Round(time.Microsecond), lags[len(lags)-1].Round(time.Microsecond))
+	cancel()
+	return <-done
+}

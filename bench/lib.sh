@@ -1,0 +1,44 @@
+# Shared helpers for the benchmarks: a throwaway MariaDB primary on loopback.
+# shellcheck shell=bash
+set -euo pipefail
+
+find_bin() { command -v "$1" 2>/dev/null || { [ -x "/usr/sbin/$1" ] && echo "/usr/sbin/$1"; } || true; }
+MARIADBD=$(find_bin mariadbd)
+INSTALL_DB=$(find_bin mariadb-install-db)
+[ -n "$MARIADBD" ] || { echo "mariadbd not found: apt-get install -y mariadb-server mariadb-client sysbench" >&2; exit 1; }
+
+BENCH_PIDS=()
+bench_cleanup() {
+  for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap bench_cleanup EXIT
+
+# start_server DIR PORT SERVER_ID [extra args...]
+start_server() {
+  local dir=$1 port=$2 id=$3; shift 3
+  "$INSTALL_DB" --no-defaults --datadir="$dir" --user="$(id -un)" --auth-root-authentication-method=normal \
+    --skip-test-db >"$dir.install.log" 2>&1
+  "$MARIADBD" --no-defaults --user="$(id -un)" --datadir="$dir" --socket="$dir/mysqld.sock" --port="$port" \
+    --bind-address=127.0.0.1 --server-id="$id" --skip-name-resolve --log-error="$dir/error.log" \
+    --innodb-buffer-pool-size=1G --innodb-log-file-size=512M --innodb-flush-log-at-trx-commit=2 \
+    --max-allowed-packet=1G "$@" >"$dir.stdout.log" 2>&1 &
+  BENCH_PIDS+=($!)
+  for _ in $(seq 150); do
+    mariadb --no-defaults -h127.0.0.1 -P"$port" -uroot -e 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "server on port $port did not start; see $dir/error.log" >&2
+  exit 1
+}
+
+sql() { local port=$1; shift; mariadb --no-defaults -h127.0.0.1 -P"$port" -uroot "$@"; }
+
+# now_ms prints a monotonic-enough wall clock in milliseconds.
+now_ms() { date +%s%3N; }
+
+# ratio A B prints A/B with two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# median of the arguments
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
