@@ -41,9 +41,18 @@ type Writer struct {
 	log         *slog.Logger
 	maxFileSize int64
 
+	// syncMu serialises syncs with everything that replaces or closes the
+	// active file. Lock order: syncMu, then mu. An fdatasync runs holding
+	// only syncMu, so the stream keeps appending while the disk flushes.
+	syncMu   sync.Mutex
 	mu       sync.Mutex
 	lock     *os.File
-	manifest Manifest
+
+	manifestMu sync.Mutex
+	manifest   Manifest
+	sealq      chan FileInfo
+	sealing    sync.WaitGroup
+	recovering bool // seal synchronously
 
 	// the active file
 	num      int
@@ -63,6 +72,7 @@ type Writer struct {
 	pos        understudy.Position // after the last committed transaction
 	lastTime   uint32
 	committed  int64 // end of the last committed unit in the active file
+	commits    chan struct{}
 	sealed     int64 // bytes in sealed files
 	durable    Durable
 	notify     chan struct{}
@@ -79,7 +89,7 @@ type WriterOptions struct {
 // active file is cut off, the index is rebuilt from the data where it lags,
 // and files left unsealed by a crash are sealed.
 func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
-	w := &Writer{dir: dir, log: opts.Logger, maxFileSize: opts.MaxFileSize, notify: make(chan struct{})}
+	w := &Writer{dir: dir, log: opts.Logger, maxFileSize: opts.MaxFileSize, notify: make(chan struct{}), commits: make(chan struct{}, 1)}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -103,6 +113,8 @@ func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
 		lock.Close()
 		return nil, err
 	}
+	w.sealq = make(chan FileInfo, 16)
+	go w.sealer(w.sealq)
 	return w, nil
 }
 
@@ -263,6 +275,8 @@ func (w *Writer) SetFormat(fde []byte) error {
 	if _, err := binlog.ParseFormatDescription(fde); err != nil {
 		return err
 	}
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.open {
@@ -279,8 +293,17 @@ func (w *Writer) SetFormat(fde []byte) error {
 	return w.create(fde)
 }
 
-// Begin starts a transaction with its GTID event.
+// Begin starts a transaction with its GTID event. A full active file is
+// sealed first.
 func (w *Writer) Begin(ev []byte, g understudy.GTID) error {
+	w.mu.Lock()
+	full := w.f != nil && !w.open && w.bin.Offset() >= w.maxFileSize
+	w.mu.Unlock()
+	if full {
+		if err := w.rotate(); err != nil {
+			return err
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.f == nil {
@@ -289,17 +312,23 @@ func (w *Writer) Begin(ev []byte, g understudy.GTID) error {
 	if w.open {
 		return fmt.Errorf("GTID %s while transaction %s is open", g, w.cur.GTID)
 	}
-	if w.bin.Offset() >= w.maxFileSize {
-		if err := w.seal(); err != nil {
-			return err
-		}
-		if err := w.create(w.fde); err != nil {
-			return err
-		}
-	}
 	w.open = true
 	w.cur = Record{Start: uint32(w.bin.Offset()), GTID: g}
 	return w.bin.WriteEvent(ev)
+}
+
+func (w *Writer) rotate() error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil || w.open || w.bin.Offset() < w.maxFileSize {
+		return nil
+	}
+	if err := w.seal(); err != nil {
+		return err
+	}
+	return w.create(w.fde)
 }
 
 // Append writes an event of the open transaction.
@@ -337,8 +366,16 @@ func (w *Writer) Commit(ev []byte) (Record, error) {
 		w.first = r.Time
 	}
 	w.records++
+	select {
+	case w.commits <- struct{}{}:
+	default:
+	}
 	return r, nil
 }
+
+// Commits returns a channel that receives a value after transactions are
+// committed (at most one pending value): a cue to Sync.
+func (w *Writer) Commits() <-chan struct{} { return w.commits }
 
 // AppendSingle writes an event that stands outside any transaction, such
 // as an INCIDENT event.
@@ -360,8 +397,13 @@ func (w *Writer) AppendSingle(ev []byte) error {
 // write or sync the position goes back to what the files really hold. Call
 // it whenever a stream ends, before resuming from Position.
 func (w *Writer) Reopen() error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.sealing.Wait()
+	w.recovering = true
+	defer func() { w.recovering = false }()
 	w.closeFiles()
 	w.manifest, w.num, w.bw, w.bin, w.fde, w.checksum = Manifest{}, 0, nil, nil, nil, false
 	w.start, w.records, w.first, w.pendingIdx, w.open, w.cur = understudy.Position{}, 0, 0, nil, false, Record{}
@@ -370,34 +412,74 @@ func (w *Writer) Reopen() error {
 }
 
 // Sync makes every committed transaction durable: data first, then index.
+// The stream may go on appending while the fdatasync runs.
 func (w *Writer) Sync() error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.syncLocked()
+	if !w.dirtyLocked() {
+		w.mu.Unlock()
+		return nil
+	}
+	if err := w.bw.Flush(); err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	f, idx, pending := w.f, w.idx, w.pendingIdx
+	w.pendingIdx = nil
+	d := w.durableLocked()
+	w.mu.Unlock()
+
+	if err := syncFiles(f, idx, pending); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.markDurable(d)
+	w.mu.Unlock()
+	return nil
 }
 
-func (w *Writer) syncLocked() error {
-	if w.f == nil || (w.durable.Offset == w.committed && w.durable.File == FileName(w.num) && len(w.pendingIdx) == 0) {
+// syncHeld is Sync for callers that hold both syncMu and mu.
+func (w *Writer) syncHeld() error {
+	if !w.dirtyLocked() {
 		return nil
 	}
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
-	if err := syscall.Fdatasync(int(w.f.Fd())); err != nil {
+	if err := syncFiles(w.f, w.idx, w.pendingIdx); err != nil {
 		return err
 	}
-	if len(w.pendingIdx) > 0 {
-		if _, err := w.idx.Write(w.pendingIdx); err != nil {
-			return err
-		}
-		if err := syscall.Fdatasync(int(w.idx.Fd())); err != nil {
-			return err
-		}
-		w.pendingIdx = w.pendingIdx[:0]
-	}
-	w.durable = w.durableLocked()
+	w.pendingIdx = nil
+	w.markDurable(w.durableLocked())
+	return nil
+}
+
+func (w *Writer) dirtyLocked() bool {
+	return w.f != nil && (w.durable.Offset != w.committed || w.durable.File != FileName(w.num) || len(w.pendingIdx) > 0)
+}
+
+func (w *Writer) markDurable(d Durable) {
+	w.durable = d
 	close(w.notify)
 	w.notify = make(chan struct{})
+}
+
+// syncFiles makes a binlog file durable, then appends index records to its
+// index and makes that durable.
+func syncFiles(f, idx *os.File, records []byte) error {
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", f.Name(), err)
+	}
+	if len(records) == 0 {
+		return nil
+	}
+	if _, err := idx.Write(records); err != nil {
+		return fmt.Errorf("write %s: %w", idx.Name(), err)
+	}
+	if err := syscall.Fdatasync(int(idx.Fd())); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", idx.Name(), err)
+	}
 	return nil
 }
 
@@ -409,37 +491,62 @@ func (w *Writer) durableLocked() Durable {
 	return d
 }
 
-// seal syncs the active file, records it with its sha256 in the manifest
-// and closes it.
+// seal syncs the active file, truncates it to its last whole transaction
+// and closes it. Its sha256 and its manifest entry are written by the
+// sealer goroutine, off the stream's path; a crash before that leaves the
+// file unsealed, and recovery seals it.
 func (w *Writer) seal() error {
-	if err := w.syncLocked(); err != nil {
+	if err := w.syncHeld(); err != nil {
 		return err
 	}
 	name := FileName(w.num)
 	if err := w.f.Truncate(w.committed); err != nil { // drops bytes of an aborted open transaction
 		return err
 	}
-	sum, err := fileSHA256(filepath.Join(w.dir, name))
-	if err != nil {
-		return err
-	}
 	fi := FileInfo{
-		Name: name, Size: w.committed, SHA256: sum, StartPosition: w.start, EndPosition: w.pos,
+		Name: name, Size: w.committed, StartPosition: w.start, EndPosition: w.pos,
 		Transactions: w.records, FirstTime: w.first, LastTime: w.lastTime, Sealed: true,
 	}
 	if w.records == 0 {
-		fi.LastTime = 0
+		fi.FirstTime, fi.LastTime = 0, 0
 	}
+	w.sealed += w.committed
+	w.closeFiles()
+	w.committed = 0
+	if w.recovering || w.sealq == nil {
+		return w.record(fi)
+	}
+	w.sealing.Add(1)
+	w.sealq <- fi
+	return nil
+}
+
+// sealer records sealed files in the manifest, in order.
+func (w *Writer) sealer(q <-chan FileInfo) {
+	for fi := range q {
+		if err := w.record(fi); err != nil {
+			w.log.Error("could not record a sealed file in the manifest; it is sealed again at the next start", "file", fi.Name, "err", err)
+		}
+		w.sealing.Done()
+	}
+}
+
+// record computes a sealed file's sha256 and adds it to the manifest.
+func (w *Writer) record(fi FileInfo) error {
+	sum, err := fileSHA256(filepath.Join(w.dir, fi.Name))
+	if err != nil {
+		return err
+	}
+	fi.SHA256 = sum
+	w.manifestMu.Lock()
+	defer w.manifestMu.Unlock()
 	m := w.manifest
 	m.Files = append(append([]FileInfo(nil), m.Files...), fi)
 	if err := writeManifest(w.dir, m); err != nil {
 		return err
 	}
 	w.manifest = m
-	w.sealed += w.committed
-	w.log.Debug("sealed archived file", "file", name, "bytes", w.committed, "transactions", w.records)
-	w.closeFiles()
-	w.committed = 0
+	w.log.Debug("sealed archived file", "file", fi.Name, "bytes", fi.Size, "transactions", fi.Transactions)
 	return nil
 }
 
@@ -505,6 +612,8 @@ func (w *Writer) closeFiles() {
 // Close syncs what is committed, drops an open transaction and releases
 // the lock.
 func (w *Writer) Close() error {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var err error
@@ -515,11 +624,16 @@ func (w *Writer) Close() error {
 				err = w.f.Truncate(int64(w.cur.Start))
 			}
 		}
-		if serr := w.syncLocked(); err == nil {
+		if serr := w.syncHeld(); err == nil {
 			err = serr
 		}
 	}
 	w.closeFiles()
+	if w.sealq != nil {
+		close(w.sealq)
+		w.sealing.Wait()
+		w.sealq = nil
+	}
 	if w.lock != nil {
 		w.lock.Close()
 		w.lock = nil

@@ -18,8 +18,7 @@ import (
 
 // Defaults of an Archiver's tuning fields.
 const (
-	DefaultSyncInterval = 200 * time.Millisecond
-	DefaultSyncBytes    = 64 << 20
+	DefaultSyncInterval = 0
 	DefaultMaxBackoff   = 30 * time.Second
 )
 
@@ -32,12 +31,11 @@ type Archiver struct {
 	// Metrics may be nil.
 	Metrics *Metrics
 
-	// SyncInterval bounds how long a committed transaction waits for its
-	// fsync (the RPO without semi-sync).
+	// SyncInterval is the least time between two syncs of the archive. 0
+	// syncs as soon as the previous sync is done (group commit): a commit
+	// waits for at most one sync in flight and its own.
 	SyncInterval time.Duration
-	// SyncBytes forces a sync after this many bytes.
-	SyncBytes   int64
-	MaxFileSize int64
+	MaxFileSize  int64
 	MaxBackoff  time.Duration
 	// OnCommit, if set, is called after each archived transaction (tests).
 	OnCommit func(archive.Record)
@@ -54,7 +52,6 @@ type Archiver struct {
 	grouper   binlog.Grouper
 	checksum  bool
 	skipping  bool
-	unsynced  int64
 	skew      time.Duration
 	caughtUp  bool
 	lastEvent uint32
@@ -71,7 +68,7 @@ func New(src understudy.Source, dir string, log *slog.Logger, m *Metrics) *Archi
 	}
 	return &Archiver{
 		Source: src, Dir: dir, Log: log.With("source", src.Name), Metrics: m,
-		SyncInterval: DefaultSyncInterval, SyncBytes: DefaultSyncBytes, MaxBackoff: DefaultMaxBackoff,
+		SyncInterval: DefaultSyncInterval, MaxBackoff: DefaultMaxBackoff,
 		status: understudy.SourceStatus{Name: src.Name, State: understudy.StateStarting, Primary: src.Addr()},
 	}
 }
@@ -147,10 +144,13 @@ func (a *Archiver) Run(ctx context.Context) error {
 	}()
 	a.Log.Info("archive opened", "dir", a.Dir, "position", w.Position().String())
 
+	// A failed fsync stops the source: after one, the kernel may have
+	// dropped the data while reporting the pages clean.
+	ctx, fail := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	flushCtx, stopFlush := context.WithCancel(ctx)
 	wg.Add(1)
-	go func() { defer wg.Done(); a.flusher(flushCtx, w) }()
+	go func() { defer wg.Done(); a.flusher(flushCtx, w, fail) }()
 	defer func() { stopFlush(); wg.Wait() }()
 
 	backoff := time.Second
@@ -167,6 +167,10 @@ func (a *Archiver) Run(ctx context.Context) error {
 		if a.finished {
 			a.Log.Info("caught up with the primary", "position", w.Position().String())
 			return nil
+		}
+		if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+			a.setState(understudy.StateError, cause)
+			return &understudy.Error{Op: "sync archive", Source: a.Source.Name, Err: cause, Hint: "check the disk, then restart understudy; it resumes from what is on disk"}
 		}
 		if rerr := w.Reopen(); rerr != nil {
 			a.setState(understudy.StateError, rerr)
@@ -291,13 +295,11 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 			a.skipping = true
 			return nil
 		}
-		a.unsynced += int64(len(ev))
 		return w.Begin(ev, gi.GTID)
 	case binlog.Inside:
 		if a.skipping {
 			return nil
 		}
-		a.unsynced += int64(len(ev))
 		return w.Append(ev)
 	case binlog.End:
 		if a.skipping {
@@ -308,7 +310,6 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 		if err != nil {
 			return err
 		}
-		a.unsynced += int64(len(ev))
 		if a.Metrics != nil {
 			a.Metrics.Transactions.WithLabelValues(a.Source.Name).Inc()
 		}
@@ -318,8 +319,6 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 		if a.OnCommit != nil {
 			a.OnCommit(rec)
 		}
-		// Semi-sync: the primary gets its ACK when this returns, so the
-		// transaction must be durable first.
 		if a.UntilCaughtUp && w.Position().ContainsPosition(a.target) {
 			if err := a.sync(w); err != nil {
 				return err
@@ -327,7 +326,8 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 			a.finished = true
 			return errFinished
 		}
-		if a.Source.SemiSync || a.unsynced >= a.SyncBytes {
+		// Semi-sync: the ACK goes out when this returns, so sync first.
+		if a.Source.SemiSync {
 			return a.sync(w)
 		}
 		return nil
@@ -343,41 +343,47 @@ func (a *Archiver) sync(w *archive.Writer) error {
 	if err := w.Sync(); err != nil {
 		return fmt.Errorf("sync archive: %w", err)
 	}
-	a.unsynced = 0
-	if a.Metrics != nil {
-		a.Metrics.Fsync.WithLabelValues(a.Source.Name).Observe(time.Since(t).Seconds())
-		d := w.Durable()
-		a.Metrics.Bytes.WithLabelValues(a.Source.Name).Set(float64(d.Bytes))
-		a.Metrics.LastCommit.WithLabelValues(a.Source.Name).Set(float64(d.Time))
-	}
+	a.observeSync(w, time.Since(t))
 	return nil
 }
 
-// flusher syncs the archive every SyncInterval so that committed
-// transactions become durable within that time.
-func (a *Archiver) flusher(ctx context.Context, w *archive.Writer) {
-	t := time.NewTicker(a.SyncInterval)
-	defer t.Stop()
+func (a *Archiver) observeSync(w *archive.Writer, took time.Duration) {
+	if a.Metrics == nil {
+		return
+	}
+	a.Metrics.Fsync.WithLabelValues(a.Source.Name).Observe(took.Seconds())
+	d := w.Durable()
+	a.Metrics.Bytes.WithLabelValues(a.Source.Name).Set(float64(d.Bytes))
+	a.Metrics.LastCommit.WithLabelValues(a.Source.Name).Set(float64(d.Time))
+	if s := a.Status(); s.SecondsBehind != nil {
+		a.Metrics.SecondsBehind.WithLabelValues(a.Source.Name).Set(float64(*s.SecondsBehind))
+	}
+}
+
+// flusher syncs the archive whenever transactions were committed, at most
+// once per SyncInterval: group commit. fail stops the source.
+func (a *Archiver) flusher(ctx context.Context, w *archive.Writer, fail context.CancelCauseFunc) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-w.Commits():
+		case <-tick.C: // a safety net; Sync is a no-op when nothing is new
 		}
 		st := time.Now()
 		if err := w.Sync(); err != nil {
-			// The stream hits the same error on its next write and
-			// reconnects after recovery; log it here for the operator.
-			a.Log.Error("sync archive", "err", err)
-			continue
+			a.Log.Error("sync archive failed; stopping this source", "err", err)
+			fail(err)
+			return
 		}
-		if a.Metrics != nil {
-			a.Metrics.Fsync.WithLabelValues(a.Source.Name).Observe(time.Since(st).Seconds())
-			d := w.Durable()
-			a.Metrics.Bytes.WithLabelValues(a.Source.Name).Set(float64(d.Bytes))
-			a.Metrics.LastCommit.WithLabelValues(a.Source.Name).Set(float64(d.Time))
-			if s := a.Status(); s.SecondsBehind != nil {
-				a.Metrics.SecondsBehind.WithLabelValues(a.Source.Name).Set(float64(*s.SecondsBehind))
+		a.observeSync(w, time.Since(st))
+		if a.SyncInterval > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(a.SyncInterval - time.Since(st)):
 			}
 		}
 	}

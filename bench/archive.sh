@@ -69,18 +69,20 @@ sql "$PORT" -e "CREATE TABLE sbtest.big (id INT PRIMARY KEY, pad VARCHAR(2000)) 
   INSERT INTO sbtest.big SELECT seq, REPEAT(SHA2(seq, 256), 16) FROM sbtest.seq_1_to_$BIGROWS;"
 LAST=$(sql "$PORT" -N -e "SHOW BINARY LOGS" | tail -1 | awk '{print $1}')
 rm -rf "$WORK/raw" && mkdir -p "$WORK/raw"
-MRSS=$( { /usr/bin/time -f '%M' mariadb-binlog --no-defaults --read-from-remote-server --raw --host=127.0.0.1 \
-  --port="$PORT" --user=root --result-file="$WORK/raw/" --to-last-log "$FIRST" >/dev/null; } 2>&1 | tail -1)
-URSS=$( { /usr/bin/time -f '%M' "$WORK/understudy" run --config "$WORK/understudy.yaml" --until-caught-up 2>/dev/null; } 2>&1 | tail -1)
+/usr/bin/time -f '%M' -o "$WORK/rss.mariadb-binlog" mariadb-binlog --no-defaults --read-from-remote-server --raw \
+  --host=127.0.0.1 --port="$PORT" --user=root --result-file="$WORK/raw/" --to-last-log "$FIRST"
+/usr/bin/time -f '%M' -o "$WORK/rss.understudy" "$WORK/understudy" run --config "$WORK/understudy.yaml" --until-caught-up 2>>"$WORK/understudy.log"
+MRSS=$(tail -1 "$WORK/rss.mariadb-binlog") URSS=$(tail -1 "$WORK/rss.understudy")
 echo "mariadb-binlog --raw peak RSS: $((MRSS / 1024)) MiB"
 echo "understudy peak RSS:           $((URSS / 1024)) MiB (target <= 64 MiB)"
 
 echo
 echo "== 3. commit-to-durable lag under a sysbench oltp_write_only load"
 sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
-  --tables="$TABLES" --table-size="$ROWS" --threads=2 --time=40 --report-interval=0 run >"$WORK/sysbench-run.log" &
+  --tables="$TABLES" --table-size="$ROWS" --threads=2 --time=300 --report-interval=0 run >"$WORK/sysbench-run.log" &
 SB=$!
 sleep 2
-"$WORK/lag" --port "$PORT" --dir "$WORK/lag-archive" --samples 1000
+"$WORK/lag" --port "$PORT" --dir "$WORK/lag-archive" --samples 500
+kill -INT $SB 2>/dev/null || true
 wait $SB || true
 grep -E "transactions:" "$WORK/sysbench-run.log" | sed 's/^ */sysbench load: /'

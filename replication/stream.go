@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -47,43 +48,80 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 	if err != nil {
 		return fmt.Errorf("GTID position %q: %w", start, err)
 	}
+	hd := handler{h: h}
 	syncer := gmrepl.NewBinlogSyncer(gmrepl.BinlogSyncerConfig{
-		ServerID:                src.ServerID,
-		Flavor:                  mysql.MariaDBFlavor,
-		Host:                    src.Host,
-		Port:                    uint16(src.Port),
-		User:                    src.User,
-		Password:                src.Password,
-		Localhost:               "understudy",
-		TLSConfig:               src.TLS,
-		SemiSyncEnabled:         src.SemiSync,
-		RawModeEnabled:          true,
-		HeartbeatPeriod:         hb,
-		ReadTimeout:             3*hb + 5*time.Second,
+		ServerID:        src.ServerID,
+		Flavor:          mysql.MariaDBFlavor,
+		Host:            src.Host,
+		Port:            uint16(src.Port),
+		User:            src.User,
+		Password:        src.Password,
+		Localhost:       "understudy",
+		TLSConfig:       src.TLS,
+		SemiSyncEnabled: src.SemiSync,
+		RawModeEnabled:  true,
+		HeartbeatPeriod: hb,
+		// No per-packet read deadline: setting one costs two clock reads
+		// and a syscall per event. The watchdog below detects silence.
+		ReadTimeout:             0,
 		DisableRetrySync:        true,
 		VerifyChecksum:          true,
 		DumpCommandFlag:         gmrepl.BINLOG_SEND_ANNOTATE_ROWS_EVENT,
 		EventCacheCount:         1,
 		Logger:                  slog.New(warnOnly{log.Handler()}),
-		SynchronousEventHandler: handler{h},
+		SynchronousEventHandler: &hd,
 	})
 	defer syncer.Close()
 	streamer, err := syncer.StartSyncGTID(gset)
 	if err != nil {
 		return classify(src, err)
 	}
+	// The primary sends a heartbeat every hb when idle: silence for much
+	// longer means a dead connection that TCP has not noticed.
+	silence := 3*hb + 5*time.Second
+	var silent atomic.Bool
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		t := time.NewTicker(hb)
+		defer t.Stop()
+		last, since := hd.events.Load(), time.Now()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case now := <-t.C:
+				if n := hd.events.Load(); n != last {
+					last, since = n, now
+				} else if now.Sub(since) > silence {
+					silent.Store(true)
+					syncer.Close()
+					return
+				}
+			}
+		}
+	}()
 	// With a synchronous handler the streamer only ever yields the error
 	// that ended the stream.
 	_, err = streamer.GetEvent(ctx)
 	if ctx.Err() != nil {
 		return nil
 	}
+	if silent.Load() {
+		return &understudy.Error{Op: "stream from " + src.Addr(), Err: fmt.Errorf("no event or heartbeat for %s", silence), Hint: ""}
+	}
 	return classify(src, err)
 }
 
-type handler struct{ h Handler }
+type handler struct {
+	h      Handler
+	events atomic.Uint64
+}
 
-func (h handler) HandleEvent(e *gmrepl.BinlogEvent) error { return h.h.HandleEvent(e.RawData) }
+func (h *handler) HandleEvent(e *gmrepl.BinlogEvent) error {
+	h.events.Add(1)
+	return h.h.HandleEvent(e.RawData)
+}
 
 // classify turns go-mysql errors into understudy errors with hints.
 func classify(src understudy.Source, err error) error {

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"sort"
 	"time"
@@ -60,8 +61,16 @@ func run(port int, user, password, dir string, samples int, interval time.Durati
 	if _, err := conn.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS sbtest.lag (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))"); err != nil {
 		return err
 	}
-	// wait for the archiver to be streaming and caught up
-	for a.Writer() == nil || a.Status().State != understudy.StateStreaming {
+	// wait for the archiver to catch up with what the primary had
+	var startPos string
+	if err := conn.QueryRowContext(ctx, "SELECT @@global.gtid_binlog_pos").Scan(&startPos); err != nil {
+		return err
+	}
+	target, err := understudy.ParsePosition(startPos)
+	if err != nil {
+		return err
+	}
+	for a.Writer() == nil || !a.Writer().Durable().Position.ContainsPosition(target) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	lags := make([]time.Duration, 0, samples)
@@ -93,7 +102,7 @@ func run(port int, user, password, dir string, samples int, interval time.Durati
 			}
 		}
 		lags = append(lags, time.Since(t0))
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Duration(5+rand.IntN(50)) * time.Millisecond) // de-phase from the syncs
 	}
 	sort.Slice(lags, func(i, j int) bool { return lags[i] < lags[j] })
 	q := func(p float64) time.Duration { return lags[int(p*float64(len(lags)-1))] }
