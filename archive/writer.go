@@ -44,9 +44,9 @@ type Writer struct {
 	// syncMu serialises syncs with everything that replaces or closes the
 	// active file. Lock order: syncMu, then mu. An fdatasync runs holding
 	// only syncMu, so the stream keeps appending while the disk flushes.
-	syncMu   sync.Mutex
-	mu       sync.Mutex
-	lock     *os.File
+	syncMu sync.Mutex
+	mu     sync.Mutex
+	lock   *os.File
 
 	manifestMu sync.Mutex
 	manifest   Manifest

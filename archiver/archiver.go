@@ -36,7 +36,7 @@ type Archiver struct {
 	// waits for at most one sync in flight and its own.
 	SyncInterval time.Duration
 	MaxFileSize  int64
-	MaxBackoff  time.Duration
+	MaxBackoff   time.Duration
 	// OnCommit, if set, is called after each archived transaction (tests).
 	OnCommit func(archive.Record)
 	// UntilCaughtUp makes Run return once the archive holds the primary's
