@@ -61,6 +61,11 @@ type Archiver struct {
 
 var errFinished = errors.New("caught up")
 
+// syncFailure is the cause a failed fsync cancels a source with.
+type syncFailure struct{ err error }
+
+func (s syncFailure) Error() string { return s.err.Error() }
+
 // New returns an Archiver with default tuning.
 func New(src understudy.Source, dir string, log *slog.Logger, m *Metrics) *Archiver {
 	if log == nil {
@@ -168,9 +173,10 @@ func (a *Archiver) Run(ctx context.Context) error {
 			a.Log.Info("caught up with the primary", "position", w.Position().String())
 			return nil
 		}
-		if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
-			a.setState(understudy.StateError, cause)
-			return &understudy.Error{Op: "sync archive", Source: a.Source.Name, Err: cause, Hint: "check the disk, then restart understudy; it resumes from what is on disk"}
+		var sf syncFailure
+		if errors.As(context.Cause(ctx), &sf) {
+			a.setState(understudy.StateError, sf.err)
+			return &understudy.Error{Op: "sync archive", Source: a.Source.Name, Err: sf.err, Hint: "check the disk, then restart understudy; it resumes from what is on disk"}
 		}
 		if rerr := w.Reopen(); rerr != nil {
 			a.setState(understudy.StateError, rerr)
@@ -375,7 +381,7 @@ func (a *Archiver) flusher(ctx context.Context, w *archive.Writer, fail context.
 		st := time.Now()
 		if err := w.Sync(); err != nil {
 			a.Log.Error("sync archive failed; stopping this source", "err", err)
-			fail(err)
+			fail(syncFailure{err})
 			return
 		}
 		a.observeSync(w, time.Since(st))
