@@ -19,6 +19,7 @@ import (
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/binlog"
+	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
@@ -321,4 +322,17 @@ func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
 	if _, err := db.Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
+}
+
+// loadSource loads a config and resolves one source.
+func loadSource(path, name string) (understudy.Source, error) {
+	c, err := config.Load(path)
+	if err != nil {
+		return understudy.Source{}, err
+	}
+	s, err := c.Source(name)
+	if err != nil {
+		return understudy.Source{}, err
+	}
+	return c.Resolve(s)
 }
