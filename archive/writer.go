@@ -66,6 +66,10 @@ type Writer struct {
 	records  int64
 	first    uint32
 
+	// primaryCreated is the create timestamp of the primary's last
+	// format description that had one.
+	primaryCreated uint32
+
 	pendingIdx []byte
 	open       bool // a transaction is open
 	cur        Record
@@ -227,6 +231,9 @@ func (w *Writer) openActive(n int) error {
 		return err
 	}
 	w.num, w.f, w.idx, w.fde, w.checksum, w.start = n, f, idx, h.fde, h.checksum, h.start
+	if fd, err := binlog.ParseFormatDescription(h.fde); err == nil && fd.CreateTimestamp != 0 {
+		w.primaryCreated = fd.CreateTimestamp
+	}
 	w.bw = bufio.NewWriterSize(f, 1<<20)
 	w.bin = binlog.NewWriter(w.bw, res.end, h.checksum)
 	w.committed = res.end
@@ -282,7 +289,14 @@ func (w *Writer) SetFormat(fde []byte) error {
 	if w.open {
 		return errors.New("format description inside a transaction")
 	}
-	if w.f != nil && binlog.SameFormat(w.fde, fde) {
+	// A new create timestamp means the primary restarted: start a new file
+	// so that replicas of the archive learn it too.
+	fd, _ := binlog.ParseFormatDescription(fde)
+	restarted := fd.CreateTimestamp != 0 && fd.CreateTimestamp != w.primaryCreated
+	if fd.CreateTimestamp != 0 {
+		w.primaryCreated = fd.CreateTimestamp
+	}
+	if w.f != nil && binlog.SameFormat(w.fde, fde) && !restarted {
 		return nil
 	}
 	if w.f != nil {
@@ -328,7 +342,7 @@ func (w *Writer) rotate() error {
 	if err := w.seal(); err != nil {
 		return err
 	}
-	return w.create(w.fde)
+	return w.create(binlog.WithoutCreated(w.fde))
 }
 
 // Append writes an event of the open transaction.

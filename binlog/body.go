@@ -45,14 +45,32 @@ func ParseFormatDescription(ev []byte) (FormatDescription, error) {
 	return fd, nil
 }
 
+// createdOffset is the offset of the create timestamp in a format
+// description event.
+const createdOffset = HeaderSize + 2 + 50
+
 // SameFormat reports whether two format description events describe the
-// same format and server start: their bodies, without the trailing checksum,
-// are equal. Headers (timestamp, log position, flags) do not matter.
+// same format: their bodies, without the create timestamp and the trailing
+// checksum, are equal. Headers (timestamp, log position, flags) do not
+// matter.
 func SameFormat(a, b []byte) bool {
-	if len(a) != len(b) || len(a) < HeaderSize+ChecksumSize {
+	if len(a) != len(b) || len(a) < createdOffset+4+ChecksumSize {
 		return false
 	}
-	return bytes.Equal(a[HeaderSize:len(a)-ChecksumSize], b[HeaderSize:len(b)-ChecksumSize])
+	return bytes.Equal(a[HeaderSize:createdOffset], b[HeaderSize:createdOffset]) &&
+		bytes.Equal(a[createdOffset+4:len(a)-ChecksumSize], b[createdOffset+4:len(b)-ChecksumSize])
+}
+
+// WithoutCreated returns a copy of a format description event whose create
+// timestamp is 0. A non-zero create timestamp tells a replica that the
+// primary has just started (it then drops temporary tables), so only the
+// first file after a start carries one. The CRC32 is left for Writer.
+func WithoutCreated(fde []byte) []byte {
+	out := append([]byte(nil), fde...)
+	if len(out) >= createdOffset+4 {
+		binary.LittleEndian.PutUint32(out[createdOffset:], 0)
+	}
+	return out
 }
 
 // GTID event flags (flags2 in MariaDB's Gtid_log_event).

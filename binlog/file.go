@@ -152,6 +152,13 @@ func NewReaderAt(r io.Reader, off int64, checksum bool) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 1<<20), off: off, checksum: checksum, verify: true}
 }
 
+// Reset makes r read from src, whose first byte is at file offset off,
+// keeping its buffers.
+func (r *Reader) Reset(src io.Reader, off int64, checksum bool) {
+	r.r.Reset(src)
+	r.off, r.checksum = off, checksum
+}
+
 // Offset is the file offset of the next event.
 func (r *Reader) Offset() int64 { return r.off }
 

@@ -60,6 +60,33 @@ type Source struct {
 	SemiSync     bool          `yaml:"semi_sync"`
 	Heartbeat    time.Duration `yaml:"heartbeat"`
 	TLS          *TLS          `yaml:"tls"`
+	Serve        *Serve        `yaml:"serve"`
+}
+
+// Serve configures the binlog server of a source: understudy serves the
+// source's archive to MariaDB replicas as if it were the primary.
+type Serve struct {
+	Listen       string `yaml:"listen"`
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	// ServerID is announced to replicas; default: the source's server_id.
+	ServerID uint32    `yaml:"server_id"`
+	TLS      *ServeTLS `yaml:"tls"`
+}
+
+// ServeTLS is the binlog server's certificate; replicas may then use TLS.
+type ServeTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// ServeSettings is a resolved serve block.
+type ServeSettings struct {
+	Listen, User, Password string
+	ServerID               uint32
+	TLS                    *tls.Config
 }
 
 // TLS configures a TLS connection to a primary.
@@ -127,7 +154,7 @@ var (
 	cannotRe       = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
 )
 
-var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls"}
+var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls"}
 
 func yamlError(err error) string {
 	if errors.Is(err, errEmpty) || err.Error() == "EOF" {
@@ -180,6 +207,7 @@ func (c *Config) validate() error {
 	}
 	names := map[string]int{}
 	ids := map[uint32]int{}
+	listens := map[string]int{}
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		key := func(k string) string { return fmt.Sprintf("sources[%d].%s", i, k) }
@@ -221,8 +249,80 @@ func (c *Config) validate() error {
 		if s.TLS != nil && (s.TLS.Cert == "") != (s.TLS.Key == "") {
 			return fmt.Errorf("%s: cert and key go together", key("tls"))
 		}
+		if sv := s.Serve; sv != nil {
+			switch {
+			case sv.Listen == "":
+				return fmt.Errorf("%s: required (host:port replicas connect to)", key("serve.listen"))
+			case sv.User == "":
+				return fmt.Errorf("%s: required (the user replicas log in with)", key("serve.user"))
+			case countSet(sv.Password, sv.PasswordFile, sv.PasswordEnv) != 1:
+				return fmt.Errorf("sources[%d].serve (%s): give exactly one of password, password_file and password_env", i, s.Name)
+			case sv.TLS != nil && (sv.TLS.Cert == "" || sv.TLS.Key == ""):
+				return fmt.Errorf("%s: cert and key are both required", key("serve.tls"))
+			}
+			if j, dup := listens[sv.Listen]; dup {
+				return fmt.Errorf("%s: %s is also the serve.listen of sources[%d]", key("serve.listen"), sv.Listen, j)
+			}
+			listens[sv.Listen] = i
+		}
 	}
 	return nil
+}
+
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// ResolveServe reads the binlog server settings of a source: password and
+// certificate. It fails if the source has no serve block.
+func (c *Config) ResolveServe(s *Source) (ServeSettings, error) {
+	sv := s.Serve
+	if sv == nil {
+		return ServeSettings{}, fmt.Errorf("%s: source %s has no serve block (serve.user and a password for replicas)", c.Path, s.Name)
+	}
+	out := ServeSettings{Listen: sv.Listen, User: sv.User, ServerID: sv.ServerID}
+	if out.ServerID == 0 {
+		out.ServerID = s.ServerID
+	}
+	pw, err := c.password(s.Name+" serve", sv.Password, sv.PasswordFile, sv.PasswordEnv)
+	if err != nil {
+		return out, err
+	}
+	out.Password = pw
+	if sv.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(c.rel(sv.TLS.Cert), c.rel(sv.TLS.Key))
+		if err != nil {
+			return out, fmt.Errorf("%s: source %s: serve.tls: %w", c.Path, s.Name, err)
+		}
+		out.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return out, nil
+}
+
+// password reads a password given literally, in a file or in the
+// environment.
+func (c *Config) password(what, literal, file, env string) (string, error) {
+	switch {
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return "", fmt.Errorf("%s: %s: environment variable %s (password_env) is not set", c.Path, what, env)
+		}
+		return v, nil
+	case file != "":
+		b, err := os.ReadFile(c.rel(file))
+		if err != nil {
+			return "", fmt.Errorf("%s: %s: password_file: %w", c.Path, what, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return literal, nil
 }
 
 // Source returns the configured source by name.
@@ -267,22 +367,11 @@ func (c *Config) Resolve(s *Source) (understudy.Source, error) {
 	if out.Heartbeat == 0 {
 		out.Heartbeat = time.Second
 	}
-	switch {
-	case s.Password != "":
-		out.Password = s.Password
-	case s.PasswordEnv != "":
-		v, ok := os.LookupEnv(s.PasswordEnv)
-		if !ok {
-			return out, fmt.Errorf("%s: source %s: environment variable %s (password_env) is not set", c.Path, s.Name, s.PasswordEnv)
-		}
-		out.Password = v
-	case s.PasswordFile != "":
-		b, err := os.ReadFile(c.rel(s.PasswordFile))
-		if err != nil {
-			return out, fmt.Errorf("%s: source %s: password_file: %w", c.Path, s.Name, err)
-		}
-		out.Password = strings.TrimRight(string(b), "\r\n")
+	pw, err := c.password("source "+s.Name, s.Password, s.PasswordFile, s.PasswordEnv)
+	if err != nil {
+		return out, err
 	}
+	out.Password = pw
 	if s.TLS != nil {
 		tc := &tls.Config{ServerName: s.TLS.ServerName, InsecureSkipVerify: s.TLS.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 		if tc.ServerName == "" {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,20 @@ type testSource struct {
 	p        *mariadbtest.Server
 	serverID uint32
 	semiSync bool
+	serve    string // serve.listen, if set
+}
+
+const serveUser, servePassword = "replica", "replica-pw"
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // writeConfig writes an understudy.yaml for the sources and returns its path.
@@ -48,6 +63,9 @@ func writeConfig(t *testing.T, dir string, srcs ...testSource) string {
 	for _, s := range srcs {
 		fmt.Fprintf(&b, "  - name: %s\n    host: 127.0.0.1\n    port: %d\n    user: %s\n    password: %s\n    server_id: %d\n    heartbeat: 500ms\n    semi_sync: %v\n",
 			s.name, s.p.Port, replUser, replPassword, s.serverID, s.semiSync)
+		if s.serve != "" {
+			fmt.Fprintf(&b, "    serve:\n      listen: %s\n      user: %s\n      password: %s\n", s.serve, serveUser, servePassword)
+		}
 	}
 	path := filepath.Join(dir, "understudy.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -335,4 +353,84 @@ func loadSource(path, name string) (understudy.Source, error) {
 		return understudy.Source{}, err
 	}
 	return c.Resolve(s)
+}
+
+// startReplica points a fresh MariaDB replica at understudy's binlog
+// server for a source (connection name conn) and starts it.
+func startReplicaOf(t *testing.T, r *mariadbtest.Server, conn, addr string, extra string) {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	r.Exec(t, fmt.Sprintf("CHANGE MASTER '%s' TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1%s",
+		conn, host, port, serveUser, servePassword, extra))
+	r.Exec(t, fmt.Sprintf("START SLAVE '%s'", conn))
+}
+
+// waitReplica waits until the replica's gtid_slave_pos contains want, and
+// fails early with the replica's own error.
+func waitReplica(t *testing.T, r *mariadbtest.Server, conn, want string, timeout time.Duration) {
+	t.Helper()
+	w, err := understudy.ParsePosition(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(timeout)
+	var have string
+	for time.Now().Before(deadline) {
+		have = r.QueryString(t, "SELECT @@global.gtid_slave_pos")
+		if p, err := understudy.ParsePosition(have); err == nil && p.ContainsPosition(w) {
+			return
+		}
+		if e := replicaError(t, r, conn); e != "" {
+			t.Fatalf("replica connection %q failed: %s", conn, e)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("replica at %q after %s, want %q; status: %s", have, timeout, want, replicaError(t, r, conn))
+}
+
+// replicaError returns the IO or SQL error of a replica connection.
+func replicaError(t *testing.T, r *mariadbtest.Server, conn string) string {
+	t.Helper()
+	rows, err := r.DB(t).Query(fmt.Sprintf("SHOW SLAVE '%s' STATUS", conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if !rows.Next() {
+		return "no such connection"
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for i, c := range cols {
+		if (c == "Last_IO_Error" || c == "Last_SQL_Error") && vals[i].String != "" {
+			out = append(out, c+": "+vals[i].String)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// sameChecksums compares table checksums of a replica with the primary's.
+func sameChecksums(t *testing.T, p, r *mariadbtest.Server, dbs ...string) {
+	t.Helper()
+	want := p.Checksums(t, dbs...)
+	got := r.Checksums(t, dbs...)
+	if len(want) == 0 {
+		t.Fatalf("primary has no tables in %v", dbs)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("table %s: checksum %q on the replica, %q on the primary", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("replica has %d tables, primary %d", len(got), len(want))
+	}
 }

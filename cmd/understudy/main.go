@@ -27,6 +27,8 @@ Usage:
   understudy run    --config understudy.yaml [--until-caught-up]
                                                  archive every source until SIGTERM
   understudy status --config understudy.yaml [--json]
+  understudy serve  --config understudy.yaml --source NAME [--listen ADDR]
+                    [--until-gtid G | --until-time T | --before-gtid G]
   understudy binlog export --config understudy.yaml --source NAME --dir OUT
                     [--until-gtid G | --until-time T | --before-gtid G] [--json]
   understudy version
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "serve":
+		err = cmdServe(ctx, args[1:], stdout, stderr)
 	case "binlog":
 		if len(args) < 2 || args[1] != "export" {
 			fmt.Fprint(stderr, "usage: understudy binlog export --config F --source NAME --dir OUT\n")

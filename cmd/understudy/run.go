@@ -19,6 +19,7 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archiver"
+	"github.com/understudy-db/understudy/binlogserver"
 	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/replication"
 )
@@ -54,6 +55,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	metrics := archiver.NewMetrics(reg)
 
 	var archivers []*archiver.Archiver
+	var servers []*binlogServer
 	for i := range cfg.Sources {
 		src, err := cfg.Resolve(&cfg.Sources[i])
 		if err != nil {
@@ -66,6 +68,19 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 		a.MaxFileSize = int64(cfg.Archive.MaxFileSize)
 		a.UntilCaughtUp = o.untilCaughtUp
 		archivers = append(archivers, a)
+		if cfg.Sources[i].Serve != nil && !o.untilCaughtUp {
+			srv, err := newBinlogServer(cfg, &cfg.Sources[i], understudy.StopPoint{}, log)
+			if err != nil {
+				return err
+			}
+			srv.cfg.Notify = func() <-chan struct{} {
+				if w := a.Writer(); w != nil {
+					return w.Notify()
+				}
+				return nil
+			}
+			servers = append(servers, srv)
+		}
 	}
 	warnSharedDomains(ctx, archivers, log)
 
@@ -89,6 +104,22 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	}
 
 	var wg sync.WaitGroup
+	serveErrs := make([]error, len(servers))
+	for i, bs := range servers {
+		srv, err := binlogserver.New(bs.cfg)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", bs.listen)
+		if err != nil {
+			return fmt.Errorf("source %s: serve.listen %s: %w", bs.cfg.Source, bs.listen, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveErrs[i] = srv.Serve(ctx, ln)
+		}()
+	}
 	errs := make([]error, len(archivers))
 	for i, a := range archivers {
 		wg.Add(1)
@@ -102,7 +133,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	}
 	wg.Wait()
 	log.Info("stopped")
-	return errors.Join(errs...)
+	return errors.Join(append(errs, serveErrs...)...)
 }
 
 func statuses(as []*archiver.Archiver) []understudy.SourceStatus {
@@ -147,4 +178,23 @@ func warnSharedDomains(ctx context.Context, as []*archiver.Archiver, log *slog.L
 				"gtid_domain_id", d, "sources", names)
 		}
 	}
+}
+
+// binlogServer is a binlog server to start, with its address.
+type binlogServer struct {
+	cfg    binlogserver.Config
+	listen string
+}
+
+// newBinlogServer prepares the binlog server of a source from its serve
+// block.
+func newBinlogServer(cfg *config.Config, s *config.Source, stop understudy.StopPoint, log *slog.Logger) (*binlogServer, error) {
+	sv, err := cfg.ResolveServe(s)
+	if err != nil {
+		return nil, err
+	}
+	return &binlogServer{listen: sv.Listen, cfg: binlogserver.Config{
+		Source: s.Name, Dir: cfg.SourceDir(s.Name), User: sv.User, Password: sv.Password,
+		ServerID: sv.ServerID, TLS: sv.TLS, Stop: stop, Logger: log,
+	}}, nil
 }

@@ -1,0 +1,258 @@
+package binlogserver
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/server"
+
+	"github.com/understudy-db/understudy/archive"
+)
+
+// session answers one replica connection: the queries of the replica IO
+// thread, COM_REGISTER_SLAVE and COM_BINLOG_DUMP.
+type session struct {
+	srv  *Server
+	log  *slog.Logger
+	ctx  context.Context
+	conn *server.Conn
+	// vars holds the user variables the replica set (@name, lower case).
+	vars map[string]string
+	// replicaID is the server_id of COM_REGISTER_SLAVE.
+	replicaID uint32
+	done      bool
+}
+
+var _ server.Handler = (*session)(nil)
+
+var (
+	setRe      = regexp.MustCompile(`(?is)^\s*SET\s+(.*)$`)
+	assignRe   = regexp.MustCompile(`(?is)^\s*(@?@?[\w.]+)\s*:?=\s*(.*?)\s*$`)
+	showVarRe  = regexp.MustCompile(`(?is)^\s*SHOW\s+(?:GLOBAL\s+|SESSION\s+)?VARIABLES\s+LIKE\s+'([^']*)'\s*$`)
+	selectVars = regexp.MustCompile(`(?is)^\s*SELECT\s+(.*?)\s*(?:LIMIT\s+\d+)?\s*;?\s*$`)
+)
+
+func (h *session) UseDB(string) error { return nil }
+
+func (h *session) HandleQuery(query string) (*mysql.Result, error) {
+	q := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(query), ";"))
+	if m := setRe.FindStringSubmatch(q); m != nil {
+		for _, part := range splitTopLevel(m[1]) {
+			a := assignRe.FindStringSubmatch(part)
+			if a == nil {
+				continue // SET NAMES utf8 and the like
+			}
+			name := strings.ToLower(a[1])
+			if strings.HasPrefix(name, "@") && !strings.HasPrefix(name, "@@") {
+				h.vars[strings.TrimPrefix(name, "@")] = h.value(a[2])
+			}
+		}
+		return &mysql.Result{}, nil
+	}
+	if m := showVarRe.FindStringSubmatch(q); m != nil {
+		name := strings.ToLower(m[1])
+		var rows [][]any
+		if v, ok := h.global(name); ok {
+			rows = append(rows, []any{name, v})
+		}
+		return resultset([]string{"Variable_name", "Value"}, rows)
+	}
+	if m := selectVars.FindStringSubmatch(q); m != nil {
+		var names []string
+		var row []any
+		for _, expr := range splitTopLevel(m[1]) {
+			expr = strings.TrimSpace(expr)
+			v, ok := h.eval(expr)
+			if !ok {
+				return nil, h.unsupported(query)
+			}
+			names = append(names, expr)
+			row = append(row, v)
+		}
+		return resultset(names, [][]any{row})
+	}
+	return nil, h.unsupported(query)
+}
+
+func (h *session) unsupported(query string) error {
+	h.log.Warn("replica sent a query the binlog server does not answer", "query", query)
+	return mysql.NewError(mysql.ER_NOT_SUPPORTED_YET, fmt.Sprintf("understudy binlog server does not support this query: %.200s", query))
+}
+
+// value evaluates the right-hand side of a SET.
+func (h *session) value(expr string) string {
+	if v, ok := h.eval(expr); ok && v != nil {
+		return fmt.Sprint(v)
+	}
+	return ""
+}
+
+// eval evaluates the expressions a replica selects.
+func (h *session) eval(expr string) (any, bool) {
+	low := strings.ToLower(strings.TrimSpace(expr))
+	switch {
+	case len(low) >= 2 && (low[0] == '\'' || low[0] == '"') && low[len(low)-1] == low[0]:
+		return expr[1 : len(expr)-1], true
+	case low == "unix_timestamp()":
+		return time.Now().Unix(), true
+	case low == "version()":
+		return Version, true
+	case low == "null":
+		return nil, true
+	case strings.HasPrefix(low, "@@"):
+		name := strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(low, "@@"), "global."), "session.")
+		v, ok := h.global(name)
+		return v, ok
+	case strings.HasPrefix(low, "@"):
+		v, ok := h.vars[strings.TrimPrefix(low, "@")]
+		if !ok {
+			return nil, true // an unset user variable is NULL, as in MariaDB
+		}
+		return v, true
+	}
+	if n, err := strconv.ParseInt(low, 10, 64); err == nil {
+		return n, true
+	}
+	return nil, false
+}
+
+// global answers the server variables a replica asks for.
+func (h *session) global(name string) (any, bool) {
+	switch name {
+	case "server_id":
+		return int64(h.srv.cfg.ServerID), true
+	case "binlog_checksum":
+		return "CRC32", true
+	case "gtid_domain_id":
+		return int64(h.domain()), true
+	case "version":
+		return Version, true
+	case "version_comment":
+		return "understudy binlog server", true
+	case "rpl_semi_sync_master_enabled":
+		return "OFF", true
+	case "gtid_binlog_pos", "gtid_current_pos":
+		if a, err := archive.Open(h.srv.cfg.Dir); err == nil {
+			return a.Position().String(), true
+		}
+		return "", true
+	case "gtid_strict_mode":
+		return "ON", true
+	case "log_bin":
+		return "ON", true
+	case "binlog_format":
+		return "ROW", true
+	case "time_zone":
+		return "SYSTEM", true
+	case "collation_server":
+		return "utf8mb4_general_ci", true
+	case "character_set_server":
+		return "utf8mb4", true
+	}
+	return nil, false
+}
+
+// domain is the first GTID domain of the archive, or 0.
+func (h *session) domain() uint32 {
+	if a, err := archive.Open(h.srv.cfg.Dir); err == nil {
+		if g := a.Position().GTIDs(); len(g) > 0 {
+			return g[0].Domain
+		}
+	}
+	return 0
+}
+
+func (h *session) HandleFieldList(string, string) ([]*mysql.Field, error) {
+	return nil, mysql.NewError(mysql.ER_NOT_SUPPORTED_YET, "not supported by the understudy binlog server")
+}
+
+func (h *session) HandleStmtPrepare(string) (int, int, any, error) {
+	return 0, 0, nil, mysql.NewError(mysql.ER_NOT_SUPPORTED_YET, "not supported by the understudy binlog server")
+}
+
+func (h *session) HandleStmtExecute(any, string, []any) (*mysql.Result, error) {
+	return nil, mysql.NewError(mysql.ER_NOT_SUPPORTED_YET, "not supported by the understudy binlog server")
+}
+
+func (h *session) HandleStmtClose(any) error { return nil }
+
+// HandleOtherCommand takes COM_REGISTER_SLAVE and COM_BINLOG_DUMP.
+func (h *session) HandleOtherCommand(cmd byte, data []byte) error {
+	switch cmd {
+	case mysql.COM_REGISTER_SLAVE:
+		if len(data) >= 4 {
+			h.replicaID = binary.LittleEndian.Uint32(data)
+		}
+		if h.replicaID == h.srv.cfg.ServerID {
+			return mysql.NewError(mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG,
+				fmt.Sprintf("replica server_id %d equals the binlog server's server_id; give the replica another server_id", h.replicaID))
+		}
+		return nil
+	case mysql.COM_BINLOG_DUMP:
+		err := h.dump(data)
+		h.done = true
+		if err != nil {
+			if me, ok := err.(*mysql.MyError); ok {
+				h.log.Warn("refused a replica's dump request", "err", me.Message)
+				return me
+			}
+			h.log.Debug("stream to replica ended", "err", err)
+		}
+		h.conn.Close()
+		return nil
+	case mysql.COM_BINLOG_DUMP_GTID:
+		return mysql.NewError(mysql.ER_NOT_SUPPORTED_YET, "COM_BINLOG_DUMP_GTID is MySQL's; understudy serves MariaDB replicas (MASTER_USE_GTID=slave_pos)")
+	}
+	return mysql.NewError(mysql.ER_UNKNOWN_COM_ERROR, fmt.Sprintf("command %d is not supported by the understudy binlog server", cmd))
+}
+
+// splitTopLevel splits on commas outside quotes and parentheses.
+func splitTopLevel(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0:
+			if c == '\\' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"' || c == '`':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+func resultset(names []string, rows [][]any) (*mysql.Result, error) {
+	if rows == nil {
+		rows = [][]any{}
+	}
+	rs, err := mysql.BuildSimpleTextResultset(names, rows)
+	if err != nil {
+		return nil, err
+	}
+	return mysql.NewResult(rs), nil
+}
+
+// gtidError is an ERR 1236 that makes a replica stop instead of retrying.
+func gtidError(format string, args ...any) error {
+	return &mysql.MyError{Code: mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG, State: "HY000", Message: fmt.Sprintf(format, args...)}
+}
