@@ -380,8 +380,10 @@ func waitReplica(t *testing.T, r *mariadbtest.Server, conn, want string, timeout
 		if p, err := understudy.ParsePosition(have); err == nil && p.ContainsPosition(w) {
 			return
 		}
-		if e := replicaError(t, r, conn); e != "" {
-			t.Fatalf("replica connection %q failed: %s", conn, e)
+		// Connection errors while understudy restarts are retried by the
+		// replica; a fatal stream error or an applier error is final.
+		if st := replicaStatus(t, r, conn); st["Last_SQL_Error"] != "" || strings.Contains(st["Last_IO_Error"], "fatal error") {
+			t.Fatalf("replica connection %q failed: %s", conn, replicaError(t, r, conn))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -390,6 +392,22 @@ func waitReplica(t *testing.T, r *mariadbtest.Server, conn, want string, timeout
 
 // replicaError returns the IO or SQL error of a replica connection.
 func replicaError(t *testing.T, r *mariadbtest.Server, conn string) string {
+	t.Helper()
+	st := replicaStatus(t, r, conn)
+	if st == nil {
+		return "no such connection"
+	}
+	var out []string
+	for _, c := range []string{"Last_IO_Error", "Last_SQL_Error"} {
+		if st[c] != "" {
+			out = append(out, c+": "+st[c])
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// replicaStatus returns SHOW SLAVE 'conn' STATUS as a map, nil if none.
+func replicaStatus(t *testing.T, r *mariadbtest.Server, conn string) map[string]string {
 	t.Helper()
 	rows, err := r.DB(t).Query(fmt.Sprintf("SHOW SLAVE '%s' STATUS", conn))
 	if err != nil {
@@ -403,18 +421,16 @@ func replicaError(t *testing.T, r *mariadbtest.Server, conn string) string {
 		ptrs[i] = &vals[i]
 	}
 	if !rows.Next() {
-		return "no such connection"
+		return nil
 	}
 	if err := rows.Scan(ptrs...); err != nil {
 		t.Fatal(err)
 	}
-	var out []string
+	out := map[string]string{}
 	for i, c := range cols {
-		if (c == "Last_IO_Error" || c == "Last_SQL_Error") && vals[i].String != "" {
-			out = append(out, c+": "+vals[i].String)
-		}
+		out[c] = vals[i].String
 	}
-	return strings.Join(out, "; ")
+	return out
 }
 
 // sameChecksums compares table checksums of a replica with the primary's.
@@ -432,5 +448,24 @@ func sameChecksums(t *testing.T, p, r *mariadbtest.Server, dbs ...string) {
 	}
 	if len(got) != len(want) {
 		t.Fatalf("replica has %d tables, primary %d", len(got), len(want))
+	}
+}
+
+// purgeBinlogs purges every binlog of the primary but the current one,
+// retrying while a dump thread still holds an old file.
+func purgeBinlogs(t *testing.T, p *mariadbtest.Server) {
+	t.Helper()
+	p.Exec(t, "FLUSH BINARY LOGS")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		logs := binaryLogs(t, p)
+		if len(logs) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("could not purge binlogs: %v", logs)
+		}
+		p.Exec(t, "PURGE BINARY LOGS TO '"+logs[len(logs)-1]+"'")
+		time.Sleep(200 * time.Millisecond)
 	}
 }
