@@ -30,7 +30,10 @@ const replUser, replPassword = "understudy", "s3cret-pw"
 func startPrimary(t *testing.T, serverID, domain uint32, args ...string) *mariadbtest.Server {
 	t.Helper()
 	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: serverID, DomainID: domain, Args: args})
-	p.CreateUser(t, replUser, replPassword, "REPLICATION SLAVE ON *.*")
+	// Not binlogged: a multi-source replica of several primaries would
+	// otherwise apply the same CREATE USER twice.
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER "+replUser+"@'%' IDENTIFIED BY '"+replPassword+"'")
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT REPLICATION SLAVE ON *.* TO "+replUser+"@'%'")
 	return p
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,4 +189,91 @@ func serveInProcess(t *testing.T, cfg string, args ...string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestServeRefusals: a wrong password is refused, and GTIDs the archive
+// does not have get a clear ERR 1236 that stops the replica.
+func TestServeRefusals(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001, serve: addr})
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO app.t VALUES (1), (2)")
+	startRun(t, cfg)
+	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
+	end := p.GTIDBinlogPos(t) // 1-1-N
+	host, port, _ := net.SplitHostPort(addr)
+
+	waitIOError := func(r *mariadbtest.Server, want string) string {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if e := replicaStatus(t, r, "u")["Last_IO_Error"]; strings.Contains(e, want) {
+				return e
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("replica never reported %q; status: %s", want, replicaError(t, r, "u"))
+		return ""
+	}
+
+	t.Run("wrong password", func(t *testing.T) {
+		r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
+		r.Exec(t, "CHANGE MASTER 'u' TO MASTER_HOST='"+host+"', MASTER_PORT="+port+", MASTER_USER='"+serveUser+"', MASTER_PASSWORD='wrong', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1")
+		r.Exec(t, "START SLAVE 'u'")
+		t.Log(waitIOError(r, "Access denied"))
+	})
+	t.Run("GTID beyond the archive", func(t *testing.T) {
+		r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
+		r.Exec(t, "SET GLOBAL gtid_slave_pos = '1-1-999999'")
+		startReplicaOf(t, r, "u", addr, "")
+		e := waitIOError(r, "1236")
+		if !strings.Contains(e, "beyond the archive of source db, which ends at "+end) {
+			t.Fatalf("unclear error: %s", e)
+		}
+		if st := replicaStatus(t, r, "u"); st["Slave_IO_Running"] != "No" {
+			t.Fatalf("IO thread %s after ERR 1236, want it stopped", st["Slave_IO_Running"])
+		}
+	})
+	t.Run("GTID from another server", func(t *testing.T) {
+		r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
+		r.Exec(t, "SET GLOBAL gtid_slave_pos = '1-7-2'")
+		startReplicaOf(t, r, "u", addr, "")
+		e := waitIOError(r, "1236")
+		if !strings.Contains(e, "1-7-2 is not in the archive of source db") {
+			t.Fatalf("unclear error: %s", e)
+		}
+	})
+	t.Run("file and position mode", func(t *testing.T) {
+		r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
+		r.Exec(t, "CHANGE MASTER 'u' TO MASTER_HOST='"+host+"', MASTER_PORT="+port+", MASTER_USER='"+serveUser+"', MASTER_PASSWORD='"+servePassword+"', MASTER_USE_GTID=no, MASTER_CONNECT_RETRY=1")
+		r.Exec(t, "START SLAVE 'u'")
+		waitIOError(r, "MASTER_USE_GTID=slave_pos")
+	})
+}
+
+// TestServeMultiSource: one MariaDB replica follows two sources served by
+// understudy, one connection each.
+func TestServeMultiSource(t *testing.T) {
+	p1 := startPrimary(t, 1, 1)
+	p2 := startPrimary(t, 2, 2)
+	dir := t.TempDir()
+	a1, a2 := freeAddr(t), freeAddr(t)
+	cfg := writeConfig(t, dir, testSource{name: "db1", p: p1, serverID: 9001, serve: a1}, testSource{name: "db2", p: p2, serverID: 9002, serve: a2})
+	startRun(t, cfg)
+	r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
+	startReplicaOf(t, r, "one", a1, "")
+	startReplicaOf(t, r, "two", a2, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	done := make(chan struct{})
+	go func() { defer close(done); workload(ctx, t, p1, "app1", 7) }()
+	workload(ctx, t, p2, "app2", 8)
+	<-done
+	cancel()
+	waitReplica(t, r, "one", p1.GTIDBinlogPos(t), 60*time.Second)
+	waitReplica(t, r, "two", p2.GTIDBinlogPos(t), 60*time.Second)
+	sameChecksums(t, p1, r, "app1")
+	sameChecksums(t, p2, r, "app2")
 }
