@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Benchmark of the binlog server (issue: serve). A fresh MariaDB replica
+# catches up a sysbench binlog (8 tables x 250k rows, ROW) three ways, on the
+# same data and with the same replica settings:
+#   A. replicating from the original primary,
+#   B. replicating from understudy's binlog server (the archive of that primary),
+#   C. mariadb-binlog FILE | mariadb (the usual manual replay).
+# Usage: bench/serve.sh            (TABLES, ROWS override the size)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+TABLES=${TABLES:-8} ROWS=${ROWS:-250000}
+PORT=${PORT:-33081} SERVE_PORT=${SERVE_PORT:-33082}
+WORK=$(mktemp -d /tmp/understudy-bench-serve.XXXXXX)
+echo "work dir $WORK"
+go build -o "$WORK/understudy" ./cmd/understudy
+
+start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW \
+  --max-binlog-size=1073741824 --sync-binlog=0 --gtid-domain-id=1
+sql "$PORT" -e "SET STATEMENT sql_log_bin=0 FOR CREATE USER bench@'%' IDENTIFIED BY 'benchpw';
+  SET STATEMENT sql_log_bin=0 FOR GRANT ALL ON *.* TO bench@'%'; CREATE DATABASE sbtest;"
+echo "sysbench prepare: $TABLES tables x $ROWS rows"
+sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
+  --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
+echo "primary binlog: $(( $(sql "$PORT" -N -e "SHOW BINARY LOGS" | awk '{ s += $2 } END { print s }') / 1048576 )) MiB, $POS"
+
+cat >"$WORK/understudy.yaml" <<YAML
+archive:
+  dir: $WORK/archive
+http:
+  listen: "off"
+sources:
+  - name: bench
+    host: 127.0.0.1
+    port: $PORT
+    user: bench
+    password: benchpw
+    server_id: 9901
+    serve:
+      listen: 127.0.0.1:$SERVE_PORT
+      user: bench
+      password: benchpw
+YAML
+"$WORK/understudy" run --config "$WORK/understudy.yaml" --until-caught-up 2>"$WORK/understudy.log"
+
+REPLICA_ARGS=(--slave-parallel-threads=2 --slave-parallel-mode=optimistic --log-bin=OFF)
+
+# catch_up NAME HOST_PORT: a fresh replica of HOST_PORT, timed until it has $POS.
+catch_up() {
+  local dir=$WORK/replica-$1 rport=$3
+  start_server "$dir" "$rport" 50 "${REPLICA_ARGS[@]}"
+  local t0; t0=$(now_ms)
+  sql "$rport" -e "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=$2, MASTER_USER='bench', MASTER_PASSWORD='benchpw', MASTER_USE_GTID=slave_pos; START SLAVE;"
+  until [ "$(sql "$rport" -N -e 'SELECT @@gtid_slave_pos')" = "$POS" ]; do
+    err=$(sql "$rport" -e 'SHOW SLAVE STATUS\G' | grep -E 'Last_(IO|SQL)_Error: .+' || true)
+    [ -z "$err" ] || { echo "replica $1 failed: $err" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo $(( $(now_ms) - t0 ))
+}
+
+echo
+echo "== replica catch-up of $POS"
+"$WORK/understudy" serve --config "$WORK/understudy.yaml" --source bench >"$WORK/serve.log" 2>&1 &
+BENCH_PIDS+=($!)
+sleep 1
+TA=$(catch_up primary "$PORT" 33083)
+echo "A. replica <- original primary:        ${TA} ms"
+TB=$(catch_up understudy "$SERVE_PORT" 33084)
+echo "B. replica <- understudy binlog server: ${TB} ms"
+start_server "$WORK/target-pipe" 33085 51 --log-bin=OFF
+t0=$(now_ms)
+mariadb-binlog --no-defaults "$WORK"/primary/mariadb-bin.[0-9]* | sql 33085
+TC=$(( $(now_ms) - t0 ))
+echo "C. mariadb-binlog | mariadb:            ${TC} ms"
+echo "ratio A/B (primary as source / understudy as source): $(ratio "$TA" "$TB")x  (1 or more: understudy is at least as fast)"
+echo "ratio C/B (pipe / understudy as source):              $(ratio "$TC" "$TB")x"
