@@ -61,6 +61,36 @@ type Source struct {
 	Heartbeat    time.Duration `yaml:"heartbeat"`
 	TLS          *TLS          `yaml:"tls"`
 	Serve        *Serve        `yaml:"serve"`
+	Snapshot     *Snapshot     `yaml:"snapshot"`
+}
+
+// Snapshot configures snapshots of a source.
+type Snapshot struct {
+	// Every schedules snapshots in `understudy run`; 0 means none.
+	Every time.Duration `yaml:"every"`
+	// Threads is the number of parallel readers (default 4).
+	Threads int `yaml:"threads"`
+	// ChunkRows is the target number of rows per data file.
+	ChunkRows int64 `yaml:"chunk_rows"`
+	// User and password override the source's for reading data (the user
+	// needs SELECT, SHOW VIEW, TRIGGER, EVENT and RELOAD).
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	// From, if set, takes snapshots from a replica of the source instead of
+	// the primary.
+	From *Endpoint `yaml:"from"`
+}
+
+// Endpoint is a server to connect to.
+type Endpoint struct {
+	Host         string `yaml:"host"`
+	Port         int    `yaml:"port"`
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
 }
 
 // Serve configures the binlog server of a source: understudy serves the
@@ -154,7 +184,7 @@ var (
 	cannotRe       = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
 )
 
-var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls"}
+var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls", "Snapshot": "snapshot", "Endpoint": "snapshot.from"}
 
 func yamlError(err error) string {
 	if errors.Is(err, errEmpty) || err.Error() == "EOF" {
@@ -265,9 +295,67 @@ func (c *Config) validate() error {
 			}
 			listens[sv.Listen] = i
 		}
+		if sn := s.Snapshot; sn != nil {
+			switch {
+			case sn.Every < 0 || sn.Threads < 0 || sn.ChunkRows < 0:
+				return fmt.Errorf("%s: every, threads and chunk_rows must not be negative", key("snapshot"))
+			case countSet(sn.Password, sn.PasswordFile, sn.PasswordEnv) > 1:
+				return fmt.Errorf("%s: give at most one of password, password_file and password_env", key("snapshot"))
+			case sn.From != nil && (sn.From.Host == "" || sn.From.Port == 0 || sn.From.User == ""):
+				return fmt.Errorf("%s: host, port and user are required", key("snapshot.from"))
+			case sn.From != nil && countSet(sn.From.Password, sn.From.PasswordFile, sn.From.PasswordEnv) != 1:
+				return fmt.Errorf("%s: give exactly one of password, password_file and password_env", key("snapshot.from"))
+			}
+		}
 	}
 	return nil
 }
+
+// SnapshotSettings is a resolved snapshot block.
+type SnapshotSettings struct {
+	Every       time.Duration
+	Threads     int
+	ChunkRows   int64
+	FromReplica bool
+	// Conn is where data is read from: the source itself (with the
+	// snapshot user, if set) or the replica of snapshot.from.
+	Conn understudy.Source
+}
+
+// ResolveSnapshot resolves the snapshot settings of a source; a source
+// without a snapshot block gets the defaults and reads from the primary.
+func (c *Config) ResolveSnapshot(s *Source) (SnapshotSettings, error) {
+	src, err := c.Resolve(s)
+	if err != nil {
+		return SnapshotSettings{}, err
+	}
+	out := SnapshotSettings{Threads: 4, Conn: src}
+	sn := s.Snapshot
+	if sn == nil {
+		return out, nil
+	}
+	out.Every, out.ChunkRows = sn.Every, sn.ChunkRows
+	if sn.Threads > 0 {
+		out.Threads = sn.Threads
+	}
+	if sn.User != "" {
+		out.Conn.User = sn.User
+		if out.Conn.Password, err = c.password(s.Name+" snapshot", sn.Password, sn.PasswordFile, sn.PasswordEnv); err != nil {
+			return out, err
+		}
+	}
+	if f := sn.From; f != nil {
+		out.FromReplica = true
+		out.Conn.Host, out.Conn.Port, out.Conn.User = f.Host, f.Port, f.User
+		if out.Conn.Password, err = c.password(s.Name+" snapshot.from", f.Password, f.PasswordFile, f.PasswordEnv); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// SnapshotDir is the directory of a source's snapshots.
+func (c *Config) SnapshotDir(name string) string { return filepath.Join(c.SourceDir(name), "snapshots") }
 
 func countSet(vals ...string) int {
 	n := 0

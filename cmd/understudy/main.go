@@ -29,6 +29,8 @@ Usage:
   understudy status --config understudy.yaml [--json]
   understudy serve  --config understudy.yaml --source NAME [--listen ADDR]
                     [--until-gtid G | --until-time T | --before-gtid G]
+  understudy snapshot  --config understudy.yaml --source NAME [--threads N] [--json]
+  understudy snapshots --config understudy.yaml --source NAME [--json]
   understudy binlog export --config understudy.yaml --source NAME --dir OUT
                     [--until-gtid G | --until-time T | --before-gtid G] [--json]
   understudy version
@@ -60,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "serve":
 		err = cmdServe(ctx, args[1:], stdout, stderr)
+	case "snapshot":
+		err = cmdSnapshot(ctx, args[1:], stdout, stderr)
+	case "snapshots":
+		err = cmdSnapshots(ctx, args[1:], stdout, stderr)
 	case "binlog":
 		if len(args) < 2 || args[1] != "export" {
 			fmt.Fprint(stderr, "usage: understudy binlog export --config F --source NAME --dir OUT\n")

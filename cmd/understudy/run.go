@@ -22,6 +22,7 @@ import (
 	"github.com/understudy-db/understudy/binlogserver"
 	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/replication"
+	"github.com/understudy-db/understudy/snapshot"
 )
 
 type runOptions struct {
@@ -120,6 +121,17 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			serveErrs[i] = srv.Serve(ctx, ln)
 		}()
 	}
+	for i := range cfg.Sources {
+		s := &cfg.Sources[i]
+		if s.Snapshot == nil || s.Snapshot.Every <= 0 || o.untilCaughtUp {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scheduleSnapshots(ctx, cfg, s, log)
+		}()
+	}
 	errs := make([]error, len(archivers))
 	for i, a := range archivers {
 		wg.Add(1)
@@ -197,4 +209,26 @@ func newBinlogServer(cfg *config.Config, s *config.Source, stop understudy.StopP
 		Source: s.Name, Dir: cfg.SourceDir(s.Name), User: sv.User, Password: sv.Password,
 		ServerID: sv.ServerID, TLS: sv.TLS, Stop: stop, Logger: log,
 	}}, nil
+}
+
+// scheduleSnapshots takes a snapshot of s every snapshot.every, counting
+// from the newest one, until ctx ends. Failures are logged and retried at
+// the next turn.
+func scheduleSnapshots(ctx context.Context, cfg *config.Config, s *config.Source, log *slog.Logger) {
+	every := s.Snapshot.Every
+	for {
+		wait := 30 * time.Second // let the archiver connect first
+		if list, err := snapshot.List(cfg.SnapshotDir(s.Name)); err == nil && len(list) > 0 {
+			wait = max(wait, every-time.Since(list[len(list)-1].Manifest.Started))
+		}
+		log.Info("next snapshot scheduled", "source", s.Name, "in", wait.Round(time.Second).String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if _, _, err := takeSnapshot(ctx, cfg, s, 0, log, nil); err != nil && ctx.Err() == nil {
+			log.Error("scheduled snapshot failed", "source", s.Name, "err", err)
+		}
+	}
 }

@@ -1,0 +1,185 @@
+// Package snapshot takes consistent, parallel, compressed logical snapshots
+// of a MariaDB server with the exact GTID position they correspond to, and
+// loads them back. docs/snapshot-format.md describes the format well enough
+// to restore a snapshot with stock tools.
+package snapshot
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/understudy-db/understudy"
+)
+
+// File and directory names of a snapshot.
+const (
+	ManifestName  = "manifest.json"
+	partialSuffix = ".partial"
+)
+
+// Manifest describes one complete snapshot. It is written last, and the
+// snapshot directory is renamed from NAME.partial to NAME after it.
+type Manifest struct {
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	Source  string `json:"source"`
+	// Position is the GTID position of the snapshot in the source's stream:
+	// every transaction up to it is in the data, none after it.
+	Position understudy.Position `json:"gtid_position"`
+	// From is host:port the data was read from; FromReplica tells whether
+	// that was a replica of the source.
+	From          string `json:"from"`
+	FromReplica   bool   `json:"from_replica"`
+	ServerVersion string `json:"server_version"`
+	// ReplicaGTIDSlavePos is the replica's whole gtid_slave_pos at the
+	// snapshot instant, when taken from a replica.
+	ReplicaGTIDSlavePos string    `json:"replica_gtid_slave_pos,omitempty"`
+	Started             time.Time `json:"started"`
+	Finished            time.Time `json:"finished"`
+	// CommitBlockMillis is how long commits were blocked on the server
+	// while the workers opened their snapshots.
+	CommitBlockMillis float64 `json:"commit_block_ms"`
+	Threads           int     `json:"threads"`
+	Compression       string  `json:"compression"`
+	// Checksum names the chunk checksum expression (see ChecksumSQL).
+	Checksum  string     `json:"checksum"`
+	Databases []Database `json:"databases"`
+	// NonTransactional lists tables whose engine is not covered by the
+	// consistent snapshot (MyISAM, Aria, ...): they are copied, but may be
+	// inconsistent with the GTID position.
+	NonTransactional []string `json:"non_transactional,omitempty"`
+	// Files maps every file of the snapshot (relative path) to its sha256.
+	Files map[string]string `json:"files"`
+}
+
+// Database is one database of a snapshot.
+type Database struct {
+	Name string `json:"name"`
+	// Schema is the file with CREATE DATABASE.
+	Schema string  `json:"schema"`
+	Tables []Table `json:"tables"`
+	// Objects is the file with views, routines, triggers and events, if
+	// any; it is applied after the data.
+	Objects string `json:"objects,omitempty"`
+}
+
+// Table is one table of a snapshot.
+type Table struct {
+	Name   string `json:"name"`
+	Engine string `json:"engine"`
+	// Schema is the file with CREATE TABLE.
+	Schema string `json:"schema"`
+	// Columns are the stored (non-generated) columns, in the order of the
+	// data files.
+	Columns []string `json:"columns"`
+	// PrimaryKey is the column list chunks are cut on; empty for a table
+	// without one (it is then a single chunk).
+	PrimaryKey []string `json:"primary_key,omitempty"`
+	Chunks     []Chunk  `json:"chunks"`
+}
+
+// Chunk is one data file: the rows of a table matching Where.
+type Chunk struct {
+	File string `json:"file"`
+	// Where selects the chunk's rows ("" for the whole table).
+	Where string `json:"where"`
+	Rows  int64  `json:"rows"`
+	// Checksum is ChecksumSQL's result over the chunk inside the snapshot
+	// transaction, as a decimal string.
+	Checksum string `json:"checksum"`
+	// Bytes is the uncompressed size of the data.
+	Bytes int64 `json:"bytes"`
+	// Compressed is the size of the file.
+	Compressed int64 `json:"compressed_bytes"`
+}
+
+// Rows counts the rows of all tables.
+func (m *Manifest) Rows() int64 {
+	var n int64
+	for _, d := range m.Databases {
+		for _, t := range d.Tables {
+			for _, c := range t.Chunks {
+				n += c.Rows
+			}
+		}
+	}
+	return n
+}
+
+// Tables counts the tables.
+func (m *Manifest) Tables() int {
+	n := 0
+	for _, d := range m.Databases {
+		n += len(d.Tables)
+	}
+	return n
+}
+
+// Size is the compressed size of the data files.
+func (m *Manifest) Size() int64 {
+	var n int64
+	for _, d := range m.Databases {
+		for _, t := range d.Tables {
+			for _, c := range t.Chunks {
+				n += c.Compressed
+			}
+		}
+	}
+	return n
+}
+
+// Read reads the manifest of the snapshot in dir.
+func Read(dir string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", filepath.Join(dir, ManifestName), understudy.ErrCorrupt, err)
+	}
+	if m.Version != 1 {
+		return nil, fmt.Errorf("%s: unsupported snapshot version %d", dir, m.Version)
+	}
+	return &m, nil
+}
+
+// Listed is a snapshot found by List.
+type Listed struct {
+	Dir      string
+	Manifest *Manifest
+}
+
+// List returns the complete snapshots in root (a source's snapshots
+// directory), oldest first. Partial snapshots are not listed.
+func List(root string) ([]Listed, error) {
+	ents, err := os.ReadDir(root)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Listed
+	for _, e := range ents {
+		if !e.IsDir() || strings.HasSuffix(e.Name(), partialSuffix) {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		m, err := Read(dir)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return nil, err
+		}
+		out = append(out, Listed{Dir: dir, Manifest: m})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Manifest.Started.Before(out[j].Manifest.Started) })
+	return out, nil
+}

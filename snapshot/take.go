@@ -1,0 +1,765 @@
+package snapshot
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archive"
+)
+
+// Options configures Take.
+type Options struct {
+	// Source names the source the snapshot belongs to.
+	Source string
+	// DB reads the data: the primary, or a replica of it.
+	DB          *sql.DB
+	From        string // host:port of DB, for the manifest
+	FromReplica bool
+	// Domains restricts a replica's gtid_slave_pos to the source's GTID
+	// domains; required with FromReplica.
+	Domains []uint32
+	// Root is the source's snapshots directory.
+	Root      string
+	Threads   int   // default 4
+	ChunkRows int64 // default 200000
+	Log       *slog.Logger
+	// Progress, if set, is called as chunks complete.
+	Progress func(Progress)
+}
+
+// Progress reports a snapshot's progress.
+type Progress struct {
+	Tables, TablesDone int
+	Chunks, ChunksDone int
+	RowsEstimate, Rows int64
+	Bytes              int64
+}
+
+var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
+
+// Take takes a consistent snapshot and returns its manifest. On any error
+// the partial snapshot is removed; a crash leaves a NAME.partial directory
+// that List ignores and the next Take removes.
+func Take(ctx context.Context, o Options) (*Manifest, string, error) {
+	if o.Threads <= 0 {
+		o.Threads = 4
+	}
+	if o.ChunkRows <= 0 {
+		o.ChunkRows = 200000
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(o.Root, 0o755); err != nil {
+		return nil, "", fmt.Errorf("snapshot directory: %w", err)
+	}
+	removePartials(o.Root, o.Log)
+	started := time.Now().UTC()
+	id := started.Format("20060102T150405Z")
+	final := filepath.Join(o.Root, id)
+	partial := final + partialSuffix
+	if err := os.Mkdir(partial, 0o755); err != nil {
+		return nil, "", fmt.Errorf("snapshot directory: %w", err)
+	}
+	m, err := take(ctx, o, partial, id, started)
+	if err != nil {
+		os.RemoveAll(partial)
+		return nil, "", err
+	}
+	if err := finish(partial, final, m); err != nil {
+		os.RemoveAll(partial)
+		return nil, "", err
+	}
+	return m, final, nil
+}
+
+func removePartials(root string, log *slog.Logger) {
+	ents, _ := os.ReadDir(root)
+	for _, e := range ents {
+		if e.IsDir() && strings.HasSuffix(e.Name(), partialSuffix) {
+			log.Warn("removing an unfinished snapshot", "dir", filepath.Join(root, e.Name()))
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
+}
+
+type tableInfo struct {
+	db      string
+	t       Table
+	rowsEst int64
+	intPK   bool
+}
+
+type job struct {
+	db    string
+	table *Table
+	chunk *Chunk
+}
+
+func take(ctx context.Context, o Options, dir, id string, started time.Time) (*Manifest, error) {
+	m := &Manifest{Version: 1, ID: id, Source: o.Source, From: o.From, FromReplica: o.FromReplica, Started: started,
+		Threads: o.Threads, Compression: "zstd", Checksum: ChecksumName, Files: map[string]string{}}
+	main, err := o.DB.Conn(ctx)
+	if err != nil {
+		return nil, explain(err)
+	}
+	defer main.Close()
+	if err := main.QueryRowContext(ctx, "SELECT @@version").Scan(&m.ServerVersion); err != nil {
+		return nil, explain(err)
+	}
+	if o.FromReplica {
+		if err := checkReplica(ctx, main, o); err != nil {
+			return nil, err
+		}
+	}
+	tables, err := listTables(ctx, main)
+	if err != nil {
+		return nil, err
+	}
+	for _, ti := range tables {
+		if !strings.EqualFold(ti.t.Engine, "InnoDB") {
+			m.NonTransactional = append(m.NonTransactional, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
+		}
+	}
+	if len(m.NonTransactional) > 0 {
+		o.Log.Warn("tables outside the consistent snapshot (not InnoDB): they are copied as they are while read", "tables", m.NonTransactional)
+	}
+
+	// Open the workers' connections and set them up before blocking commits.
+	workers := make([]*sql.Conn, o.Threads)
+	for i := range workers {
+		c, err := o.DB.Conn(ctx)
+		if err != nil {
+			return nil, explain(err)
+		}
+		defer c.Close()
+		for _, q := range append(sessionSetup, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ") {
+			if _, err := c.ExecContext(ctx, q); err != nil {
+				return nil, explain(err)
+			}
+		}
+		workers[i] = c
+	}
+	// Block commits only while the workers open their snapshots and the
+	// position is read.
+	if _, err := main.ExecContext(ctx, "SET SESSION lock_wait_timeout = 30"); err != nil {
+		return nil, explain(err)
+	}
+	if _, err := main.ExecContext(ctx, "BACKUP STAGE START"); err != nil {
+		return nil, explain(err)
+	}
+	endStage := func() { main.ExecContext(context.Background(), "BACKUP STAGE END") }
+	if _, err := main.ExecContext(ctx, "BACKUP STAGE BLOCK_COMMIT"); err != nil {
+		endStage()
+		return nil, explain(err)
+	}
+	blockStart := time.Now()
+	for _, c := range workers {
+		if _, err := c.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT"); err != nil {
+			endStage()
+			return nil, explain(err)
+		}
+	}
+	var pos string
+	q := "SELECT @@global.gtid_binlog_pos"
+	if o.FromReplica {
+		q = "SELECT @@global.gtid_slave_pos"
+	}
+	err = main.QueryRowContext(ctx, q).Scan(&pos)
+	if _, eerr := main.ExecContext(ctx, "BACKUP STAGE END"); err == nil {
+		err = eerr
+	}
+	m.CommitBlockMillis = float64(time.Since(blockStart).Microseconds()) / 1000
+	if err != nil {
+		return nil, explain(err)
+	}
+	p, err := understudy.ParsePosition(pos)
+	if err != nil {
+		return nil, err
+	}
+	if o.FromReplica {
+		m.ReplicaGTIDSlavePos = pos
+		var keep []understudy.GTID
+		for _, d := range o.Domains {
+			if g, ok := p.Domain(d); ok {
+				keep = append(keep, g)
+			}
+		}
+		p = understudy.NewPosition(keep...)
+	}
+	m.Position = p
+	o.Log.Info("snapshot opened", "gtid_position", p.String(), "commit_block_ms", m.CommitBlockMillis, "tables", len(tables))
+
+	// Schema, read in worker 0's transaction.
+	if err := dumpSchema(ctx, workers[0], dir, m, tables); err != nil {
+		return nil, err
+	}
+	// Plan chunks in the snapshot.
+	var jobs []job
+	var rowsEst int64
+	for _, ti := range tables {
+		chunks, err := planChunks(ctx, workers[0], ti, o.ChunkRows)
+		if err != nil {
+			return nil, err
+		}
+		db := findDB(m, ti.db)
+		t := ti.t
+		t.Schema = filepath.Join(ti.db, ti.t.Name+".schema.sql")
+		for i, where := range chunks {
+			t.Chunks = append(t.Chunks, Chunk{File: filepath.Join(ti.db, fmt.Sprintf("%s.%05d.tsv.zst", ti.t.Name, i)), Where: where})
+		}
+		db.Tables = append(db.Tables, t)
+		rowsEst += ti.rowsEst
+	}
+	for i := range m.Databases {
+		d := &m.Databases[i]
+		for j := range d.Tables {
+			for k := range d.Tables[j].Chunks {
+				jobs = append(jobs, job{db: d.Name, table: &d.Tables[j], chunk: &d.Tables[j].Chunks[k]})
+			}
+		}
+	}
+	// Biggest tables first keeps the workers busy to the end.
+	est := map[string]int64{}
+	for _, ti := range tables {
+		est[ti.db+"."+ti.t.Name] = ti.rowsEst / int64(max(1, len(findTable(m, ti.db, ti.t.Name).Chunks)))
+	}
+	sort.SliceStable(jobs, func(i, j int) bool {
+		return est[jobs[i].db+"."+jobs[i].table.Name] > est[jobs[j].db+"."+jobs[j].table.Name]
+	})
+
+	prog := &progress{p: Progress{Tables: len(tables), Chunks: len(jobs), RowsEstimate: rowsEst}, fn: o.Progress, left: map[*Table]int{}}
+	for _, j := range jobs {
+		prog.left[j.table]++
+	}
+	var (
+		next   atomic.Int64
+		wg     sync.WaitGroup
+		errMu  sync.Mutex
+		first  error
+		sumsMu sync.Mutex
+	)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, c := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobs) || wctx.Err() != nil {
+					return
+				}
+				j := jobs[i]
+				sum, err := dumpChunk(wctx, c, dir, j)
+				if err == nil {
+					j.chunk.Rows, j.chunk.Checksum, err = ChunkChecksum(wctx, c, j.db, *j.table, j.chunk.Where)
+				}
+				if err != nil {
+					errMu.Lock()
+					if first == nil {
+						first = fmt.Errorf("%s.%s (%s): %w", j.db, j.table.Name, j.chunk.File, explain(err))
+					}
+					errMu.Unlock()
+					cancel()
+					return
+				}
+				sumsMu.Lock()
+				m.Files[j.chunk.File] = sum
+				sumsMu.Unlock()
+				prog.done(j)
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, c := range workers {
+		c.ExecContext(ctx, "COMMIT")
+	}
+	m.Finished = time.Now().UTC()
+	return m, nil
+}
+
+func findDB(m *Manifest, name string) *Database {
+	for i := range m.Databases {
+		if m.Databases[i].Name == name {
+			return &m.Databases[i]
+		}
+	}
+	panic("database " + name + " not in manifest")
+}
+
+func findTable(m *Manifest, db, name string) *Table {
+	d := findDB(m, db)
+	for i := range d.Tables {
+		if d.Tables[i].Name == name {
+			return &d.Tables[i]
+		}
+	}
+	panic("table not in manifest")
+}
+
+type progress struct {
+	mu   sync.Mutex
+	p    Progress
+	fn   func(Progress)
+	left map[*Table]int
+}
+
+func (p *progress) done(j job) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.p.ChunksDone++
+	p.p.Rows += j.chunk.Rows
+	p.p.Bytes += j.chunk.Compressed
+	p.left[j.table]--
+	if p.left[j.table] == 0 {
+		p.p.TablesDone++
+	}
+	if p.fn != nil {
+		p.fn(p.p)
+	}
+}
+
+// checkReplica makes sure the replica replicates from the source: it must
+// have one of the source's GTID domains in gtid_slave_pos and a running
+// replication connection.
+func checkReplica(ctx context.Context, c *sql.Conn, o Options) error {
+	if len(o.Domains) == 0 {
+		return errors.New("snapshot from a replica: the source's GTID domain is unknown (is the source reachable?)")
+	}
+	var pos string
+	if err := c.QueryRowContext(ctx, "SELECT @@global.gtid_slave_pos").Scan(&pos); err != nil {
+		return explain(err)
+	}
+	p, err := understudy.ParsePosition(pos)
+	if err != nil {
+		return err
+	}
+	for _, d := range o.Domains {
+		if _, ok := p.Domain(d); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not replicating from source %s: its gtid_slave_pos %q has none of the source's GTID domains %v", o.From, o.Source, pos, o.Domains)
+}
+
+func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
+	rows, err := c.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0)
+		FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME`)
+	if err != nil {
+		return nil, explain(err)
+	}
+	var out []tableInfo
+	for rows.Next() {
+		var ti tableInfo
+		if err := rows.Scan(&ti.db, &ti.t.Name, &ti.t.Engine, &ti.rowsEst); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if !systemSchemas[strings.ToLower(ti.db)] {
+			out = append(out, ti)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		ti := &out[i]
+		cols, err := c.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA FROM information_schema.COLUMNS
+			WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, ti.db, ti.t.Name)
+		if err != nil {
+			return nil, explain(err)
+		}
+		for cols.Next() {
+			var name, gen, extra string
+			if err := cols.Scan(&name, &gen, &extra); err != nil {
+				cols.Close()
+				return nil, err
+			}
+			if gen == "" && !strings.Contains(strings.ToUpper(extra), "GENERATED") {
+				ti.t.Columns = append(ti.t.Columns, name)
+			}
+		}
+		cols.Close()
+		pk, err := c.QueryContext(ctx, `SELECT s.COLUMN_NAME, c.DATA_TYPE FROM information_schema.STATISTICS s
+			JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME
+			WHERE s.TABLE_SCHEMA = ? AND s.TABLE_NAME = ? AND s.INDEX_NAME = 'PRIMARY' ORDER BY s.SEQ_IN_INDEX`, ti.db, ti.t.Name)
+		if err != nil {
+			return nil, explain(err)
+		}
+		var types []string
+		for pk.Next() {
+			var name, typ string
+			if err := pk.Scan(&name, &typ); err != nil {
+				pk.Close()
+				return nil, err
+			}
+			ti.t.PrimaryKey = append(ti.t.PrimaryKey, name)
+			types = append(types, strings.ToLower(typ))
+		}
+		pk.Close()
+		if len(types) == 1 {
+			switch types[0] {
+			case "tinyint", "smallint", "mediumint", "int", "bigint":
+				ti.intPK = true
+			}
+		}
+	}
+	return out, nil
+}
+
+// planChunks cuts a table into ranges of its integer primary key. Tables
+// without an integer primary key are a single chunk, streamed.
+func planChunks(ctx context.Context, c *sql.Conn, ti tableInfo, chunkRows int64) ([]string, error) {
+	if !ti.intPK || ti.rowsEst <= chunkRows {
+		return []string{""}, nil
+	}
+	pk := quote(ti.t.PrimaryKey[0])
+	var lo, hi sql.NullString
+	if err := c.QueryRowContext(ctx, fmt.Sprintf("SELECT MIN(%s), MAX(%s) FROM %s", pk, pk, qualified(ti.db, ti.t.Name))).Scan(&lo, &hi); err != nil {
+		return nil, explain(err)
+	}
+	if !lo.Valid {
+		return []string{""}, nil
+	}
+	min, err1 := strconv.ParseInt(lo.String, 10, 64)
+	max, err2 := strconv.ParseInt(hi.String, 10, 64)
+	if err1 != nil || err2 != nil { // unsigned beyond int64: one chunk
+		return []string{""}, nil
+	}
+	n := (ti.rowsEst + chunkRows - 1) / chunkRows
+	step := (max - min + 1) / n
+	if step < 1 {
+		return []string{""}, nil
+	}
+	var out []string
+	for i := int64(0); i < n; i++ {
+		from := min + i*step
+		if i == n-1 {
+			out = append(out, fmt.Sprintf("%s >= %d", pk, from))
+		} else if i == 0 {
+			out = append(out, fmt.Sprintf("%s < %d", pk, from+step))
+		} else {
+			out = append(out, fmt.Sprintf("%s >= %d AND %s < %d", pk, from, pk, from+step))
+		}
+	}
+	return out, nil
+}
+
+// dumpChunk streams a chunk's rows into a zstd-compressed TSV file that
+// LOAD DATA reads with its defaults, and returns the file's sha256.
+func dumpChunk(ctx context.Context, c *sql.Conn, dir string, j job) (string, error) {
+	path := filepath.Join(dir, j.chunk.File)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return "", err
+	}
+	bw := bufio.NewWriterSize(zw, 256<<10)
+	cols := make([]string, len(j.table.Columns))
+	for i, col := range j.table.Columns {
+		cols[i] = quote(col)
+	}
+	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), qualified(j.db, j.table.Name))
+	if j.chunk.Where != "" {
+		q += " WHERE " + j.chunk.Where
+	}
+	rows, err := c.QueryContext(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	vals := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var raw int64
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return "", err
+		}
+		for i, v := range vals {
+			if i > 0 {
+				bw.WriteByte('\t')
+			}
+			if v == nil {
+				bw.WriteString(`\N`)
+				continue
+			}
+			writeEscaped(bw, v)
+			raw += int64(len(v))
+		}
+		bw.WriteByte('\n')
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	if err := bw.Flush(); err != nil {
+		return "", err
+	}
+	if err := zw.Close(); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	j.chunk.Bytes, j.chunk.Compressed = raw, cw.n
+	return hex.EncodeToString(h.Sum(nil)), f.Close()
+}
+
+// writeEscaped writes v escaped for LOAD DATA's defaults (ESCAPED BY '\\').
+func writeEscaped(w *bufio.Writer, v []byte) {
+	start := 0
+	for i, b := range v {
+		var esc byte
+		switch b {
+		case '\\':
+			esc = '\\'
+		case '\t':
+			esc = 't'
+		case '\n':
+			esc = 'n'
+		case '\r':
+			esc = 'r'
+		case 0:
+			esc = '0'
+		case 0x1a:
+			esc = 'Z'
+		default:
+			continue
+		}
+		w.Write(v[start:i])
+		w.WriteByte('\\')
+		w.WriteByte(esc)
+		start = i + 1
+	}
+	w.Write(v[start:])
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// dumpSchema writes CREATE DATABASE, CREATE TABLE and the other objects.
+func dumpSchema(ctx context.Context, c *sql.Conn, dir string, m *Manifest, tables []tableInfo) error {
+	dbs := map[string]bool{}
+	for _, ti := range tables {
+		dbs[ti.db] = true
+	}
+	// Databases without tables still count.
+	rows, err := c.QueryContext(ctx, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+	if err != nil {
+		return explain(err)
+	}
+	for rows.Next() {
+		var name string
+		rows.Scan(&name)
+		if !systemSchemas[strings.ToLower(name)] {
+			dbs[name] = true
+		}
+	}
+	rows.Close()
+	var names []string
+	for n := range dbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		var n, create string
+		if err := c.QueryRowContext(ctx, "SHOW CREATE DATABASE "+quote(name)).Scan(&n, &create); err != nil {
+			return explain(err)
+		}
+		d := Database{Name: name, Schema: filepath.Join(name, "schema.sql")}
+		if err := writeFile(dir, d.Schema, create+";\n", m); err != nil {
+			return err
+		}
+		objects, err := dumpObjects(ctx, c, name)
+		if err != nil {
+			return err
+		}
+		if objects != "" {
+			d.Objects = filepath.Join(name, "objects.sql")
+			if err := writeFile(dir, d.Objects, objects, m); err != nil {
+				return err
+			}
+		}
+		m.Databases = append(m.Databases, d)
+	}
+	for _, ti := range tables {
+		var n, create string
+		if err := c.QueryRowContext(ctx, "SHOW CREATE TABLE "+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
+			return explain(err)
+		}
+		if err := writeFile(dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dumpObjects returns the views, routines, triggers and events of a
+// database as SQL separated by lines with a single "$$" delimiter marker.
+func dumpObjects(ctx context.Context, c *sql.Conn, db string) (string, error) {
+	var b strings.Builder
+	type obj struct{ kind, list, show string }
+	kinds := []obj{
+		{"VIEW", "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", "SHOW CREATE VIEW %s"},
+		{"PROCEDURE", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE' ORDER BY ROUTINE_NAME", "SHOW CREATE PROCEDURE %s"},
+		{"FUNCTION", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME", "SHOW CREATE FUNCTION %s"},
+		{"TRIGGER", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME", "SHOW CREATE TRIGGER %s"},
+		{"EVENT", "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME", "SHOW CREATE EVENT %s"},
+	}
+	for _, k := range kinds {
+		rows, err := c.QueryContext(ctx, k.list, db)
+		if err != nil {
+			return "", explain(err)
+		}
+		var names []string
+		for rows.Next() {
+			var n string
+			rows.Scan(&n)
+			names = append(names, n)
+		}
+		rows.Close()
+		for _, n := range names {
+			r, err := c.QueryContext(ctx, fmt.Sprintf(k.show, qualified(db, n)))
+			if err != nil {
+				return "", explain(err)
+			}
+			cols, _ := r.Columns()
+			vals := make([]sql.NullString, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if r.Next() {
+				r.Scan(ptrs...)
+			}
+			r.Close()
+			// The statement is the column whose name starts with "Create "
+			// but is not a charset/collation column.
+			for i, name := range cols {
+				if strings.HasPrefix(name, "Create ") || name == "SQL Original Statement" {
+					if vals[i].Valid && vals[i].String != "" {
+						b.WriteString(vals[i].String)
+						b.WriteString("\n$$\n")
+						break
+					}
+				}
+			}
+		}
+	}
+	return b.String(), nil
+}
+
+func writeFile(dir, rel, content string, m *Manifest) error {
+	path := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	sum := sha256.Sum256([]byte(content))
+	m.Files[rel] = hex.EncodeToString(sum[:])
+	return f.Close()
+}
+
+// finish writes the manifest, syncs the directories and renames the
+// snapshot into place.
+func finish(partial, final string, m *Manifest) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := archive.WriteFileAtomic(filepath.Join(partial, ManifestName), append(b, '\n')); err != nil {
+		return err
+	}
+	if err := filepath.WalkDir(partial, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			return archive.SyncDir(p)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := os.Rename(partial, final); err != nil {
+		return err
+	}
+	return archive.SyncDir(filepath.Dir(final))
+}
+
+// explain adds the missing GRANT to privilege errors.
+func explain(err error) error {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return err
+	}
+	switch me.Number {
+	case 1227, 1044, 1142, 1143:
+		grant := "SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD"
+		if strings.Contains(me.Message, "RELOAD") {
+			grant = "RELOAD"
+		}
+		return fmt.Errorf("%w (the snapshot user needs: GRANT %s ON *.* TO '<user>'@'<understudy host>')", err, grant)
+	case 1045:
+		return fmt.Errorf("%w (wrong user or password)", err)
+	}
+	return err
+}
+
+var _ hash.Hash = sha256.New()
