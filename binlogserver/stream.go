@@ -87,12 +87,13 @@ func (h *session) dump(data []byte) error {
 	defer cancel()
 	// The replica sends nothing after COM_BINLOG_DUMP: a read that returns
 	// means it went away.
+	nc := h.conn.Conn.Conn
 	go func() {
-		io.Copy(io.Discard, h.conn.Conn.Conn)
+		io.Copy(io.Discard, nc)
 		cancel()
 	}()
 	st := &stream{
-		h: h, ctx: ctx, c: c, w: bufio.NewWriterSize(h.conn.Conn.Conn, 256<<10), seq: h.conn.Sequence,
+		h: h, ctx: ctx, c: c, w: bufio.NewWriterSize(nc, 256<<10), seq: h.conn.Sequence,
 		checksum: strings.EqualFold(h.vars["master_binlog_checksum"], "CRC32"),
 		annotate: flags&dumpSendAnnotate != 0, hb: time.Duration(hbNanos),
 		skip: start, sent: start, until: until, verified: map[uint32]bool{},
