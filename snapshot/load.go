@@ -28,6 +28,10 @@ type LoadOptions struct {
 	Progress  func(Progress)
 }
 
+// textOnly are the types whose text form the data files hold but which
+// take a binary string as their binary form.
+var textOnly = map[string]bool{"uuid": true, "inet4": true, "inet6": true}
+
 // loadSeq makes reader names unique in go-sql-driver's registry, which is
 // process-wide.
 var loadSeq atomic.Int64
@@ -152,13 +156,36 @@ func loadChunk(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job)
 	mysql.RegisterReaderHandler(name, func() io.Reader { return zr })
 	defer mysql.DeregisterReaderHandler(name)
 	cols := make([]string, len(j.table.Columns))
+	var sets []string
 	for i, col := range j.table.Columns {
 		cols[i] = quote(col)
+		if i < len(j.table.Types) && textOnly[j.table.Types[i]] {
+			// These types read a binary string as their binary form; the
+			// data holds their text form.
+			v := fmt.Sprintf("@c%d", i)
+			cols[i] = v
+			sets = append(sets, fmt.Sprintf("%s = CONVERT(%s USING utf8mb4)", quote(col), v))
+		}
 	}
 	q := fmt.Sprintf("LOAD DATA LOCAL INFILE 'Reader::%s' INTO TABLE %s CHARACTER SET binary (%s)", name, qualified(j.db, j.table.Name), strings.Join(cols, ", "))
+	if len(sets) > 0 {
+		q += " SET " + strings.Join(sets, ", ")
+	}
 	res, err := c.ExecContext(ctx, q)
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", j.chunk.File, err)
+	}
+	// A value the column would not take is only a warning for LOAD DATA:
+	// make it an error, nothing may change silently.
+	var warnings int
+	if err := c.QueryRowContext(ctx, "SELECT @@warning_count").Scan(&warnings); err != nil {
+		return err
+	}
+	if warnings > 0 {
+		var level, msg string
+		var code int
+		c.QueryRowContext(ctx, "SHOW WARNINGS LIMIT 1").Scan(&level, &code, &msg)
+		return fmt.Errorf("loading %s: %d warnings, the first: %s %d: %s", j.chunk.File, warnings, level, code, msg)
 	}
 	io.Copy(io.Discard, tr) // the hash covers the whole file
 	if err := checkSum(h, m.Files[j.chunk.File], j.chunk.File); err != nil {

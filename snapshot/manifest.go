@@ -77,6 +77,8 @@ type Table struct {
 	// Columns are the stored (non-generated) columns, in the order of the
 	// data files.
 	Columns []string `json:"columns"`
+	// Types are the columns' DATA_TYPE, in the same order.
+	Types []string `json:"types"`
 	// PrimaryKey is the column list chunks are cut on; empty for a table
 	// without one (it is then a single chunk).
 	PrimaryKey []string `json:"primary_key,omitempty"`

@@ -393,19 +393,20 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	}
 	for i := range out {
 		ti := &out[i]
-		cols, err := c.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA FROM information_schema.COLUMNS
+		cols, err := c.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, DATA_TYPE FROM information_schema.COLUMNS
 			WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, ti.db, ti.t.Name)
 		if err != nil {
 			return nil, explain(err)
 		}
 		for cols.Next() {
-			var name, gen, extra string
-			if err := cols.Scan(&name, &gen, &extra); err != nil {
+			var name, gen, extra, typ string
+			if err := cols.Scan(&name, &gen, &extra, &typ); err != nil {
 				cols.Close()
 				return nil, err
 			}
 			if gen == "" && !strings.Contains(strings.ToUpper(extra), "GENERATED") {
 				ti.t.Columns = append(ti.t.Columns, name)
+				ti.t.Types = append(ti.t.Types, strings.ToLower(typ))
 			}
 		}
 		cols.Close()
