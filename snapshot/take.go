@@ -128,6 +128,9 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if err := main.QueryRowContext(ctx, "SELECT @@version").Scan(&m.ServerVersion); err != nil {
 		return nil, explain(err)
 	}
+	if err := checkGrants(ctx, main); err != nil {
+		return nil, err
+	}
 	if o.FromReplica {
 		if err := checkReplica(ctx, main, o); err != nil {
 			return nil, err
@@ -368,6 +371,43 @@ func checkReplica(ctx context.Context, c *sql.Conn, o Options) error {
 		}
 	}
 	return fmt.Errorf("%s is not replicating from source %s: its gtid_slave_pos %q has none of the source's GTID domains %v", o.From, o.Source, pos, o.Domains)
+}
+
+// checkGrants names every missing global privilege a snapshot needs.
+func checkGrants(ctx context.Context, c *sql.Conn) error {
+	rows, err := c.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		return explain(err)
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return err
+		}
+		g = strings.ToUpper(g)
+		on := strings.Index(g, " ON *.* ")
+		if on < 0 || !strings.HasPrefix(g, "GRANT ") {
+			continue
+		}
+		for _, p := range strings.Split(g[len("GRANT "):on], ",") {
+			have[strings.TrimSpace(p)] = true
+		}
+	}
+	if have["ALL PRIVILEGES"] {
+		return nil
+	}
+	var missing []string
+	for _, p := range []string{"SELECT", "RELOAD", "SHOW VIEW", "TRIGGER", "EVENT"} {
+		if !have[p] {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the snapshot user lacks %s: run GRANT %s ON *.* TO '<user>'@'<understudy host>'", strings.Join(missing, ", "), strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
