@@ -230,3 +230,40 @@ func execFile(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db
 	}
 	return nil
 }
+
+// Verify recomputes every chunk checksum of the databases dbs (all if
+// empty) on db and compares them with the manifest. It returns the number
+// of chunks compared.
+func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string) (int, error) {
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
+		return 0, err
+	}
+	want := map[string]bool{}
+	for _, d := range dbs {
+		want[d] = true
+	}
+	n := 0
+	for _, d := range m.Databases {
+		if len(want) > 0 && !want[d.Name] {
+			continue
+		}
+		for _, t := range d.Tables {
+			for _, ch := range t.Chunks {
+				rows, sum, err := ChunkChecksum(ctx, c, d.Name, t, ch.Where)
+				if err != nil {
+					return n, err
+				}
+				if rows != ch.Rows || sum != ch.Checksum {
+					return n, fmt.Errorf("%s.%s chunk %q: %d rows, checksum %s on the target; the snapshot has %d rows, %s", d.Name, t.Name, ch.Where, rows, sum, ch.Rows, ch.Checksum)
+				}
+				n++
+			}
+		}
+	}
+	return n, nil
+}

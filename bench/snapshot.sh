@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmark of snapshots (issue: snapshot), side by side on the same data:
+# sysbench 8 tables x 250k rows (~496 MB), 2 threads each where the tool has threads.
+#   mariadb-dump --single-transaction      (one thread, plain SQL)
+#   mydumper -t 2 --trx-consistency-only   (no compression)
+#   understudy snapshot --threads 2        (zstd, chunk checksums, fsync)
+# Usage: bench/snapshot.sh         (TABLES, ROWS, THREADS, RUNS override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+TABLES=${TABLES:-8} ROWS=${ROWS:-250000} THREADS=${THREADS:-2} RUNS=${RUNS:-3}
+PORT=${PORT:-33091}
+command -v mydumper >/dev/null || { echo "mydumper not found: apt-get install -y mydumper" >&2; exit 1; }
+WORK=$(mktemp -d /tmp/understudy-bench-snap.XXXXXX)
+echo "work dir $WORK"
+go build -o "$WORK/understudy" ./cmd/understudy
+start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW --sync-binlog=0
+sql "$PORT" -e "SET STATEMENT sql_log_bin=0 FOR CREATE USER bench@'%' IDENTIFIED BY 'benchpw';
+  SET STATEMENT sql_log_bin=0 FOR GRANT ALL ON *.* TO bench@'%'; CREATE DATABASE sbtest;"
+sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
+  --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+sql "$PORT" -e "ANALYZE TABLE $(seq -s, -f 'sbtest.sbtest%g' 1 "$TABLES")" >/dev/null
+echo "data: $(sql "$PORT" -N -e "SELECT ROUND(SUM(DATA_LENGTH+INDEX_LENGTH)/1048576) FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest'") MiB in $TABLES tables"
+cat >"$WORK/understudy.yaml" <<YAML
+archive:
+  dir: $WORK/archive
+http:
+  listen: "off"
+sources:
+  - name: bench
+    host: 127.0.0.1
+    port: $PORT
+    user: bench
+    password: benchpw
+    server_id: 9901
+    snapshot:
+      threads: $THREADS
+YAML
+td=() tm=() tu=()
+for i in $(seq "$RUNS"); do
+  rm -rf "$WORK/dump.sql" "$WORK/mydumper" "$WORK/archive"
+  sync; t0=$(now_ms)
+  mariadb-dump --no-defaults -h127.0.0.1 -P"$PORT" -uroot --single-transaction sbtest >"$WORK/dump.sql"; sync
+  td+=($(( $(now_ms) - t0 )))
+  sync; t0=$(now_ms)
+  mydumper -h 127.0.0.1 -P "$PORT" -u root -t "$THREADS" --trx-consistency-only -B sbtest -o "$WORK/mydumper" >/dev/null 2>&1; sync
+  tm+=($(( $(now_ms) - t0 )))
+  sync; t0=$(now_ms)
+  "$WORK/understudy" snapshot --config "$WORK/understudy.yaml" --source bench >/dev/null 2>"$WORK/snapshot.log"
+  tu+=($(( $(now_ms) - t0 )))
+done
+D=$(median "${td[@]}") M=$(median "${tm[@]}") U=$(median "${tu[@]}")
+echo "mariadb-dump --single-transaction: ${D} ms  runs: ${td[*]}  ($(( $(du -sb "$WORK/dump.sql" | cut -f1) / 1048576 )) MiB)"
+echo "mydumper -t $THREADS --trx-consistency-only: ${M} ms  runs: ${tm[*]}  ($(( $(du -sb "$WORK/mydumper" | cut -f1) / 1048576 )) MiB)"
+echo "understudy snapshot --threads $THREADS: ${U} ms  runs: ${tu[*]}  ($(( $(du -sb "$WORK/archive" | cut -f1) / 1048576 )) MiB, zstd)"
+echo "ratio mydumper/understudy: $(ratio "$M" "$U")x   mariadb-dump/understudy: $(ratio "$D" "$U")x  (above 1: understudy is faster)"
+grep -o 'commit_block_ms=[0-9.]*' "$WORK/snapshot.log" | tail -1

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/config"
+	"github.com/understudy-db/understudy/events"
+)
+
+func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfgPath, source, grep, since, until string
+	var asJSON bool
+	var limit int
+	fs := newFlagSet("events", stderr)
+	fs.StringVar(&cfgPath, "config", "understudy.yaml", "config file")
+	fs.StringVar(&source, "source", "", "source name (required)")
+	fs.StringVar(&grep, "grep", "", "regular expression (case-insensitive) on statements, tables and kind")
+	fs.StringVar(&since, "since", "", "only transactions committed at or after this time")
+	fs.StringVar(&until, "until", "", "only transactions committed at or before this time")
+	fs.IntVar(&limit, "limit", 0, "stop after this many transactions")
+	fs.BoolVar(&asJSON, "json", false, "print JSON lines")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if source == "" {
+		return fmt.Errorf("%w: --source is required", errUsage)
+	}
+	var f events.Filter
+	var err error
+	if grep != "" {
+		if f.Grep, err = regexp.Compile("(?is)" + grep); err != nil {
+			return fmt.Errorf("%w: --grep: %v", errUsage, err)
+		}
+	}
+	if since != "" {
+		if f.Since, err = parseTime(since); err != nil {
+			return fmt.Errorf("%w: --since: %v", errUsage, err)
+		}
+	}
+	if until != "" {
+		if f.Until, err = parseTime(until); err != nil {
+			return fmt.Errorf("%w: --until: %v", errUsage, err)
+		}
+	}
+	f.Limit = limit
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	if _, err := cfg.Source(source); err != nil {
+		return err
+	}
+	a, err := archive.Open(cfg.SourceDir(source))
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	if !asJSON {
+		fmt.Fprintln(tw, "GTID\tCOMMITTED\tKIND\tDATABASE\tWHAT")
+	}
+	err = events.List(a, f, func(t events.Transaction) error {
+		if asJSON {
+			return enc.Encode(t)
+		}
+		what := t.Summary()
+		if len(t.Statements) > 0 {
+			stmt := strings.Join(strings.Fields(t.Statements[0]), " ")
+			if len(stmt) > 120 {
+				stmt = stmt[:117] + "..."
+			}
+			if what != "" {
+				what += " | "
+			}
+			what += stmt
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GTID, t.Time.Format(time.RFC3339), t.Kind, t.Database, what)
+		return nil
+	})
+	tw.Flush()
+	return err
+}

@@ -1,0 +1,438 @@
+// Package restore brings a source back on a target server to a point in
+// time: it loads the newest snapshot before the point, then replays the
+// archive up to the point through the target's own replication applier,
+// fed by an in-process binlog server held at the stop point.
+package restore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/binlogserver"
+	"github.com/understudy-db/understudy/snapshot"
+)
+
+// ConnName is the replication connection restore creates on the target.
+const ConnName = "understudy_restore"
+
+// Options configures Run.
+type Options struct {
+	Source       string
+	ArchiveDir   string // the source's archive directory
+	SnapshotRoot string // the source's snapshots directory
+	Target       *sql.DB
+	TargetAddr   string // host:port, for messages and the state file
+	Stop         understudy.StopPoint
+	Databases    []string
+	Force        bool
+	Threads      int
+	// Listen is where the binlog server for the target listens, and
+	// Advertise the host the target connects to.
+	Listen, Advertise string
+	Log               *slog.Logger
+	// Progress reports a stage's progress ("load" or "replay").
+	Progress func(stage string, done, total int64)
+}
+
+// Result says what Run did.
+type Result struct {
+	Snapshot     string              `json:"snapshot"`
+	SnapshotPos  understudy.Position `json:"snapshot_gtid_position"`
+	Position     understudy.Position `json:"gtid_position"`
+	Transactions int64               `json:"transactions_replayed"`
+	Resumed      bool                `json:"resumed"`
+	// Verified counts chunk checksums compared when the point is the
+	// snapshot's position (-1: not applicable).
+	Verified int           `json:"chunks_verified"`
+	Load     time.Duration `json:"load_ns"`
+	Replay   time.Duration `json:"replay_ns"`
+}
+
+// state is kept next to the archive so that a rerun of the same restore
+// resumes instead of refusing the databases it created itself.
+type state struct {
+	Target   string `json:"target"`
+	Snapshot string `json:"snapshot"`
+	Stop     string `json:"stop"`
+	Stage    string `json:"stage"` // loading, loaded, done
+}
+
+// Run restores. Everything it refuses, it refuses before writing anything.
+func Run(ctx context.Context, o Options) (Result, error) {
+	res := Result{Verified: -1}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Progress == nil {
+		o.Progress = func(string, int64, int64) {}
+	}
+	if err := o.Stop.Validate(); err != nil {
+		return res, err
+	}
+	a, err := archive.Open(o.ArchiveDir)
+	if err != nil {
+		return res, err
+	}
+	if err := checkContinuity(a); err != nil {
+		return res, err
+	}
+	snaps, err := snapshot.List(o.SnapshotRoot)
+	if err != nil {
+		return res, err
+	}
+	snap, err := chooseSnapshot(snaps, o.Stop, a)
+	if err != nil {
+		return res, err
+	}
+	m := snap.Manifest
+	res.Snapshot, res.SnapshotPos = m.ID, m.Position
+	end, txs, ids, err := plan(a, m.Position, o.Stop)
+	if err != nil {
+		return res, err
+	}
+	res.Position, res.Transactions = end, txs
+
+	// The target.
+	var serverID uint32
+	if err := o.Target.QueryRowContext(ctx, "SELECT @@server_id").Scan(&serverID); err != nil {
+		return res, fmt.Errorf("target %s: %w", o.TargetAddr, err)
+	}
+	if ids[serverID] && txs > 0 {
+		return res, fmt.Errorf("target %s has server_id %d, the server_id of transactions to replay: a replica skips its own server_id's events; give the target another server_id", o.TargetAddr, serverID)
+	}
+	dbs := o.Databases
+	if len(dbs) == 0 {
+		for _, d := range m.Databases {
+			dbs = append(dbs, d.Name)
+		}
+	}
+	known := map[string]bool{}
+	for _, d := range m.Databases {
+		known[d.Name] = true
+	}
+	for _, d := range dbs {
+		if !known[d] {
+			return res, fmt.Errorf("database %q is not in snapshot %s", d, m.ID)
+		}
+	}
+	st, stPath := loadState(o, m.ID)
+	resuming := st.Stage != ""
+	res.Resumed = resuming
+	existing, err := existingDatabases(ctx, o.Target, dbs)
+	if err != nil {
+		return res, err
+	}
+	if len(existing) > 0 && !o.Force && !resuming {
+		return res, fmt.Errorf("target %s already has databases %s: restore refuses to overwrite them without --force", o.TargetAddr, strings.Join(existing, ", "))
+	}
+	o.Log.Info("restore plan", "snapshot", m.ID, "snapshot_position", m.Position.String(), "stop", o.Stop.String(),
+		"target_position", end.String(), "transactions", txs, "databases", dbs, "resuming", resuming)
+
+	// Load.
+	if st.Stage != "loaded" {
+		st = state{Target: o.TargetAddr, Snapshot: m.ID, Stop: o.Stop.String(), Stage: "loading"}
+		if err := saveState(stPath, st); err != nil {
+			return res, err
+		}
+		for _, d := range dbs {
+			if _, err := o.Target.ExecContext(ctx, "SET STATEMENT sql_log_bin=0 FOR DROP DATABASE IF EXISTS `"+strings.ReplaceAll(d, "`", "``")+"`"); err != nil {
+				return res, fmt.Errorf("target %s: %w", o.TargetAddr, err)
+			}
+		}
+		t0 := time.Now()
+		err := snapshot.Load(ctx, o.Target, snap.Dir, m, snapshot.LoadOptions{Threads: o.Threads, Databases: dbs, Log: o.Log,
+			Progress: func(p snapshot.Progress) { o.Progress("load", p.Rows, p.RowsEstimate) }})
+		if err != nil {
+			return res, fmt.Errorf("loading snapshot %s into %s: %w", m.ID, o.TargetAddr, err)
+		}
+		res.Load = time.Since(t0)
+		st.Stage = "loaded"
+		if err := saveState(stPath, st); err != nil {
+			return res, err
+		}
+	}
+
+	// Replay.
+	t0 := time.Now()
+	if err := replay(ctx, o, m.Position, end, txs, serverID, dbs, resuming); err != nil {
+		return res, err
+	}
+	res.Replay = time.Since(t0)
+	if txs == 0 {
+		n, err := snapshot.Verify(ctx, o.Target, m, dbs)
+		if err != nil {
+			return res, fmt.Errorf("verification: %w", err)
+		}
+		res.Verified = n
+	}
+	os.Remove(stPath)
+	return res, nil
+}
+
+// checkContinuity refuses an archive with a gap between files.
+func checkContinuity(a *archive.Archive) error {
+	files := a.Files()
+	for i := 1; i < len(files); i++ {
+		if !files[i].StartPosition.Equal(files[i-1].EndPosition) {
+			return fmt.Errorf("%w: %s ends at %s but %s starts at %s", understudy.ErrGap, files[i-1].Name, files[i-1].EndPosition, files[i].Name, files[i].StartPosition)
+		}
+	}
+	return nil
+}
+
+// chooseSnapshot picks the newest snapshot at or before the stop point.
+func chooseSnapshot(snaps []snapshot.Listed, stop understudy.StopPoint, a *archive.Archive) (snapshot.Listed, error) {
+	if len(snaps) == 0 {
+		return snapshot.Listed{}, errors.New("there is no snapshot to restore from: take one with `understudy snapshot`")
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		m := snaps[i].Manifest
+		ok := true
+		switch {
+		case !stop.UntilGTID.IsZero():
+			ok = stop.UntilGTID.ContainsPosition(m.Position)
+		case !stop.BeforeGTID.IsZero():
+			ok = !m.Position.Contains(stop.BeforeGTID)
+		case !stop.UntilTime.IsZero():
+			ok = !m.Started.After(stop.UntilTime)
+		}
+		if ok {
+			return snaps[i], nil
+		}
+	}
+	return snapshot.Listed{}, fmt.Errorf("the point (%s) is older than the oldest snapshot (%s at %s, GTID position %s)",
+		stop, snaps[0].Manifest.ID, snaps[0].Manifest.Started.Format(time.RFC3339), snaps[0].Manifest.Position)
+}
+
+// plan walks the archive's index from the snapshot's position to the stop
+// point: the position the target will end at, the number of transactions
+// to replay and the server_ids they carry.
+func plan(a *archive.Archive, from understudy.Position, stop understudy.StopPoint) (understudy.Position, int64, map[uint32]bool, error) {
+	files := a.Files()
+	start := -1
+	for i := len(files) - 1; i >= 0; i-- {
+		if from.ContainsPosition(files[i].StartPosition) {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		return from, 0, nil, fmt.Errorf("%w: the archive starts at %s, after the snapshot's position %s", understudy.ErrGap, files[0].StartPosition, from)
+	}
+	if !stop.UntilGTID.IsZero() && !a.Position().ContainsPosition(stop.UntilGTID) {
+		return from, 0, nil, fmt.Errorf("the point %s is beyond the archive, which ends at %s", stop.UntilGTID, a.Position())
+	}
+	if !stop.UntilTime.IsZero() && int64(a.LastTime()) < stop.UntilTime.Unix() {
+		return from, 0, nil, fmt.Errorf("the point %s is beyond the archive: its last transaction was committed at %s; restore without a point to get everything archived",
+			stop.UntilTime.UTC().Format(time.RFC3339), time.Unix(int64(a.LastTime()), 0).UTC().Format(time.RFC3339))
+	}
+	reached, n, ids := from, int64(0), map[uint32]bool{}
+	for _, fi := range files[start:] {
+		recs, err := a.Records(fi)
+		if err != nil {
+			return from, 0, nil, err
+		}
+		for _, r := range recs {
+			if from.Contains(r.GTID) {
+				continue
+			}
+			include, done := stop.Decide(r.GTID, r.Time, reached)
+			if include {
+				reached = reached.With(r.GTID)
+				ids[r.GTID.ServerID] = true
+				n++
+			}
+			if done || (!include && stop.UntilGTID.IsZero()) {
+				return reached, n, ids, nil
+			}
+		}
+	}
+	if !stop.BeforeGTID.IsZero() {
+		return from, 0, nil, fmt.Errorf("GTID %s is not in the archive after the snapshot's position %s (the archive ends at %s)", stop.BeforeGTID, from, a.Position())
+	}
+	return reached, n, ids, nil
+}
+
+func existingDatabases(ctx context.Context, db *sql.DB, dbs []string) ([]string, error) {
+	var out []string
+	for _, d := range dbs {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", d).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+func loadState(o Options, snap string) (state, string) {
+	name := strings.NewReplacer(":", "_", "/", "_").Replace(o.TargetAddr) + ".json"
+	path := filepath.Join(o.ArchiveDir, "restores", name)
+	var st state
+	b, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Snapshot != snap || st.Stop != o.Stop.String() {
+		return state{}, path
+	}
+	return st, path
+}
+
+func saveState(path string, st state) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(st)
+	return archive.WriteFileAtomic(path, b)
+}
+
+// replay makes the target a replica of an in-process binlog server held at
+// the stop point, waits until it reaches end, then removes the connection.
+func replay(ctx context.Context, o Options, from, end understudy.Position, txs int64, serverID uint32, dbs []string, resuming bool) error {
+	t := o.Target
+	exec := func(q string) error {
+		if _, err := t.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("target %s: %s: %w", o.TargetAddr, q, err)
+		}
+		return nil
+	}
+	t.ExecContext(ctx, "STOP SLAVE '"+ConnName+"'")
+	t.ExecContext(ctx, "RESET SLAVE '"+ConnName+"' ALL")
+	if !resuming || txs == 0 {
+		if err := exec("SET GLOBAL gtid_slave_pos = '" + from.String() + "'"); err != nil {
+			return err
+		}
+	}
+	if txs == 0 {
+		return nil
+	}
+	pw := make([]byte, 16)
+	rand.Read(pw)
+	password := hex.EncodeToString(pw)
+	bsID := uint32(4000000001)
+	if bsID == serverID {
+		bsID++
+	}
+	srv, err := binlogserver.New(binlogserver.Config{Source: o.Source, Dir: o.ArchiveDir, User: ConnName, Password: password,
+		ServerID: bsID, Stop: o.Stop, Logger: o.Log})
+	if err != nil {
+		return err
+	}
+	listen := o.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s for the target: %w", listen, err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, ln) }()
+	defer func() { stop(); <-served }()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	host := o.Advertise
+	if host == "" {
+		host, _, _ = net.SplitHostPort(ln.Addr().String())
+	}
+	var threads int
+	t.QueryRowContext(ctx, "SELECT @@slave_parallel_threads").Scan(&threads)
+	if threads == 0 && o.Threads > 1 {
+		if _, err := t.ExecContext(ctx, "SET GLOBAL slave_parallel_threads = "+strconv.Itoa(o.Threads)); err == nil {
+			defer t.ExecContext(context.Background(), "SET GLOBAL slave_parallel_threads = 0")
+		}
+	}
+	if err := exec(fmt.Sprintf("CHANGE MASTER '%s' TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+		ConnName, host, port, ConnName, password)); err != nil {
+		return err
+	}
+	defer func() {
+		t.ExecContext(context.Background(), "STOP SLAVE '"+ConnName+"'")
+		t.ExecContext(context.Background(), "RESET SLAVE '"+ConnName+"' ALL")
+	}()
+	if len(o.Databases) > 0 {
+		if err := exec(fmt.Sprintf("SET GLOBAL %s.replicate_do_db = '%s'", ConnName, strings.Join(dbs, ","))); err != nil {
+			return err
+		}
+	}
+	if err := exec("START SLAVE '" + ConnName + "'"); err != nil {
+		return err
+	}
+	total := int64(0)
+	for _, g := range end.GTIDs() {
+		if f, ok := from.Domain(g.Domain); ok {
+			total += int64(g.Seq - f.Seq)
+		} else {
+			total += int64(g.Seq)
+		}
+	}
+	for {
+		var pos string
+		if err := t.QueryRowContext(ctx, "SELECT @@global.gtid_slave_pos").Scan(&pos); err != nil {
+			return err
+		}
+		p, err := understudy.ParsePosition(pos)
+		if err != nil {
+			return err
+		}
+		done := int64(0)
+		for _, g := range end.GTIDs() {
+			h, _ := p.Domain(g.Domain)
+			f, _ := from.Domain(g.Domain)
+			if h.Seq > f.Seq {
+				done += int64(min(h.Seq, g.Seq) - f.Seq)
+			}
+		}
+		o.Progress("replay", done, total)
+		if p.ContainsPosition(end) {
+			o.Log.Info("replay reached the point", "gtid_position", end.String())
+			return nil
+		}
+		if e := replicaError(ctx, t); e != "" {
+			return fmt.Errorf("replay on %s stopped: %s", o.TargetAddr, e)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func replicaError(ctx context.Context, t *sql.DB) string {
+	rows, err := t.QueryContext(ctx, "SHOW SLAVE '"+ConnName+"' STATUS")
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if !rows.Next() || rows.Scan(ptrs...) != nil {
+		return ""
+	}
+	var out []string
+	for i, c := range cols {
+		if c == "Last_SQL_Error" && vals[i].String != "" || c == "Last_IO_Error" && strings.Contains(vals[i].String, "fatal") {
+			out = append(out, vals[i].String)
+		}
+	}
+	return strings.Join(out, "; ")
+}
