@@ -28,9 +28,11 @@ type RowChange struct {
 	Rows            int
 }
 
-// Decode parses an event; for a row event it returns the change.
+// Decode parses an event; for a row event it returns the change. ev may
+// be reused by the caller afterwards.
 func (d *RowsDecoder) Decode(ev []byte) (RowChange, bool, error) {
-	e, err := d.p.Parse(ev)
+	// go-mysql keeps slices of a table map event's bytes.
+	e, err := d.p.Parse(append([]byte(nil), ev...))
 	if err != nil {
 		return RowChange{}, false, fmt.Errorf("decoding event type %d: %w", ev[4], err)
 	}

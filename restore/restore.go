@@ -68,7 +68,7 @@ type state struct {
 	Target   string `json:"target"`
 	Snapshot string `json:"snapshot"`
 	Stop     string `json:"stop"`
-	Stage    string `json:"stage"` // loading, loaded, done
+	Stage    string `json:"stage"` // loading, loaded (then replaying), done
 }
 
 // Run restores. Everything it refuses, it refuses before writing anything.
@@ -142,7 +142,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	o.Log.Info("restore plan", "snapshot", m.ID, "snapshot_position", m.Position.String(), "stop", o.Stop.String(),
 		"target_position", end.String(), "transactions", txs, "databases", dbs, "resuming", resuming)
 
-	// Load.
+	// Load (again, unless an interrupted run of this restore loaded it).
 	if st.Stage != "loaded" {
 		st = state{Target: o.TargetAddr, Snapshot: m.ID, Stop: o.Stop.String(), Stage: "loading"}
 		if err := saveState(stPath, st); err != nil {
@@ -179,8 +179,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		res.Verified = n
 	}
-	os.Remove(stPath)
-	return res, nil
+	// Kept: running the same restore again redoes it without --force.
+	st.Stage = "done"
+	return res, saveState(stPath, st)
 }
 
 // checkContinuity refuses an archive with a gap between files.

@@ -36,7 +36,7 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var f events.Filter
 	var err error
 	if grep != "" {
-		if f.Grep, err = regexp.Compile("(?is)" + grep); err != nil {
+		if f.Grep, err = regexp.Compile("(?im)" + grep); err != nil {
 			return fmt.Errorf("%w: --grep: %v", errUsage, err)
 		}
 	}

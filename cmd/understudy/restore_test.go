@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/understudy-db/understudy/events"
+	"github.com/understudy-db/understudy/internal/mariadbtest"
+)
+
+// findEvent runs `understudy events --grep` and returns the one GTID found.
+func findEvent(t *testing.T, cfg, grep string) string {
+	t.Helper()
+	var so, se strings.Builder
+	if code := run([]string{"events", "--config", cfg, "--source", "db", "--grep", grep, "--json"}, &so, &se); code != 0 {
+		t.Fatalf("events exited %d: %s", code, se.String())
+	}
+	var found []events.Transaction
+	for _, line := range strings.Split(strings.TrimSpace(so.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var tx events.Transaction
+		if err := json.Unmarshal([]byte(line), &tx); err != nil {
+			t.Fatalf("events --json line %q: %v", line, err)
+		}
+		found = append(found, tx)
+	}
+	if len(found) != 1 {
+		t.Fatalf("events --grep %q found %d transactions: %s", grep, len(found), so.String())
+	}
+	t.Logf("events --grep %q: %s %s %s %v %s", grep, found[0].GTID, found[0].Kind, found[0].Database, found[0].Statements, found[0].Summary())
+	return found[0].GTID
+}
+
+func restoreInto(t *testing.T, cfg string, target *mariadbtest.Server, args ...string) string {
+	t.Helper()
+	t.Setenv("UNDERSTUDY_TARGET_PASSWORD", "")
+	var so, se strings.Builder
+	all := append([]string{"restore", "--config", cfg, "--source", "db", "--target", fmt.Sprintf("root@127.0.0.1:%d", target.Port), "--threads", "2"}, args...)
+	if code := run(all, &so, &se); code != 0 {
+		t.Fatalf("restore %v exited %d: %s", args, code, se.String())
+	}
+	t.Log(strings.TrimSpace(so.String()))
+	return so.String()
+}
+
+func checksumsEqual(t *testing.T, want, got map[string]string, what string) {
+	t.Helper()
+	if len(want) == 0 {
+		t.Fatal("no tables to compare")
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("%s: table %s checksum %q, want %q", what, k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d tables, want %d", what, len(got), len(want))
+	}
+}
+
+// TestAccidentRestore runs the accident end to end: a steady workload, a
+// snapshot, more workload, a DELETE without WHERE, more workload, a DROP
+// DATABASE, more workload. events --grep finds the bad GTIDs, and restores
+// to just before each, to a GTID and to a time are exact.
+func TestAccidentRestore(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	stop := startRun(t, cfg)
+	load := func(seed int64, d time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		workload(ctx, t, p, "app", seed)
+	}
+	load(1, 1500*time.Millisecond)
+	takeSnapshotCmd(t, cfg)
+	load(2, 1500*time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
+	beforeDelete, posBeforeDelete := p.Checksums(t, "app"), p.GTIDBinlogPos(t)
+	atBeforeDelete := time.Now().UTC().Truncate(time.Second)
+	time.Sleep(1100 * time.Millisecond)
+	p.Exec(t, "DELETE FROM app.t")
+	load(3, time.Second)
+	beforeDrop := p.Checksums(t, "app")
+	p.Exec(t, "DROP DATABASE app")
+	p.Exec(t, "CREATE DATABASE other")
+	p.Exec(t, "CREATE TABLE other.x (id INT PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO other.x VALUES (1)")
+	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
+	stop()
+
+	del := findEvent(t, cfg, `delete from app\.t$`)
+	drop := findEvent(t, cfg, "drop database")
+
+	t.Run("before the DELETE", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		restoreInto(t, cfg, target, "--before-gtid", del)
+		checksumsEqual(t, beforeDelete, target.Checksums(t, "app"), "restore before the DELETE")
+		if got := target.QueryString(t, "SELECT @@gtid_slave_pos"); got != posBeforeDelete {
+			t.Fatalf("target gtid_slave_pos %s, want %s", got, posBeforeDelete)
+		}
+		if st := replicaStatus(t, target, "understudy_restore"); st != nil {
+			t.Fatalf("the target kept the replication connection: %v", st)
+		}
+	})
+	t.Run("until GTID", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		restoreInto(t, cfg, target, "--until-gtid", posBeforeDelete)
+		checksumsEqual(t, beforeDelete, target.Checksums(t, "app"), "restore until GTID")
+	})
+	t.Run("until time", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		restoreInto(t, cfg, target, "--until-time", atBeforeDelete.Format(time.RFC3339))
+		checksumsEqual(t, beforeDelete, target.Checksums(t, "app"), "restore until time")
+	})
+	t.Run("before the DROP DATABASE", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		restoreInto(t, cfg, target, "--before-gtid", drop)
+		checksumsEqual(t, beforeDrop, target.Checksums(t, "app"), "restore before the DROP")
+	})
+	t.Run("killed and run again", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		args := []string{"restore", "--config", cfg, "--source", "db", "--target", fmt.Sprintf("root@127.0.0.1:%d", target.Port), "--before-gtid", drop}
+		for _, after := range []time.Duration{150 * time.Millisecond, 350 * time.Millisecond} {
+			cmd := exec.Command(binary, args...)
+			cmd.Env = append(os.Environ(), "UNDERSTUDY_TARGET_PASSWORD=")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(after)
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		restoreInto(t, cfg, target, "--before-gtid", drop)
+		checksumsEqual(t, beforeDrop, target.Checksums(t, "app"), "restore run again after kill -9")
+	})
+	t.Run("refusals", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		target.Exec(t, "CREATE DATABASE app")
+		target.Exec(t, "CREATE TABLE app.keep (id INT)")
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"--before-gtid", drop}, "already has databases app"},
+			{[]string{"--until-gtid", "1-1-99999999"}, "beyond the archive"},
+			{[]string{"--before-gtid", "1-1-1"}, "older than the oldest snapshot"},
+			{[]string{"--until-time", "2001-01-01T00:00:00Z"}, "older than the oldest snapshot"},
+		} {
+			var so, se strings.Builder
+			all := append([]string{"restore", "--config", cfg, "--source", "db", "--target", fmt.Sprintf("root@127.0.0.1:%d", target.Port)}, tc.args...)
+			if code := run(all, &so, &se); code == 0 || !strings.Contains(se.String(), tc.want) {
+				t.Fatalf("restore %v: exit %d, %q; want an error about %q", tc.args, code, se.String(), tc.want)
+			}
+			t.Log(strings.TrimSpace(se.String()))
+		}
+		if got := target.QueryString(t, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='app'"); got != "1" {
+			t.Fatalf("a refused restore changed the target: %s tables in app", got)
+		}
+	})
+}
