@@ -355,7 +355,9 @@ func (c *Config) ResolveSnapshot(s *Source) (SnapshotSettings, error) {
 }
 
 // SnapshotDir is the directory of a source's snapshots.
-func (c *Config) SnapshotDir(name string) string { return filepath.Join(c.SourceDir(name), "snapshots") }
+func (c *Config) SnapshotDir(name string) string {
+	return filepath.Join(c.SourceDir(name), "snapshots")
+}
 
 func countSet(vals ...string) int {
 	n := 0

@@ -5,8 +5,11 @@
 package snapshot
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -184,4 +187,46 @@ func List(root string) ([]Listed, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Manifest.Started.Before(out[j].Manifest.Started) })
 	return out, nil
+}
+
+// VerifyFiles checks that every file of the snapshot in dir exists with
+// the sha256 in its manifest, and that every chunk file is listed.
+func VerifyFiles(dir string, m *Manifest) []string {
+	var problems []string
+	for _, d := range m.Databases {
+		for _, t := range d.Tables {
+			for _, c := range t.Chunks {
+				if _, ok := m.Files[c.File]; !ok {
+					problems = append(problems, c.File+": not in the manifest's file list")
+				}
+			}
+		}
+	}
+	names := make([]string, 0, len(m.Files))
+	for n := range m.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		sum, err := fileSum(filepath.Join(dir, n))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", n, err))
+		} else if sum != m.Files[n] {
+			problems = append(problems, fmt.Sprintf("%s: sha256 %s, the manifest says %s", n, sum, m.Files[n]))
+		}
+	}
+	return problems
+}
+
+func fileSum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -34,6 +34,7 @@ Usage:
   understudy events    --config understudy.yaml --source NAME [--grep REGEX] [--since T] [--until T] [--json]
   understudy restore   --config understudy.yaml --source NAME --target USER@HOST:PORT
                     [--until-time T | --until-gtid G | --before-gtid G] [--databases a,b] [--force]
+  understudy verify    --config understudy.yaml --source NAME [--json]
   understudy binlog export --config understudy.yaml --source NAME --dir OUT
                     [--until-gtid G | --until-time T | --before-gtid G] [--json]
   understudy version
@@ -73,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRestore(ctx, args[1:], stdout, stderr)
 	case "events":
 		err = cmdEvents(ctx, args[1:], stdout, stderr)
+	case "verify":
+		err = cmdVerify(ctx, args[1:], stdout, stderr)
 	case "binlog":
 		if len(args) < 2 || args[1] != "export" {
 			fmt.Fprint(stderr, "usage: understudy binlog export --config F --source NAME --dir OUT\n")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/understudy-db/understudy/events"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
+	"github.com/understudy-db/understudy/snapshot"
 )
 
 // findEvent runs `understudy events --grep` and returns the one GTID found.
@@ -144,6 +145,14 @@ func TestAccidentRestore(t *testing.T) {
 		restoreInto(t, cfg, target, "--before-gtid", drop)
 		checksumsEqual(t, beforeDrop, target.Checksums(t, "app"), "restore run again after kill -9")
 	})
+	t.Run("to the snapshot position, verified", func(t *testing.T) {
+		list, _ := snapshot.List(filepath.Join(dir, "archive", "db", "snapshots"))
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		out := restoreInto(t, cfg, target, "--until-gtid", list[0].Manifest.Position.String())
+		if !strings.Contains(out, "verified:") || !strings.Contains(out, "chunk checksums equal the snapshot's") {
+			t.Fatalf("restore to the snapshot's position did not verify: %s", out)
+		}
+	})
 	t.Run("refusals", func(t *testing.T) {
 		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
 		target.Exec(t, "CREATE DATABASE app")
@@ -168,4 +177,47 @@ func TestAccidentRestore(t *testing.T) {
 			t.Fatalf("a refused restore changed the target: %s tables in app", got)
 		}
 	})
+}
+
+// TestVerify checks a healthy archive and snapshot, then finds a flipped
+// byte in each.
+func TestVerify(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	stop := startRun(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	workload(ctx, t, p, "app", 11)
+	cancel()
+	m := takeSnapshotCmd(t, cfg)
+	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
+	stop()
+	verify := func() (int, string) {
+		var so, se strings.Builder
+		code := run([]string{"verify", "--config", cfg, "--source", "db"}, &so, &se)
+		return code, so.String() + se.String()
+	}
+	if code, out := verify(); code != 0 {
+		t.Fatalf("verify of a healthy archive: %d: %s", code, out)
+	}
+	flip := func(path string, off int64) {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		f.ReadAt(b, off)
+		b[0] ^= 0xff
+		f.WriteAt(b, off)
+		f.Close()
+	}
+	flip(filepath.Join(dir, "archive", "db", "binlog.000001"), 5000)
+	list, _ := snapshot.List(filepath.Join(dir, "archive", "db", "snapshots"))
+	flip(filepath.Join(list[0].Dir, m.Databases[0].Tables[0].Chunks[0].File), 20)
+	code, out := verify()
+	t.Log(out)
+	if code == 0 || !strings.Contains(out, "binlog.000001") || !strings.Contains(out, m.Databases[0].Tables[0].Chunks[0].File) {
+		t.Fatalf("verify missed the corruption: exit %d: %s", code, out)
+	}
 }

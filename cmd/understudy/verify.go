@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/config"
+	"github.com/understudy-db/understudy/snapshot"
+)
+
+// errVerify marks a verification that found problems.
+var errVerify = errors.New("verification failed")
+
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfgPath, source string
+	var asJSON bool
+	fs := newFlagSet("verify", stderr)
+	fs.StringVar(&cfgPath, "config", "understudy.yaml", "config file")
+	fs.StringVar(&source, "source", "", "source name (required)")
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if source == "" {
+		return fmt.Errorf("%w: --source is required", errUsage)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	if _, err := cfg.Source(source); err != nil {
+		return err
+	}
+	a, err := archive.Open(cfg.SourceDir(source))
+	if err != nil {
+		return err
+	}
+	rep, err := archive.Verify(a)
+	if err != nil {
+		return err
+	}
+	type snapReport struct {
+		ID       string   `json:"id"`
+		Position string   `json:"gtid_position"`
+		Problems []string `json:"problems"`
+	}
+	var snaps []snapReport
+	list, err := snapshot.List(cfg.SnapshotDir(source))
+	if err != nil {
+		return err
+	}
+	problems := len(rep.Problems)
+	for _, l := range list {
+		p := snapshot.VerifyFiles(l.Dir, l.Manifest)
+		problems += len(p)
+		snaps = append(snaps, snapReport{ID: l.Manifest.ID, Position: l.Manifest.Position.String(), Problems: p})
+	}
+	if asJSON {
+		json.NewEncoder(stdout).Encode(map[string]any{"archive": rep, "snapshots": snaps, "ok": problems == 0})
+	} else {
+		fmt.Fprintf(stdout, "archive of %s: %d files, %d transactions, %s checked: %d problems\n", source, rep.Files, rep.Transactions, humanBytes(rep.Bytes), len(rep.Problems))
+		for _, p := range rep.Problems {
+			fmt.Fprintf(stdout, "  %s: %s\n", p.File, p.Detail)
+		}
+		for _, s := range snaps {
+			fmt.Fprintf(stdout, "snapshot %s (%s): %d problems\n", s.ID, s.Position, len(s.Problems))
+			for _, p := range s.Problems {
+				fmt.Fprintf(stdout, "  %s\n", p)
+			}
+		}
+	}
+	if problems > 0 {
+		return fmt.Errorf("%w: %d problems", errVerify, problems)
+	}
+	return nil
+}
