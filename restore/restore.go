@@ -37,9 +37,12 @@ type Options struct {
 	Target       *sql.DB
 	TargetAddr   string // host:port, for messages and the state file
 	Stop         understudy.StopPoint
-	Databases    []string
-	Force        bool
-	Threads      int
+	// SnapshotID, if set, picks the snapshot instead of the newest one
+	// before the point.
+	SnapshotID string
+	Databases  []string
+	Force      bool
+	Threads    int
 	// Listen is where the binlog server for the target listens, and
 	// Advertise the host the target connects to.
 	Listen, Advertise string
@@ -93,6 +96,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	snaps, err := snapshot.List(o.SnapshotRoot)
 	if err != nil {
 		return res, err
+	}
+	if o.SnapshotID != "" {
+		var only []snapshot.Listed
+		for _, l := range snaps {
+			if l.Manifest.ID == o.SnapshotID {
+				only = append(only, l)
+			}
+		}
+		if len(only) == 0 {
+			return res, fmt.Errorf("there is no snapshot %s (see `understudy snapshots`)", o.SnapshotID)
+		}
+		snaps = only
 	}
 	snap, err := chooseSnapshot(snaps, o.Stop, a)
 	if err != nil {

@@ -66,14 +66,19 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 		return explain(err)
 	}
 	var jobs []job
+	deferred := map[*Table][]string{}
 	for _, d := range dbs {
 		if err := execFile(ctx, conn, dir, d.Schema, m, ""); err != nil {
 			return err
 		}
 		for j := range d.Tables {
 			t := &d.Tables[j]
-			if err := execFile(ctx, conn, dir, t.Schema, m, d.Name); err != nil {
+			keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name)
+			if err != nil {
 				return err
+			}
+			if len(keys) > 0 {
+				deferred[t] = keys
 			}
 			for k := range t.Chunks {
 				jobs = append(jobs, job{db: d.Name, table: t, chunk: &t.Chunks[k]})
@@ -113,8 +118,13 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 					return
 				}
 				err = loadChunk(wctx, c, dir, m, jobs[i])
-				if err == nil {
-					prog.done(jobs[i])
+				if err == nil && prog.done(jobs[i]) && len(deferred[jobs[i].table]) > 0 {
+					// The table's last chunk is in: build its secondary
+					// indexes in one pass.
+					_, err = c.ExecContext(wctx, fmt.Sprintf("ALTER TABLE %s %s", qualified(jobs[i].db, jobs[i].table.Name), strings.Join(deferred[jobs[i].table], ", ")))
+					if err != nil {
+						err = fmt.Errorf("adding the secondary indexes of %s.%s: %w", jobs[i].db, jobs[i].table.Name, err)
+					}
 				}
 			}
 			mu.Lock()
@@ -266,4 +276,66 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string) (int, er
 		}
 	}
 	return n, nil
+}
+
+// createTable runs a table's CREATE TABLE without its secondary indexes,
+// which it returns as ALTER TABLE clauses to run after the data (loading
+// into a table with only its primary key is much faster). Tables with
+// foreign keys, or whose AUTO_INCREMENT column is not first in the primary
+// key, are created as they are.
+func createTable(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, rel))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != m.Files[rel] {
+		return nil, fmt.Errorf("%s: sha256 %s, the manifest says %s: the snapshot file is corrupt", rel, got, m.Files[rel])
+	}
+	create, keys := splitKeys(strings.TrimSuffix(strings.TrimSpace(string(b)), ";"))
+	if _, err := c.ExecContext(ctx, "USE "+quote(db)); err != nil {
+		return nil, explain(err)
+	}
+	if _, err := c.ExecContext(ctx, create); err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, explain(err))
+	}
+	return keys, nil
+}
+
+// splitKeys takes the secondary index lines out of a CREATE TABLE
+// statement as SHOW CREATE TABLE writes it.
+func splitKeys(create string) (string, []string) {
+	if strings.Contains(create, "FOREIGN KEY") {
+		return create, nil
+	}
+	lines := strings.Split(create, "\n")
+	var keep, keys []string
+	autoInc, pkFirst := "", ""
+	for _, l := range lines {
+		tl := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(tl, "KEY ") || strings.HasPrefix(tl, "UNIQUE KEY ") || strings.HasPrefix(tl, "FULLTEXT KEY ") || strings.HasPrefix(tl, "SPATIAL KEY "):
+			keys = append(keys, "ADD "+strings.TrimSuffix(tl, ","))
+			continue
+		case strings.HasPrefix(tl, "`") && strings.Contains(tl, " AUTO_INCREMENT"):
+			autoInc = tl[:strings.Index(tl[1:], "`")+2]
+		case strings.HasPrefix(tl, "PRIMARY KEY ("):
+			rest := tl[len("PRIMARY KEY ("):]
+			if i := strings.IndexAny(rest, ",)"); i > 0 {
+				pkFirst = rest[:i]
+			}
+		}
+		keep = append(keep, l)
+	}
+	if len(keys) == 0 || (autoInc != "" && autoInc != pkFirst) {
+		return create, nil
+	}
+	// The line before the closing parenthesis must not end with a comma.
+	for i := len(keep) - 1; i > 0; i-- {
+		if strings.HasPrefix(strings.TrimSpace(keep[i]), ")") {
+			keep[i-1] = strings.TrimSuffix(keep[i-1], ",")
+			break
+		}
+	}
+	return strings.Join(keep, "\n"), keys
 }

@@ -335,7 +335,9 @@ type progress struct {
 	left map[*Table]int
 }
 
-func (p *progress) done(j job) {
+// done records a finished chunk and reports whether it was its table's
+// last.
+func (p *progress) done(j job) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.p.ChunksDone++
@@ -348,6 +350,7 @@ func (p *progress) done(j job) {
 	if p.fn != nil {
 		p.fn(p.p)
 	}
+	return p.left[j.table] == 0
 }
 
 // checkReplica makes sure the replica replicates from the source: it must

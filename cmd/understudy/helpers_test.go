@@ -289,7 +289,7 @@ func workload(ctx context.Context, t *testing.T, p *mariadbtest.Server, db strin
 	t.Helper()
 	conn := p.DB(t)
 	mustExec(t, conn, fmt.Sprintf("CREATE DATABASE IF NOT EXISTS %s", db))
-	mustExec(t, conn, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.t (id INT AUTO_INCREMENT PRIMARY KEY, k INT, v VARCHAR(200), b BLOB, d DECIMAL(12,3), j JSON, ts DATETIME(6)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4", db))
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.t (id INT AUTO_INCREMENT PRIMARY KEY, k INT, v VARCHAR(200), b BLOB, d DECIMAL(12,3), j JSON, ts DATETIME(6), KEY k (k), UNIQUE KEY idk (id, k)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4", db))
 	rng := rand.New(rand.NewSource(seed))
 	n := 0
 	for ctx.Err() == nil {

@@ -20,7 +20,7 @@ import (
 type restoreOptions struct {
 	config, source, target, passwordFile string
 	untilGTID, untilTime, beforeGTID     string
-	databases, listen, advertise         string
+	databases, listen, advertise, snap   string
 	threads                              int
 	force, json, debug                   bool
 }
@@ -35,6 +35,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.untilGTID, "until-gtid", "", "restore up to this GTID position (inclusive)")
 	fs.StringVar(&o.untilTime, "until-time", "", "restore transactions committed up to this time")
 	fs.StringVar(&o.beforeGTID, "before-gtid", "", "restore everything before this GTID (the bad transaction)")
+	fs.StringVar(&o.snap, "snapshot", "", "restore from this snapshot ID (default: the newest before the point)")
 	fs.StringVar(&o.databases, "databases", "", "comma-separated databases to restore (default: all in the snapshot)")
 	fs.IntVar(&o.threads, "threads", 4, "parallel loaders and replication applier threads")
 	fs.BoolVar(&o.force, "force", false, "replace databases that already exist on the target")
@@ -91,7 +92,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	stage := ""
 	res, err := restore.Run(ctx, restore.Options{
 		Source: o.source, ArchiveDir: cfg.SourceDir(o.source), SnapshotRoot: cfg.SnapshotDir(o.source),
-		Target: db, TargetAddr: tsrc.Addr(), Stop: stop, Databases: dbs, Force: o.force, Threads: o.threads,
+		Target: db, TargetAddr: tsrc.Addr(), Stop: stop, SnapshotID: o.snap, Databases: dbs, Force: o.force, Threads: o.threads,
 		Listen: o.listen, Advertise: o.advertise, Log: log,
 		Progress: func(s string, done, total int64) {
 			if s != stage && stage != "" {

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmark of restore (issue: restore), side by side on the same data:
+#  1. Snapshot load of sysbench 8 tables x 250k rows: understudy restore (LOAD DATA from zstd chunks,
+#     secondary indexes after the data, chunk checksums verified) vs myloader -t 2 vs mariadb < dump.sql.
+#  2. Binlog replay of the same data's ROW binlog (~733 MiB): understudy restore from an empty snapshot
+#     (the target replicates from understudy's binlog server with 2 parallel applier threads)
+#     vs mariadb-binlog FILE | mariadb.
+# Usage: bench/restore.sh          (TABLES, ROWS override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+TABLES=${TABLES:-8} ROWS=${ROWS:-250000} THREADS=${THREADS:-2}
+PORT=${PORT:-33101}
+command -v myloader >/dev/null || { echo "myloader not found: apt-get install -y mydumper" >&2; exit 1; }
+WORK=$(mktemp -d /tmp/understudy-bench-restore.XXXXXX)
+echo "work dir $WORK"
+go build -o "$WORK/understudy" ./cmd/understudy
+start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW \
+  --max-binlog-size=1073741824 --sync-binlog=0 --gtid-domain-id=1
+sql "$PORT" -e "SET STATEMENT sql_log_bin=0 FOR CREATE USER bench@'%' IDENTIFIED BY 'benchpw';
+  SET STATEMENT sql_log_bin=0 FOR GRANT ALL ON *.* TO bench@'%'; CREATE DATABASE sbtest;"
+cat >"$WORK/understudy.yaml" <<YAML
+archive:
+  dir: $WORK/archive
+http:
+  listen: "off"
+sources:
+  - name: bench
+    host: 127.0.0.1
+    port: $PORT
+    user: bench
+    password: benchpw
+    server_id: 9901
+    snapshot:
+      threads: $THREADS
+YAML
+U="$WORK/understudy"
+$U snapshot --config "$WORK/understudy.yaml" --source bench >/dev/null 2>&1   # empty: the replay base
+EMPTY_POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
+sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
+  --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+sql "$PORT" -e "ANALYZE TABLE $(seq -s, -f 'sbtest.sbtest%g' 1 "$TABLES")" >/dev/null
+END_POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
+$U run --config "$WORK/understudy.yaml" --until-caught-up 2>"$WORK/run.log"
+sleep 1
+$U snapshot --config "$WORK/understudy.yaml" --source bench >/dev/null 2>&1   # full: the load benchmark
+mariadb-dump --no-defaults -h127.0.0.1 -P"$PORT" -uroot --single-transaction --databases sbtest >"$WORK/dump.sql"
+mydumper -h 127.0.0.1 -P "$PORT" -u root -t "$THREADS" --trx-consistency-only -B sbtest -o "$WORK/mydumper" >/dev/null 2>&1
+echo "data: $TABLES x $ROWS rows, binlog $(( $(sql "$PORT" -N -e "SHOW BINARY LOGS" | awk '{ s += $2 } END { print s }') / 1048576 )) MiB, $EMPTY_POS -> $END_POS"
+
+TARGET_ARGS=(--innodb-flush-log-at-trx-commit=2 --log-bin=OFF)
+n=0
+target() { n=$((n + 1)); start_server "$WORK/target$n" $((PORT + n)) $((100 + n)) "${TARGET_ARGS[@]}"; echo $((PORT + n)); }
+timed() { local t0; t0=$(now_ms); "$@" >"$WORK/last.log" 2>&1 || { cat "$WORK/last.log" >&2; exit 1; }; echo $(( $(now_ms) - t0 )); }
+export UNDERSTUDY_TARGET_PASSWORD=
+
+echo
+echo "== 1. snapshot load"
+P=$(target); TU=$(timed $U restore --config "$WORK/understudy.yaml" --source bench --target root@127.0.0.1:$P --until-gtid "$END_POS" --threads "$THREADS")
+grep -o 'verified: .*' "$WORK/last.log" || true
+P=$(target); TM=$(timed myloader -h 127.0.0.1 -P "$P" -u root -t "$THREADS" -d "$WORK/mydumper")
+P=$(target); TD=$(timed sh -c "mariadb --no-defaults -h127.0.0.1 -P$P -uroot < $WORK/dump.sql")
+echo "understudy restore (load + verify): ${TU} ms"
+echo "myloader -t $THREADS:                  ${TM} ms"
+echo "mariadb < dump.sql:                 ${TD} ms"
+echo "ratio myloader/understudy: $(ratio "$TM" "$TU")x (target >= 1.5)   mariadb/understudy: $(ratio "$TD" "$TU")x"
+
+echo
+echo "== 2. binlog replay of $EMPTY_POS -> $END_POS"
+EMPTY_ID=$($U snapshots --config "$WORK/understudy.yaml" --source bench --json | grep -o '"id": "[^"]*"' | head -1 | cut -d'"' -f4)
+P=$(target); TR=$(timed $U restore --config "$WORK/understudy.yaml" --source bench --target root@127.0.0.1:$P --snapshot "$EMPTY_ID" --until-gtid "$END_POS" --threads "$THREADS")
+grep -o 'transactions replayed.*' "$WORK/last.log" || true
+P=$(target); sql "$P" -e "CREATE DATABASE sbtest"
+TP=$(timed sh -c "mariadb-binlog --no-defaults $WORK/primary/mariadb-bin.[0-9]* | mariadb --no-defaults -h127.0.0.1 -P$P -uroot")
+echo "understudy restore (replay through the binlog server): ${TR} ms"
+echo "mariadb-binlog | mariadb:                              ${TP} ms"
+echo "ratio pipe/understudy: $(ratio "$TP" "$TR")x (target >= 2)"
