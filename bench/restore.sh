@@ -50,16 +50,17 @@ echo "data: $TABLES x $ROWS rows, binlog $(( $(sql "$PORT" -N -e "SHOW BINARY LO
 
 TARGET_ARGS=(--innodb-flush-log-at-trx-commit=2 --log-bin=OFF)
 n=0
-target() { n=$((n + 1)); start_server "$WORK/target$n" $((PORT + n)) $((100 + n)) "${TARGET_ARGS[@]}"; echo $((PORT + n)); }
+# target starts a fresh server; its port is in P. (Not in a subshell: the cleanup must know it.)
+target() { n=$((n + 1)); start_server "$WORK/target$n" $((PORT + n)) $((100 + n)) "${TARGET_ARGS[@]}"; P=$((PORT + n)); }
 timed() { local t0; t0=$(now_ms); "$@" >"$WORK/last.log" 2>&1 || { cat "$WORK/last.log" >&2; exit 1; }; echo $(( $(now_ms) - t0 )); }
 export UNDERSTUDY_TARGET_PASSWORD=
 
 echo
 echo "== 1. snapshot load"
-P=$(target); TU=$(timed $U restore --config "$WORK/understudy.yaml" --source bench --target root@127.0.0.1:$P --until-gtid "$END_POS" --threads "$THREADS")
+target; TU=$(timed $U restore --config "$WORK/understudy.yaml" --source bench --target root@127.0.0.1:$P --until-gtid "$END_POS" --threads "$THREADS")
 grep -o 'verified: .*' "$WORK/last.log" || true
-P=$(target); TM=$(timed myloader -h 127.0.0.1 -P "$P" -u root -t "$THREADS" -d "$WORK/mydumper")
-P=$(target); TD=$(timed sh -c "mariadb --no-defaults -h127.0.0.1 -P$P -uroot < $WORK/dump.sql")
+target; TM=$(timed myloader -h 127.0.0.1 -P "$P" -u root -t "$THREADS" -d "$WORK/mydumper")
+target; TD=$(timed sh -c "mariadb --no-defaults -h127.0.0.1 -P$P -uroot < $WORK/dump.sql")
 echo "understudy restore (load + verify): ${TU} ms"
 echo "myloader -t $THREADS:                  ${TM} ms"
 echo "mariadb < dump.sql:                 ${TD} ms"
@@ -68,9 +69,9 @@ echo "ratio myloader/understudy: $(ratio "$TM" "$TU")x (target >= 1.5)   mariadb
 echo
 echo "== 2. binlog replay of $EMPTY_POS -> $END_POS"
 EMPTY_ID=$($U snapshots --config "$WORK/understudy.yaml" --source bench --json | grep -o '"id": "[^"]*"' | head -1 | cut -d'"' -f4)
-P=$(target); TR=$(timed $U restore --config "$WORK/understudy.yaml" --source bench --target root@127.0.0.1:$P --snapshot "$EMPTY_ID" --until-gtid "$END_POS" --threads "$THREADS")
+target; TR=$(timed $U restore --config "$WORK/understudy.yaml" --source bench --target root@127.0.0.1:$P --snapshot "$EMPTY_ID" --until-gtid "$END_POS" --threads "$THREADS")
 grep -o 'transactions replayed.*' "$WORK/last.log" || true
-P=$(target); sql "$P" -e "CREATE DATABASE sbtest"
+target; sql "$P" -e "CREATE DATABASE sbtest"
 TP=$(timed sh -c "mariadb-binlog --no-defaults $WORK/primary/mariadb-bin.[0-9]* | mariadb --no-defaults -h127.0.0.1 -P$P -uroot")
 echo "understudy restore (replay through the binlog server): ${TR} ms"
 echo "mariadb-binlog | mariadb:                              ${TP} ms"

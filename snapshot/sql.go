@@ -23,17 +23,22 @@ func qualified(db, table string) string { return quote(db) + "." + quote(table) 
 // The session must use time_zone '+00:00' for TIMESTAMP columns to compare
 // across servers.
 func ChecksumSQL(db string, t Table, where string) string {
+	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(BIT_XOR(%s), 0) FROM %s", rowHash(t), qualified(db, t.Name))
+	if where != "" {
+		q += " WHERE " + where
+	}
+	return q
+}
+
+// rowHash is the 64-bit hash of one row that ChecksumSQL XORs.
+func rowHash(t Table) string {
 	var cols, nulls []string
 	for _, c := range t.Columns {
 		cols = append(cols, quote(c))
 		nulls = append(nulls, "ISNULL("+quote(c)+")")
 	}
 	expr := fmt.Sprintf("CONCAT_WS('#', %s, CONCAT(%s))", strings.Join(cols, ", "), strings.Join(nulls, ", "))
-	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(BIT_XOR((CRC32(%s) << 32) | CRC32C(%s)), 0) FROM %s", expr, expr, qualified(db, t.Name))
-	if where != "" {
-		q += " WHERE " + where
-	}
-	return q
+	return fmt.Sprintf("((CRC32(%s) << 32) | CRC32C(%s))", expr, expr)
 }
 
 // ChunkChecksum runs ChecksumSQL on conn.

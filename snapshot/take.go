@@ -276,9 +276,6 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 				}
 				j := jobs[i]
 				sum, err := dumpChunk(wctx, c, dir, j)
-				if err == nil {
-					j.chunk.Rows, j.chunk.Checksum, err = ChunkChecksum(wctx, c, j.db, *j.table, j.chunk.Where)
-				}
 				if err != nil {
 					errMu.Lock()
 					if first == nil {
@@ -541,7 +538,9 @@ func dumpChunk(ctx context.Context, c *sql.Conn, dir string, j job) (string, err
 	for i, col := range j.table.Columns {
 		cols[i] = quote(col)
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), qualified(j.db, j.table.Name))
+	// The row hash of ChecksumSQL comes with each row: the chunk checksum
+	// is computed in the same scan, inside the snapshot transaction.
+	q := fmt.Sprintf("SELECT %s, %s FROM %s", strings.Join(cols, ", "), rowHash(*j.table), qualified(j.db, j.table.Name))
 	if j.chunk.Where != "" {
 		q += " WHERE " + j.chunk.Where
 	}
@@ -550,17 +549,24 @@ func dumpChunk(ctx context.Context, c *sql.Conn, dir string, j job) (string, err
 		return "", err
 	}
 	defer rows.Close()
-	vals := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
+	vals := make([]sql.RawBytes, len(cols)+1)
+	ptrs := make([]any, len(vals))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	var raw int64
+	var raw, n int64
+	var xor uint64
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return "", err
 		}
-		for i, v := range vals {
+		h, ok := parseUint(vals[len(cols)])
+		if !ok {
+			return "", fmt.Errorf("row hash %q is not a number", vals[len(cols)])
+		}
+		xor ^= h
+		n++
+		for i, v := range vals[:len(cols)] {
 			if i > 0 {
 				bw.WriteByte('\t')
 			}
@@ -586,7 +592,27 @@ func dumpChunk(ctx context.Context, c *sql.Conn, dir string, j job) (string, err
 		return "", err
 	}
 	j.chunk.Bytes, j.chunk.Compressed = raw, cw.n
+	j.chunk.Rows, j.chunk.Checksum = n, strconv.FormatUint(xor, 10)
 	return hex.EncodeToString(h.Sum(nil)), f.Close()
+}
+
+// parseUint parses a decimal uint64 without allocating.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 // writeEscaped writes v escaped for LOAD DATA's defaults (ESCAPED BY '\\').

@@ -217,7 +217,7 @@ func newBinlogServer(cfg *config.Config, s *config.Source, stop understudy.StopP
 func scheduleSnapshots(ctx context.Context, cfg *config.Config, s *config.Source, log *slog.Logger) {
 	every := s.Snapshot.Every
 	for {
-		wait := 30 * time.Second // let the archiver connect first
+		wait := min(30*time.Second, every) // let the archiver connect first
 		if list, err := snapshot.List(cfg.SnapshotDir(s.Name)); err == nil && len(list) > 0 {
 			wait = max(wait, every-time.Since(list[len(list)-1].Manifest.Started))
 		}

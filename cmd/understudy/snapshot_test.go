@@ -253,6 +253,16 @@ func TestSnapshotColumnTypes(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		p.Exec(t, "INSERT INTO types.t (id, bl, vc) SELECT id + 100 * ?, RANDOM_BYTES(1000), CONCAT(vc, ?) FROM types.t WHERE id < 100 AND vc IS NOT NULL", i+1, i)
 	}
+	// A table without a primary key, a MyISAM table, and the other objects.
+	p.Exec(t, "CREATE TABLE types.nopk (a INT, b VARCHAR(20), KEY (a)) ENGINE=InnoDB")
+	p.Exec(t, "INSERT INTO types.nopk VALUES (1, 'x'), (1, 'x'), (NULL, NULL), (2, 'tab\there')")
+	p.Exec(t, "CREATE TABLE types.old (id INT PRIMARY KEY, v INT) ENGINE=MyISAM")
+	p.Exec(t, "INSERT INTO types.old VALUES (1, 10), (2, 20)")
+	p.Exec(t, "CREATE VIEW types.v AS SELECT id, i FROM types.t WHERE i IS NOT NULL")
+	p.Exec(t, "CREATE FUNCTION types.twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2")
+	p.Exec(t, "CREATE PROCEDURE types.p() BEGIN SELECT 1; END")
+	p.Exec(t, "CREATE TRIGGER types.trg BEFORE INSERT ON types.old FOR EACH ROW SET NEW.v = NEW.v + 1")
+	p.Exec(t, "CREATE EVENT types.ev ON SCHEDULE EVERY 1 DAY DISABLE DO SELECT 1")
 	m := takeSnapshotCmd(t, cfg)
 	list, _ := snapshot.List(filepath.Join(dir, "archive", "db", "snapshots"))
 	target := loadInto(t, list[0].Dir, m)
@@ -270,6 +280,22 @@ func TestSnapshotColumnTypes(t *testing.T) {
 	}
 	sameChecksums(t, p, target, "types")
 	checkChunks(t, target, m)
+	if len(m.NonTransactional) != 1 || !strings.Contains(m.NonTransactional[0], "types.old (MyISAM)") {
+		t.Fatalf("non-transactional tables %v, want types.old", m.NonTransactional)
+	}
+	for _, q := range []struct{ query, want string }{
+		{"SELECT COUNT(*) FROM types.v", p.QueryString(t, "SELECT COUNT(*) FROM types.v")},
+		{"SELECT types.twice(21)", "42"},
+		{"SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA='types'", "2"},
+		{"SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA='types'", "1"},
+		{"SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA='types'", "1"},
+		{"SELECT COUNT(*) FROM types.nopk", "4"},
+		{"SELECT SUM(v) FROM types.old", "30"}, // loaded as is: the trigger did not fire again
+	} {
+		if got := target.QueryString(t, q.query); got != q.want {
+			t.Errorf("%s = %s after load, want %s", q.query, got, q.want)
+		}
+	}
 }
 
 func dumpRows(t *testing.T, db *sql.DB, q string) []string {
@@ -321,4 +347,36 @@ func TestSnapshotErrors(t *testing.T) {
 	if len(ents) != 0 {
 		t.Fatalf("failed snapshots left %d entries", len(ents))
 	}
+}
+
+// TestSnapshotSchedule: run takes snapshots on the schedule of
+// snapshot.every.
+func TestSnapshotSchedule(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	addSnapshotConfig(t, cfg, "    snapshot:\n      every: 2s\n")
+	stop := startRun(t, cfg)
+	root := filepath.Join(dir, "archive", "db", "snapshots")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list, err := snapshot.List(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) >= 2 {
+			if gap := list[1].Manifest.Started.Sub(list[0].Manifest.Started); gap < 1500*time.Millisecond {
+				t.Fatalf("snapshots %s apart, want about 2s", gap)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d scheduled snapshots after 30s, want 2", len(list))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stop()
 }
