@@ -46,7 +46,8 @@ YAML
 
 REPLICA_ARGS=(--slave-parallel-threads=2 --slave-parallel-mode=optimistic --log-bin=OFF)
 
-# catch_up NAME HOST_PORT: a fresh replica of HOST_PORT, timed until it has $POS.
+# catch_up NAME HOST_PORT RPORT: a fresh replica of HOST_PORT, timed until it has $POS; the time is in T.
+# (Not in a subshell: the cleanup must know the replica's pid.)
 catch_up() {
   local dir=$WORK/replica-$1 rport=$3
   start_server "$dir" "$rport" 50 "${REPLICA_ARGS[@]}"
@@ -57,7 +58,7 @@ catch_up() {
     [ -z "$err" ] || { echo "replica $1 failed: $err" >&2; exit 1; }
     sleep 0.1
   done
-  echo $(( $(now_ms) - t0 ))
+  T=$(( $(now_ms) - t0 ))
 }
 
 echo
@@ -65,9 +66,9 @@ echo "== replica catch-up of $POS"
 "$WORK/understudy" serve --config "$WORK/understudy.yaml" --source bench >"$WORK/serve.log" 2>&1 &
 BENCH_PIDS+=($!)
 sleep 1
-TA=$(catch_up primary "$PORT" 33083)
+catch_up primary "$PORT" 33083; TA=$T
 echo "A. replica <- original primary:        ${TA} ms"
-TB=$(catch_up understudy "$SERVE_PORT" 33084)
+catch_up understudy "$SERVE_PORT" 33084; TB=$T
 echo "B. replica <- understudy binlog server: ${TB} ms"
 start_server "$WORK/target-pipe" 33085 51 --log-bin=OFF
 t0=$(now_ms)
