@@ -71,7 +71,7 @@ echo "== 2. binlog replay of $EMPTY_POS -> $END_POS"
 EMPTY_ID=$($U snapshots --config "$WORK/understudy.yaml" --source bench --json | grep -o '"id": "[^"]*"' | head -1 | cut -d'"' -f4)
 target; TR=$(timed $U restore --config "$WORK/understudy.yaml" --source bench --target root@127.0.0.1:$P --snapshot "$EMPTY_ID" --until-gtid "$END_POS" --threads "$THREADS")
 grep -o 'transactions replayed.*' "$WORK/last.log" || true
-target; sql "$P" -e "CREATE DATABASE sbtest"
+target
 TP=$(timed sh -c "mariadb-binlog --no-defaults $WORK/primary/mariadb-bin.[0-9]* | mariadb --no-defaults -h127.0.0.1 -P$P -uroot")
 echo "understudy restore (replay through the binlog server): ${TR} ms"
 echo "mariadb-binlog | mariadb:                              ${TP} ms"
