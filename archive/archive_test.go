@@ -201,7 +201,7 @@ func TestRotationManifestAndExport(t *testing.T) {
 		if !fi.Sealed || fi.SHA256 == "" {
 			t.Fatalf("file %s not sealed", fi.Name)
 		}
-		sum, _ := fileSHA256(filepath.Join(dir, fi.Name))
+		sum, _ := FileSHA256(filepath.Join(dir, fi.Name))
 		if sum != fi.SHA256 {
 			t.Fatalf("%s: sha256 %s in manifest, %s on disk", fi.Name, fi.SHA256, sum)
 		}

@@ -43,7 +43,7 @@ func Verify(a *Archive) (VerifyReport, error) {
 		}
 		path := filepath.Join(a.Dir(), fi.Name)
 		if fi.Sealed {
-			sum, err := fileSHA256(path)
+			sum, err := FileSHA256(path)
 			switch {
 			case err != nil:
 				problem(fi.Name, "%v", err)

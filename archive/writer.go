@@ -547,7 +547,7 @@ func (w *Writer) sealer(q <-chan FileInfo) {
 
 // record computes a sealed file's sha256 and adds it to the manifest.
 func (w *Writer) record(fi FileInfo) error {
-	sum, err := fileSHA256(filepath.Join(w.dir, fi.Name))
+	sum, err := FileSHA256(filepath.Join(w.dir, fi.Name))
 	if err != nil {
 		return err
 	}
@@ -655,7 +655,8 @@ func (w *Writer) Close() error {
 	return err
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 returns the hex sha256 of a file's contents.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -5,11 +5,8 @@
 package snapshot
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +14,7 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archive"
 )
 
 // File and directory names of a snapshot.
@@ -208,7 +206,7 @@ func VerifyFiles(dir string, m *Manifest) []string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		sum, err := fileSum(filepath.Join(dir, n))
+		sum, err := archive.FileSHA256(filepath.Join(dir, n))
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", n, err))
 		} else if sum != m.Files[n] {
@@ -216,17 +214,4 @@ func VerifyFiles(dir string, m *Manifest) []string {
 		}
 	}
 	return problems
-}
-
-func fileSum(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/events"
 )
 
@@ -29,9 +28,6 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.BoolVar(&asJSON, "json", false, "print JSON lines")
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if source == "" {
-		return fmt.Errorf("%w: --source is required", errUsage)
 	}
 	var f events.Filter
 	var err error
@@ -51,11 +47,8 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	f.Limit = limit
-	cfg, err := config.Load(cfgPath)
+	cfg, _, err := openSource(cfgPath, source)
 	if err != nil {
-		return err
-	}
-	if _, err := cfg.Source(source); err != nil {
 		return err
 	}
 	a, err := archive.Open(cfg.SourceDir(source))

@@ -9,7 +9,6 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/config"
 )
 
 type exportOptions struct {
@@ -38,11 +37,8 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(o.config)
+	cfg, _, err := openSource(o.config, o.source)
 	if err != nil {
-		return err
-	}
-	if _, err := cfg.Source(o.source); err != nil {
 		return err
 	}
 	a, err := archive.Open(cfg.SourceDir(o.source))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/understudy-db/understudy/config"
 	"io"
 	"log/slog"
 	"os"
@@ -133,4 +134,20 @@ func newLogger(w io.Writer, debug, asJSON bool) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openSource loads the config and finds a source in it.
+func openSource(path, name string) (*config.Config, *config.Source, error) {
+	if name == "" {
+		return nil, nil, fmt.Errorf("%w: --source is required", errUsage)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := cfg.Source(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, s, nil
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
-	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/replication"
 	"github.com/understudy-db/understudy/restore"
 )
@@ -60,11 +59,8 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if o.listen == "" && !isLoopback(tsrc.Host) {
 		return fmt.Errorf("%w: the target %s is not on this host: give --listen (e.g. 0.0.0.0:3399) and --advertise (this host's address as the target sees it)", errUsage, tsrc.Addr())
 	}
-	cfg, err := config.Load(o.config)
+	cfg, _, err := openSource(o.config, o.source)
 	if err != nil {
-		return err
-	}
-	if _, err := cfg.Source(o.source); err != nil {
 		return err
 	}
 	db, err := replication.Open(tsrc, "")

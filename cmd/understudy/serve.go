@@ -7,7 +7,6 @@ import (
 	"net"
 
 	"github.com/understudy-db/understudy/binlogserver"
-	"github.com/understudy-db/understudy/config"
 )
 
 type serveOptions struct {
@@ -38,11 +37,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(o.config)
-	if err != nil {
-		return err
-	}
-	s, err := cfg.Source(o.source)
+	cfg, s, err := openSource(o.config, o.source)
 	if err != nil {
 		return err
 	}

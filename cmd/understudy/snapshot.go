@@ -32,14 +32,7 @@ func cmdSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.source == "" {
-		return fmt.Errorf("%w: --source is required", errUsage)
-	}
-	cfg, err := config.Load(o.config)
-	if err != nil {
-		return err
-	}
-	s, err := cfg.Source(o.source)
+	cfg, s, err := openSource(o.config, o.source)
 	if err != nil {
 		return err
 	}
@@ -143,14 +136,8 @@ func cmdSnapshots(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.source == "" {
-		return fmt.Errorf("%w: --source is required", errUsage)
-	}
-	cfg, err := config.Load(o.config)
+	cfg, _, err := openSource(o.config, o.source)
 	if err != nil {
-		return err
-	}
-	if _, err := cfg.Source(o.source); err != nil {
 		return err
 	}
 	list, err := snapshot.List(cfg.SnapshotDir(o.source))

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -25,14 +24,8 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if source == "" {
-		return fmt.Errorf("%w: --source is required", errUsage)
-	}
-	cfg, err := config.Load(cfgPath)
+	cfg, _, err := openSource(cfgPath, source)
 	if err != nil {
-		return err
-	}
-	if _, err := cfg.Source(source); err != nil {
 		return err
 	}
 	a, err := archive.Open(cfg.SourceDir(source))
