@@ -99,3 +99,28 @@ sources:
 		t.Logf("understudy connections still open: %s", got)
 	}
 }
+
+// TestServeTLS: a replica that requires TLS replicates from the binlog
+// server's certificate.
+func TestServeTLS(t *testing.T) {
+	certs := t.TempDir()
+	ca, caKey := writeCert(t, certs, "ca", nil, nil, true)
+	writeCert(t, certs, "server", ca, caKey, false)
+	p := startPrimary(t, 1, 1)
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO app.t VALUES (1), (2), (3)")
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001, serve: addr})
+	addSnapshotConfig(t, cfg, fmt.Sprintf("      tls:\n        cert: %s\n        key: %s\n", filepath.Join(certs, "server.pem"), filepath.Join(certs, "server.key")))
+	startRun(t, cfg)
+	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
+	r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
+	startReplicaOf(t, r, "u", addr, ", MASTER_SSL=1, MASTER_SSL_CA='"+filepath.Join(certs, "ca.pem")+"', MASTER_SSL_VERIFY_SERVER_CERT=1")
+	waitReplica(t, r, "u", p.GTIDBinlogPos(t), 60*time.Second)
+	sameChecksums(t, p, r, "app")
+	if got := replicaStatus(t, r, "u")["Master_SSL_Allowed"]; got != "Yes" {
+		t.Fatalf("Master_SSL_Allowed=%q", got)
+	}
+}
