@@ -2,14 +2,17 @@
 # Demo of understudy's main job: two throwaway MariaDB primaries on loopback
 # (gtid_domain_id 1 and 2), writes on both, `understudy run` archiving them
 # into ./demo-data/archive, then `understudy status` and a look at the
-# archived binlogs with stock mariadb-binlog. Everything lives in ./demo-data
-# and is stopped when the script ends.
+# archived binlogs with stock mariadb-binlog. Then the accident: a snapshot,
+# a DROP DATABASE, `understudy events` finding it and `understudy restore`
+# bringing the data back, to just before the DROP, on a third server.
+# Everything lives in ./demo-data and is stopped when the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_OF_WRITES=${SECONDS_OF_WRITES:-8}
 PORT1=${PORT1:-33061}
 PORT2=${PORT2:-33062}
+PORT3=${PORT3:-33063}
 HTTP_PORT=${HTTP_PORT:-9307}
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -52,7 +55,7 @@ start_primary() { # name port server_id domain
   done
   mariadb --no-defaults -h127.0.0.1 -P"$2" -uroot -e "
     CREATE USER understudy@'%' IDENTIFIED BY 'demo-password';
-    GRANT REPLICATION SLAVE ON *.* TO understudy@'%';
+    GRANT REPLICATION SLAVE, SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO understudy@'%';
     CREATE DATABASE shop;
     CREATE TABLE shop.orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(64), qty INT, at DATETIME(6));"
   echo "primary $1 on 127.0.0.1:$2 (server_id $3, gtid_domain_id $4)"
@@ -111,6 +114,35 @@ echo "primary2 gtid_binlog_pos: $(mariadb --no-defaults -h127.0.0.1 -P"$PORT2" -
 say "the archive: native binlog files, read by stock mariadb-binlog"
 ls -l "$WORK/archive/primary1"
 mariadb-binlog "$WORK/archive/primary1/binlog.000001" | grep -a -E '^#[0-9]{6}.*(GTID|Start|Gtid list|Xid)' | head -n 8 || true
+
+say "the accident: snapshot, more writes, DROP DATABASE shop on primary1"
+bin/understudy snapshot --config "$WORK/understudy.yaml" --source primary1
+mariadb --no-defaults -h127.0.0.1 -P"$PORT1" -uroot shop -e "INSERT INTO orders (item, qty, at) VALUES ('after the snapshot', 1, NOW(6))"
+BEFORE=$(mariadb --no-defaults -h127.0.0.1 -P"$PORT1" -uroot -N -e 'SELECT COUNT(*), SUM(qty) FROM shop.orders')
+mariadb --no-defaults -h127.0.0.1 -P"$PORT1" -uroot -e "DROP DATABASE shop; CREATE DATABASE later; CREATE TABLE later.t (id INT PRIMARY KEY); INSERT INTO later.t VALUES (1)"
+echo "shop.orders before the DROP: rows, sum(qty) = $BEFORE"
+sleep 1
+
+say "understudy events --grep 'drop database'"
+bin/understudy events --config "$WORK/understudy.yaml" --source primary1 --grep 'drop database'
+DROP_GTID=$(bin/understudy events --config "$WORK/understudy.yaml" --source primary1 --grep 'drop database' --json | grep -o '"gtid":"[^"]*"' | cut -d'"' -f4)
+
+say "understudy restore --before-gtid $DROP_GTID into a fresh server on port $PORT3"
+"$INSTALL_DB" --no-defaults --datadir="$WORK/restored" --user="$(id -un)" --auth-root-authentication-method=normal \
+  --skip-test-db >"$WORK/restored-install.log" 2>&1
+"$MARIADBD" --no-defaults --user="$(id -un)" --datadir="$WORK/restored" --socket="$WORK/restored/mysqld.sock" \
+  --port="$PORT3" --bind-address=127.0.0.1 --server-id=3 --skip-name-resolve --log-error="$WORK/restored/error.log" \
+  --innodb-buffer-pool-size=64M >"$WORK/restored-stdout.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do
+  mariadb --no-defaults -h127.0.0.1 -P"$PORT3" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
+  sleep 0.2
+done
+UNDERSTUDY_TARGET_PASSWORD= bin/understudy restore --config "$WORK/understudy.yaml" --source primary1 \
+  --target "root@127.0.0.1:$PORT3" --before-gtid "$DROP_GTID"
+AFTER=$(mariadb --no-defaults -h127.0.0.1 -P"$PORT3" -uroot -N -e 'SELECT COUNT(*), SUM(qty) FROM shop.orders')
+echo "shop.orders restored:         rows, sum(qty) = $AFTER"
+[ "$AFTER" = "$BEFORE" ] && echo "the restored table equals the primary's just before the DROP"
 
 say "stopping understudy with SIGTERM"
 kill -TERM "${PIDS[2]}"
