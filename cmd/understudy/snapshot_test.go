@@ -380,3 +380,37 @@ func TestSnapshotSchedule(t *testing.T) {
 	}
 	stop()
 }
+
+// TestSnapshotWriteFailure: a write error in the middle of a snapshot (the
+// file size limit here, as a full disk would) fails it with a clear error,
+// removes the partial snapshot and leaves the older one intact.
+func TestSnapshotWriteFailure(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	p.Exec(t, "CREATE DATABASE big")
+	p.Exec(t, "CREATE TABLE big.t (id INT PRIMARY KEY, pad VARCHAR(500)) ENGINE=InnoDB")
+	p.Exec(t, "INSERT INTO big.t SELECT seq, 'small' FROM big.seq_1_to_100")
+	old := takeSnapshotCmd(t, cfg)
+	// Random data does not compress: the chunk passes the 1 MiB limit.
+	p.Exec(t, "INSERT INTO big.t SELECT seq, TO_BASE64(RANDOM_BYTES(300)) FROM big.seq_101_to_20000")
+	cmd := exec.Command("bash", "-c", `ulimit -f 1024 && exec "$0" snapshot --config "$1" --source db`, binary, cfg)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("snapshot succeeded past the file size limit: %s", out)
+	}
+	t.Logf("%s", strings.TrimSpace(string(out)))
+	if !strings.Contains(string(out), "file too large") || strings.Count(strings.TrimSpace(string(out)), "\n") > 1 {
+		t.Fatalf("unclear error: %s", out)
+	}
+	root := filepath.Join(dir, "archive", "db", "snapshots")
+	ents, _ := os.ReadDir(root)
+	if len(ents) != 1 || ents[0].Name() != old.ID {
+		t.Fatalf("snapshot directory holds %v, want only the older %s", ents, old.ID)
+	}
+	list, _ := snapshot.List(root)
+	if problems := snapshot.VerifyFiles(list[0].Dir, list[0].Manifest); len(problems) > 0 {
+		t.Fatalf("the older snapshot was harmed: %v", problems)
+	}
+}
