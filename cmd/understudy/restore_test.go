@@ -221,3 +221,32 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("verify missed the corruption: exit %d: %s", code, out)
 	}
 }
+
+// TestRestoreDatabases restores one database of two, snapshot plus replay.
+func TestRestoreDatabases(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	stop := startRun(t, cfg)
+	for _, db := range []string{"a", "b"} {
+		p.Exec(t, "CREATE DATABASE "+db)
+		p.Exec(t, "CREATE TABLE "+db+".t (id INT PRIMARY KEY, v INT)")
+		p.Exec(t, "INSERT INTO "+db+".t SELECT seq, seq FROM "+db+".seq_1_to_100")
+	}
+	takeSnapshotCmd(t, cfg)
+	p.Exec(t, "UPDATE a.t SET v = v + 1 WHERE id <= 50")
+	p.Exec(t, "UPDATE b.t SET v = v + 1")
+	p.Exec(t, "INSERT INTO a.t VALUES (1000, 1)")
+	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
+	stop()
+	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+	restoreInto(t, cfg, target, "--databases", "a")
+	checksumsEqual(t, p.Checksums(t, "a"), target.Checksums(t, "a"), "restore of database a")
+	if got := target.QueryString(t, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'b'"); got != "0" {
+		t.Fatal("database b was restored too")
+	}
+	if got, want := target.QueryString(t, "SELECT @@gtid_slave_pos"), p.GTIDBinlogPos(t); got != want {
+		t.Fatalf("gtid_slave_pos %s, want %s", got, want)
+	}
+}
