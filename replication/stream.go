@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -48,8 +49,28 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 	if err != nil {
 		return fmt.Errorf("GTID position %q: %w", start, err)
 	}
-	hd := handler{h: h}
+	// Every connection go-mysql dials gets a read deadline until the
+	// stream starts, so that neither the handshake nor the KILL go-mysql
+	// sends on close can hang on a primary that went silent. The first
+	// connection is the dump connection.
+	var dumpConn atomic.Pointer[watchConn]
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		wc := &watchConn{Conn: c, timeout: handshakeTimeout}
+		dumpConn.CompareAndSwap(nil, wc)
+		return wc, nil
+	}
+	hd := handler{h: h, started: func() {
+		if dc := dumpConn.Load(); dc != nil {
+			dc.streaming()
+		}
+	}}
 	syncer := gmrepl.NewBinlogSyncer(gmrepl.BinlogSyncerConfig{
+		Dialer:          dial,
 		ServerID:        src.ServerID,
 		Flavor:          mysql.MariaDBFlavor,
 		Host:            src.Host,
@@ -94,8 +115,11 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 				if n := hd.events.Load(); n != last {
 					last, since = n, now
 				} else if now.Sub(since) > silence {
+					// Closing the socket fails the blocked read at once.
 					silent.Store(true)
-					syncer.Close()
+					if dc := dumpConn.Load(); dc != nil {
+						dc.Conn.Close()
+					}
 					return
 				}
 			}
@@ -114,13 +138,45 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 }
 
 type handler struct {
-	h      Handler
-	events atomic.Uint64
+	h       Handler
+	events  atomic.Uint64
+	started func()
+	once    bool
 }
 
 func (h *handler) HandleEvent(e *gmrepl.BinlogEvent) error {
+	if !h.once {
+		h.once = true
+		h.started()
+	}
 	h.events.Add(1)
 	return h.h.HandleEvent(e.RawData)
+}
+
+// handshakeTimeout bounds each read of a connection before its stream
+// starts.
+const handshakeTimeout = 10 * time.Second
+
+// watchConn sets a read deadline before every read until streaming is
+// called; a streaming connection is watched by heartbeats instead, which
+// costs nothing per event.
+type watchConn struct {
+	net.Conn
+	timeout time.Duration
+	stream  atomic.Bool
+}
+
+func (c *watchConn) Read(b []byte) (int, error) {
+	if !c.stream.Load() {
+		c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *watchConn) streaming() {
+	if c.stream.CompareAndSwap(false, true) {
+		c.Conn.SetReadDeadline(time.Time{})
+	}
 }
 
 // classify turns go-mysql errors into understudy errors with hints.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/archiver"
 )
 
 // TestKill9DuringWrites kills `understudy run` with SIGKILL at random
@@ -167,4 +168,45 @@ func waitSemiSyncClients(t *testing.T, p interface {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("understudy never registered as a semi-sync replica")
+}
+
+// TestSilentPrimary: a primary that goes silent without closing the
+// connection (SIGSTOP, as behind a partition) is noticed by the heartbeat
+// watchdog; once it is back, archiving resumes without loss.
+func TestSilentPrimary(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	src := testSrc(p, replUser, replPassword, 9900)
+	dir := t.TempDir()
+	a := archiver.New(src, dir, newLogger(testWriter{t}, false, false), nil)
+	a.MaxBackoff = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitArchived(t, dir, p, 20*time.Second)
+	p.Pause(t)
+	resumed := false
+	defer func() {
+		if !resumed {
+			p.Resume(t)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(a.Status().LastError, "no event or heartbeat") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the silent primary was not noticed: %+v", a.Status())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("noticed: %s", a.Status().LastError)
+	p.Resume(t)
+	resumed = true
+	p.Exec(t, "INSERT INTO app.t VALUES (1), (2)")
+	waitArchived(t, dir, p, 60*time.Second)
+	if st := a.Status(); st.State != understudy.StateStreaming {
+		t.Fatalf("state %s after the primary came back", st.State)
+	}
+	checkExactlyOnce(t, p, dir)
 }

@@ -375,6 +375,19 @@ func (s *Server) running() bool {
 	}
 }
 
+// Pause stops the server with SIGSTOP: its connections stay open but
+// silent, as behind a network partition. Resume continues it.
+func (s *Server) Pause(tb testing.TB) {
+	tb.Helper()
+	s.signal(syscall.SIGSTOP)
+}
+
+// Resume continues a paused server.
+func (s *Server) Resume(tb testing.TB) {
+	tb.Helper()
+	s.signal(syscall.SIGCONT)
+}
+
 // signal sends sig to the server's process group.
 func (s *Server) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-s.proc.cmd.Process.Pid, sig)
