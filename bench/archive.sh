@@ -83,6 +83,6 @@ sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="
 SB=$!
 sleep 2
 "$WORK/lag" --port "$PORT" --dir "$WORK/lag-archive" --samples 500
-kill -INT $SB 2>/dev/null || true
+kill $SB 2>/dev/null || true
 wait $SB || true
 grep -E "transactions:" "$WORK/sysbench-run.log" | sed 's/^ */sysbench load: /'
