@@ -85,4 +85,4 @@ sleep 2
 "$WORK/lag" --port "$PORT" --dir "$WORK/lag-archive" --samples 500
 kill $SB 2>/dev/null || true
 wait $SB || true
-grep -E "transactions:" "$WORK/sysbench-run.log" | sed 's/^ */sysbench load: /'
+grep -E "transactions:" "$WORK/sysbench-run.log" | sed 's/^ */sysbench load: /' || true
