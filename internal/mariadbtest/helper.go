@@ -60,6 +60,7 @@ type Server struct {
 	Opts    Options
 
 	bin      string   // path of mariadbd
+	tmpDir   string   // the server's --tmpdir
 	proc     *process // latest mariadbd process; nil before the first start
 	logShown bool     // a failure message already included error.log
 
@@ -106,6 +107,12 @@ func Start(tb testing.TB, opts Options) *Server {
 		tb.Fatalf("mariadbtest: %v", err)
 	}
 	s := &Server{Host: "127.0.0.1", DataDir: dir, Opts: opts, bin: bin}
+	// A tmpdir of its own: servers and installs running at once must not
+	// share temporary file names in /tmp.
+	s.tmpDir = dir + "-tmp"
+	if err := os.MkdirAll(s.tmpDir, 0o755); err != nil {
+		tb.Fatalf("mariadbtest: %v", err)
+	}
 	tb.Cleanup(func() {
 		s.closeDB()
 		s.kill()
@@ -115,6 +122,7 @@ func Start(tb testing.TB, opts Options) *Server {
 		if err := os.RemoveAll(dir); err != nil {
 			tb.Errorf("mariadbtest: removing %s: %v", dir, err)
 		}
+		os.RemoveAll(s.tmpDir)
 	})
 	if err := os.CopyFS(dir, os.DirFS(tmpl)); err != nil {
 		tb.Fatalf("mariadbtest: copying template datadir: %v", err)
@@ -271,6 +279,7 @@ func (s *Server) args() []string {
 		"--no-defaults",
 		"--user=" + osUser(),
 		"--datadir=" + d,
+		"--tmpdir=" + s.tmpDir,
 		"--socket=" + filepath.Join(d, "mysqld.sock"),
 		"--port=" + strconv.Itoa(s.Port),
 		"--bind-address=" + s.Host,
@@ -467,14 +476,24 @@ func buildTemplate() (string, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
 	}
-	cmd := exec.Command(installDB, "--no-defaults", "--datadir="+dir, "--user="+osUser(),
-		"--auth-root-authentication-method=normal", "--skip-test-db",
-		"--innodb-log-file-size=48M") // same redo log size as the servers, avoiding a resize
-	if out, err := cmd.CombinedOutput(); err != nil {
+	tmp := dir + "-tmp"
+	defer os.RemoveAll(tmp)
+	var out []byte
+	for try := 1; try <= 2; try++ {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("%s failed: %v\n%s", cmd, err, out)
+		if err := os.MkdirAll(tmp, 0o755); err != nil {
+			return "", err
+		}
+		cmd := exec.Command(installDB, "--no-defaults", "--datadir="+dir, "--user="+osUser(),
+			"--auth-root-authentication-method=normal", "--skip-test-db", "--tmpdir="+tmp,
+			"--innodb-log-file-size=48M") // same redo log size as the servers, avoiding a resize
+		if out, err = cmd.CombinedOutput(); err == nil {
+			return dir, nil
+		}
+		err = fmt.Errorf("%s failed: %v\n%s", cmd, err, out)
 	}
-	return dir, nil
+	os.RemoveAll(dir)
+	return "", err
 }
 
 // removeStale removes directories under os.TempDir() created by this package
