@@ -157,8 +157,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	o.Log.Info("restore plan", "snapshot", m.ID, "snapshot_position", m.Position.String(), "stop", o.Stop.String(),
 		"target_position", end.String(), "transactions", txs, "databases", dbs, "resuming", resuming)
 
-	// Load (again, unless an interrupted run of this restore loaded it).
-	if st.Stage != "loaded" {
+	// Load (again, unless an interrupted run of this restore loaded it;
+	// then its replay continues).
+	fresh := st.Stage != "loaded"
+	if fresh {
 		st = state{Target: o.TargetAddr, Snapshot: m.ID, Stop: o.Stop.String(), Stage: "loading"}
 		if err := saveState(stPath, st); err != nil {
 			return res, err
@@ -183,7 +185,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	// Replay.
 	t0 := time.Now()
-	if err := replay(ctx, o, m.Position, end, txs, serverID, dbs, resuming); err != nil {
+	if err := replay(ctx, o, m.Position, end, txs, serverID, dbs, fresh); err != nil {
 		return res, err
 	}
 	res.Replay = time.Since(t0)
@@ -318,7 +320,7 @@ func saveState(path string, st state) error {
 
 // replay makes the target a replica of an in-process binlog server held at
 // the stop point, waits until it reaches end, then removes the connection.
-func replay(ctx context.Context, o Options, from, end understudy.Position, txs int64, serverID uint32, dbs []string, resuming bool) error {
+func replay(ctx context.Context, o Options, from, end understudy.Position, txs int64, serverID uint32, dbs []string, fresh bool) error {
 	t := o.Target
 	exec := func(q string) error {
 		if _, err := t.ExecContext(ctx, q); err != nil {
@@ -328,7 +330,18 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	}
 	t.ExecContext(ctx, "STOP SLAVE '"+ConnName+"'")
 	t.ExecContext(ctx, "RESET SLAVE '"+ConnName+"' ALL")
-	if !resuming || txs == 0 {
+	// After a fresh load the replay starts at the snapshot's position. A
+	// continued one starts at the target's gtid_slave_pos, unless the
+	// interrupted run died before setting it.
+	var cur string
+	if err := t.QueryRowContext(ctx, "SELECT @@global.gtid_slave_pos").Scan(&cur); err != nil {
+		return fmt.Errorf("target %s: %w", o.TargetAddr, err)
+	}
+	curPos, err := understudy.ParsePosition(cur)
+	if err != nil {
+		return fmt.Errorf("target %s: gtid_slave_pos: %w", o.TargetAddr, err)
+	}
+	if fresh || txs == 0 || !curPos.ContainsPosition(from) {
 		if err := exec("SET GLOBAL gtid_slave_pos = '" + from.String() + "'"); err != nil {
 			return err
 		}
