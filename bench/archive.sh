@@ -17,26 +17,15 @@ go build -o "$WORK/lag" ./bench/lag
 
 start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW \
   --max-binlog-size=1073741824 --sync-binlog=0 --gtid-domain-id=1
-sql "$PORT" -e "CREATE USER bench@'%' IDENTIFIED BY 'benchpw'; GRANT ALL ON *.* TO bench@'%'; CREATE DATABASE sbtest;"
+create_bench_user
+sql "$PORT" -e "CREATE DATABASE sbtest"
 echo "sysbench prepare: $TABLES tables x $ROWS rows"
 sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
   --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
 BINLOG_BYTES=$(sql "$PORT" -N -e "SHOW BINARY LOGS" | awk '{ s += $2 } END { print s }')
 echo "primary binlog: $((BINLOG_BYTES / 1048576)) MiB, $(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')"
 
-cat >"$WORK/understudy.yaml" <<YAML
-archive:
-  dir: $WORK/archive
-http:
-  listen: "off"
-sources:
-  - name: bench
-    host: 127.0.0.1
-    port: $PORT
-    user: bench
-    password: benchpw
-    server_id: 9901
-YAML
+write_config </dev/null
 
 FIRST=$(sql "$PORT" -N -e "SHOW BINARY LOGS" | head -1 | awk '{print $1}')
 echo

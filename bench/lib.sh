@@ -42,3 +42,31 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# write_config writes $WORK/understudy.yaml for one source "bench" on $PORT
+# (user bench, made by create_bench_user); the source's extra YAML lines
+# come on stdin.
+write_config() {
+  {
+    cat <<YAML
+archive:
+  dir: $WORK/archive
+http:
+  listen: "off"
+sources:
+  - name: bench
+    host: 127.0.0.1
+    port: $PORT
+    user: bench
+    password: benchpw
+    server_id: 9901
+YAML
+    cat
+  } >"$WORK/understudy.yaml"
+}
+
+# create_bench_user makes the user of write_config on $PORT, unlogged.
+create_bench_user() {
+  sql "$PORT" -e "SET STATEMENT sql_log_bin=0 FOR CREATE USER bench@'%' IDENTIFIED BY 'benchpw';
+    SET STATEMENT sql_log_bin=0 FOR GRANT ALL ON *.* TO bench@'%';"
+}

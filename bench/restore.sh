@@ -17,20 +17,9 @@ echo "work dir $WORK"
 go build -o "$WORK/understudy" ./cmd/understudy
 start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW \
   --max-binlog-size=1073741824 --sync-binlog=0 --gtid-domain-id=1
-sql "$PORT" -e "SET STATEMENT sql_log_bin=0 FOR CREATE USER bench@'%' IDENTIFIED BY 'benchpw';
-  SET STATEMENT sql_log_bin=0 FOR GRANT ALL ON *.* TO bench@'%'; CREATE DATABASE sbtest;"
-cat >"$WORK/understudy.yaml" <<YAML
-archive:
-  dir: $WORK/archive
-http:
-  listen: "off"
-sources:
-  - name: bench
-    host: 127.0.0.1
-    port: $PORT
-    user: bench
-    password: benchpw
-    server_id: 9901
+create_bench_user
+sql "$PORT" -e "CREATE DATABASE sbtest"
+write_config <<YAML
     snapshot:
       threads: $THREADS
 YAML

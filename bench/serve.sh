@@ -17,26 +17,15 @@ go build -o "$WORK/understudy" ./cmd/understudy
 
 start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW \
   --max-binlog-size=1073741824 --sync-binlog=0 --gtid-domain-id=1
-sql "$PORT" -e "SET STATEMENT sql_log_bin=0 FOR CREATE USER bench@'%' IDENTIFIED BY 'benchpw';
-  SET STATEMENT sql_log_bin=0 FOR GRANT ALL ON *.* TO bench@'%'; CREATE DATABASE sbtest;"
+create_bench_user
+sql "$PORT" -e "CREATE DATABASE sbtest"
 echo "sysbench prepare: $TABLES tables x $ROWS rows"
 sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
   --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
 POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
 echo "primary binlog: $(( $(sql "$PORT" -N -e "SHOW BINARY LOGS" | awk '{ s += $2 } END { print s }') / 1048576 )) MiB, $POS"
 
-cat >"$WORK/understudy.yaml" <<YAML
-archive:
-  dir: $WORK/archive
-http:
-  listen: "off"
-sources:
-  - name: bench
-    host: 127.0.0.1
-    port: $PORT
-    user: bench
-    password: benchpw
-    server_id: 9901
+write_config <<YAML
     serve:
       listen: 127.0.0.1:$SERVE_PORT
       user: bench

@@ -15,24 +15,13 @@ WORK=$(mktemp -d /tmp/understudy-bench-snap.XXXXXX)
 echo "work dir $WORK"
 go build -o "$WORK/understudy" ./cmd/understudy
 start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW --sync-binlog=0
-sql "$PORT" -e "SET STATEMENT sql_log_bin=0 FOR CREATE USER bench@'%' IDENTIFIED BY 'benchpw';
-  SET STATEMENT sql_log_bin=0 FOR GRANT ALL ON *.* TO bench@'%'; CREATE DATABASE sbtest;"
+create_bench_user
+sql "$PORT" -e "CREATE DATABASE sbtest"
 sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
   --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
 sql "$PORT" -e "ANALYZE TABLE $(seq -s, -f 'sbtest.sbtest%g' 1 "$TABLES")" >/dev/null
 echo "data: $(sql "$PORT" -N -e "SELECT ROUND(SUM(DATA_LENGTH+INDEX_LENGTH)/1048576) FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest'") MiB in $TABLES tables"
-cat >"$WORK/understudy.yaml" <<YAML
-archive:
-  dir: $WORK/archive
-http:
-  listen: "off"
-sources:
-  - name: bench
-    host: 127.0.0.1
-    port: $PORT
-    user: bench
-    password: benchpw
-    server_id: 9901
+write_config <<YAML
     snapshot:
       threads: $THREADS
 YAML

@@ -246,19 +246,7 @@ func checkReplay(t *testing.T, cfg, source string, p *mariadbtest.Server, dbs ..
 	}
 	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 999, NoBinlog: true})
 	replay(t, target, files)
-	want := p.Checksums(t, dbs...)
-	got := target.Checksums(t, dbs...)
-	if len(want) == 0 {
-		t.Fatalf("primary has no tables in %v", dbs)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Fatalf("table %s: checksum %q after replay, %q on the primary", k, got[k], v)
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("replay has %d tables, primary %d", len(got), len(want))
-	}
+	sameChecksums(t, p, target, dbs...)
 }
 
 func replay(t *testing.T, target *mariadbtest.Server, files []string) {
@@ -439,21 +427,26 @@ func replicaStatus(t *testing.T, r *mariadbtest.Server, conn string) map[string]
 	return out
 }
 
-// sameChecksums compares table checksums of a replica with the primary's.
-func sameChecksums(t *testing.T, p, r *mariadbtest.Server, dbs ...string) {
+// sameChecksums compares the table checksums of a copy (replica, replay
+// target) with the primary's.
+func sameChecksums(t *testing.T, p, copy *mariadbtest.Server, dbs ...string) {
 	t.Helper()
-	want := p.Checksums(t, dbs...)
-	got := r.Checksums(t, dbs...)
+	checksumsEqual(t, p.Checksums(t, dbs...), copy.Checksums(t, dbs...), fmt.Sprintf("copy of %v on port %d", dbs, copy.Port))
+}
+
+// checksumsEqual compares table checksums; want must not be empty.
+func checksumsEqual(t *testing.T, want, got map[string]string, what string) {
+	t.Helper()
 	if len(want) == 0 {
-		t.Fatalf("primary has no tables in %v", dbs)
+		t.Fatalf("%s: no tables to compare", what)
 	}
 	for k, v := range want {
 		if got[k] != v {
-			t.Fatalf("table %s: checksum %q on the replica, %q on the primary", k, got[k], v)
+			t.Fatalf("%s: table %s checksum %q, want %q", what, k, got[k], v)
 		}
 	}
 	if len(got) != len(want) {
-		t.Fatalf("replica has %d tables, primary %d", len(got), len(want))
+		t.Fatalf("%s: %d tables, want %d", what, len(got), len(want))
 	}
 }
 

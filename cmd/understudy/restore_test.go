@@ -53,21 +53,6 @@ func restoreInto(t *testing.T, cfg string, target *mariadbtest.Server, args ...s
 	return so.String()
 }
 
-func checksumsEqual(t *testing.T, want, got map[string]string, what string) {
-	t.Helper()
-	if len(want) == 0 {
-		t.Fatal("no tables to compare")
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Fatalf("%s: table %s checksum %q, want %q", what, k, got[k], v)
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d tables, want %d", what, len(got), len(want))
-	}
-}
-
 // TestAccidentRestore runs the accident end to end: a steady workload, a
 // snapshot, more workload, a DELETE without WHERE, more workload, a DROP
 // DATABASE, more workload. events --grep finds the bad GTIDs, and restores
@@ -114,21 +99,20 @@ func TestAccidentRestore(t *testing.T) {
 			t.Fatalf("the target kept the replication connection: %v", st)
 		}
 	})
-	t.Run("until GTID", func(t *testing.T) {
-		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
-		restoreInto(t, cfg, target, "--until-gtid", posBeforeDelete)
-		checksumsEqual(t, beforeDelete, target.Checksums(t, "app"), "restore until GTID")
-	})
-	t.Run("until time", func(t *testing.T) {
-		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
-		restoreInto(t, cfg, target, "--until-time", atBeforeDelete.Format(time.RFC3339))
-		checksumsEqual(t, beforeDelete, target.Checksums(t, "app"), "restore until time")
-	})
-	t.Run("before the DROP DATABASE", func(t *testing.T) {
-		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
-		restoreInto(t, cfg, target, "--before-gtid", drop)
-		checksumsEqual(t, beforeDrop, target.Checksums(t, "app"), "restore before the DROP")
-	})
+	for _, tc := range []struct {
+		name, flag, value string
+		want              map[string]string
+	}{
+		{"until GTID", "--until-gtid", posBeforeDelete, beforeDelete},
+		{"until time", "--until-time", atBeforeDelete.Format(time.RFC3339), beforeDelete},
+		{"before the DROP DATABASE", "--before-gtid", drop, beforeDrop},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+			restoreInto(t, cfg, target, tc.flag, tc.value)
+			checksumsEqual(t, tc.want, target.Checksums(t, "app"), "restore "+tc.name)
+		})
+	}
 	t.Run("killed and run again", func(t *testing.T) {
 		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
 		args := []string{"restore", "--config", cfg, "--source", "db", "--target", fmt.Sprintf("root@127.0.0.1:%d", target.Port), "--before-gtid", drop}
@@ -144,6 +128,9 @@ func TestAccidentRestore(t *testing.T) {
 		}
 		restoreInto(t, cfg, target, "--before-gtid", drop)
 		checksumsEqual(t, beforeDrop, target.Checksums(t, "app"), "restore run again after kill -9")
+		// The same command once more, after it completed, redoes it all.
+		restoreInto(t, cfg, target, "--before-gtid", drop)
+		checksumsEqual(t, beforeDrop, target.Checksums(t, "app"), "restore run again after it completed")
 	})
 	t.Run("to the snapshot position, verified", func(t *testing.T) {
 		list, _ := snapshot.List(filepath.Join(dir, "archive", "db", "snapshots"))
