@@ -264,7 +264,7 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string) (int, er
 		}
 		for _, t := range d.Tables {
 			for _, ch := range t.Chunks {
-				rows, sum, err := ChunkChecksum(ctx, c, d.Name, t, ch.Where)
+				rows, sum, err := ChunkChecksum(ctx, c, m.Checksum, d.Name, t, ch.Where)
 				if err != nil {
 					return n, err
 				}

@@ -22,16 +22,3 @@ func TestSplitKeys(t *testing.T) {
 		t.Fatalf("foreign key table changed: %s %q", got, keys)
 	}
 }
-
-func TestParseUint(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want uint64
-		ok   bool
-	}{{"0", 0, true}, {"18446744073709551615", 1<<64 - 1, true}, {"18446744073709551616", 0, false}, {"", 0, false}, {"12a", 0, false}} {
-		got, ok := parseUint([]byte(tc.in))
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("parseUint(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-}

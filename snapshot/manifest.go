@@ -84,6 +84,8 @@ type Table struct {
 	// without one (it is then a single chunk).
 	PrimaryKey []string `json:"primary_key,omitempty"`
 	Chunks     []Chunk  `json:"chunks"`
+
+	selects []string // the dump's select list (see dumpExpr)
 }
 
 // Chunk is one data file: the rows of a table matching Where.

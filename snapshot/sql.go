@@ -4,11 +4,29 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"hash/crc32"
+	"strconv"
 	"strings"
 )
 
-// ChecksumName names the chunk checksum in manifests.
-const ChecksumName = "bitxor64-crc32-crc32c-concat_ws-v1"
+// Chunk checksums. Each row has a 64-bit hash, CRC32 in the high half and
+// CRC32C in the low half of one string made of the row's values; a chunk's
+// checksum is the XOR of its rows' hashes (order-free, so the server and
+// the snapshot may read rows in any order). Two CRCs with different
+// polynomials make accidental collisions far rarer than one
+// (pt-table-checksum's single CRC32), at a fraction of SHA2's cost.
+const (
+	// ChecksumName is the checksum of new snapshots. The row string is
+	// CONCAT_WS('#', CAST(col AS BINARY)..., CONCAT(ISNULL(col)...)): the
+	// non-NULL values' own bytes (what the text protocol sends with
+	// character_set_results=binary), then a NULL flag per column. The
+	// snapshot computes it from the rows it writes; a server computes the
+	// same with ChecksumSQL.
+	ChecksumName = "bitxor64-crc32-crc32c-concat_ws-binary-v2"
+	// checksumV1 was computed by the server during the dump, without the
+	// casts (so mixed character sets were converted). Still verifiable.
+	checksumV1 = "bitxor64-crc32-crc32c-concat_ws-v1"
+)
 
 // quote quotes an identifier.
 func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }
@@ -16,38 +34,101 @@ func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``"
 func qualified(db, table string) string { return quote(db) + "." + quote(table) }
 
 // ChecksumSQL returns the query computing a chunk's row count and
-// checksum: the XOR over rows of a 64-bit row hash, CRC32 in the high half
-// and CRC32C in the low half of CONCAT_WS('#', columns..., NULL flags).
-// Two CRCs with different polynomials make accidental collisions far rarer
-// than one (pt-table-checksum's single CRC32), at a fraction of SHA2's cost.
-// The session must use time_zone '+00:00' for TIMESTAMP columns to compare
-// across servers.
-func ChecksumSQL(db string, t Table, where string) string {
-	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(BIT_XOR(%s), 0) FROM %s", rowHash(t), qualified(db, t.Name))
-	if where != "" {
-		q += " WHERE " + where
+// checksum on a server, for a checksum named as in a manifest. The session
+// must use time_zone '+00:00' for TIMESTAMP columns to compare across
+// servers.
+func ChecksumSQL(checksum, db string, t Table, where string) (string, error) {
+	if checksum != ChecksumName && checksum != checksumV1 {
+		return "", fmt.Errorf("unknown chunk checksum %q: this snapshot was made by a newer understudy", checksum)
 	}
-	return q
-}
-
-// rowHash is the 64-bit hash of one row that ChecksumSQL XORs.
-func rowHash(t Table) string {
 	var cols, nulls []string
-	for _, c := range t.Columns {
-		cols = append(cols, quote(c))
+	for i, c := range t.Columns {
+		col := quote(c)
+		if checksum == ChecksumName {
+			col = hashExpr(col, t.Types[i])
+		}
+		cols = append(cols, col)
 		nulls = append(nulls, "ISNULL("+quote(c)+")")
 	}
 	expr := fmt.Sprintf("CONCAT_WS('#', %s, CONCAT(%s))", strings.Join(cols, ", "), strings.Join(nulls, ", "))
-	return fmt.Sprintf("((CRC32(%s) << 32) | CRC32C(%s))", expr, expr)
+	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(BIT_XOR((CRC32(%s) << 32) | CRC32C(%s)), 0) FROM %s", expr, expr, qualified(db, t.Name))
+	if where != "" {
+		q += " WHERE " + where
+	}
+	return q, nil
 }
 
 // ChunkChecksum runs ChecksumSQL on conn.
 func ChunkChecksum(ctx context.Context, conn interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, db string, t Table, where string) (rows int64, sum string, err error) {
-	err = conn.QueryRowContext(ctx, ChecksumSQL(db, t, where)).Scan(&rows, &sum)
+}, checksum, db string, t Table, where string) (rows int64, sum string, err error) {
+	q, err := ChecksumSQL(checksum, db, t, where)
+	if err != nil {
+		return 0, "", err
+	}
+	err = conn.QueryRowContext(ctx, q).Scan(&rows, &sum)
 	return rows, sum, err
 }
+
+// hashExpr is the text of a column that the checksum hashes: the text the
+// dump writes (see dumpExpr), as bytes.
+func hashExpr(col, typ string) string {
+	switch {
+	case typ == "float":
+		return "CAST(CAST(" + col + " AS DOUBLE) AS BINARY)"
+	case textOnly[typ]:
+		// Cast to BINARY, UUID and INET are their binary form; their text
+		// is what the protocol sends.
+		return "CAST(" + col + " AS CHAR)"
+	}
+	return "CAST(" + col + " AS BINARY)"
+}
+
+// dumpExpr is how a dump selects a column: as text that loads back to the
+// same value, and that is byte for byte hashExpr's. The driver parses
+// integer columns into numbers, which format back to the same text unless
+// ZEROFILL pads them; not YEAR (0000 would become 0, which LOAD DATA reads
+// as 2000) nor DOUBLE, which are cast to BINARY and stay bytes. FLOAT's
+// own text has six digits and loses precision (16777216 is sent as
+// 16777200); as a DOUBLE it has all its digits.
+func dumpExpr(col, typ, colType string) string {
+	switch {
+	case typ == "float":
+		return hashExpr(col, typ)
+	case typ == "year" || typ == "double" || strings.Contains(colType, "zerofill"):
+		return "CAST(" + col + " AS BINARY)"
+	}
+	return col
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// chunkHasher computes the ChecksumName checksum of rows as they are read.
+type chunkHasher struct {
+	row   []byte // the row string, reused
+	flags []byte
+	sum   uint64
+	rows  int64
+}
+
+// add hashes one row; a nil value is NULL.
+func (h *chunkHasher) add(vals [][]byte) {
+	h.row, h.flags = h.row[:0], h.flags[:0]
+	for _, v := range vals {
+		if v == nil {
+			h.flags = append(h.flags, '1')
+			continue
+		}
+		h.flags = append(h.flags, '0')
+		h.row = append(h.row, v...)
+		h.row = append(h.row, '#')
+	}
+	h.row = append(h.row, h.flags...)
+	h.sum ^= uint64(crc32.ChecksumIEEE(h.row))<<32 | uint64(crc32.Checksum(h.row, castagnoli))
+	h.rows++
+}
+
+func (h *chunkHasher) String() string { return strconv.FormatUint(h.sum, 10) }
 
 // sessionSetup is run on every connection that reads or writes snapshot
 // data: UTC for TIMESTAMP text, values in their columns' own bytes, and no

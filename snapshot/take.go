@@ -1,10 +1,11 @@
 package snapshot
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -265,17 +266,28 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, c := range workers {
+	// One encoder per worker, reset for each chunk.
+	encoders := make([]*zstd.Encoder, len(workers))
+	for w := range encoders {
+		zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		defer zw.Close()
+		encoders[w] = zw
+	}
+	for w, c := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			zw := encoders[w]
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= len(jobs) || wctx.Err() != nil {
 					return
 				}
 				j := jobs[i]
-				sum, err := dumpChunk(wctx, c, dir, j)
+				sum, err := dumpChunk(wctx, c, zw, dir, j)
 				if err != nil {
 					errMu.Lock()
 					if first == nil {
@@ -433,20 +445,21 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	}
 	for i := range out {
 		ti := &out[i]
-		cols, err := c.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, DATA_TYPE FROM information_schema.COLUMNS
+		cols, err := c.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS
 			WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, ti.db, ti.t.Name)
 		if err != nil {
 			return nil, explain(err)
 		}
 		for cols.Next() {
-			var name, gen, extra, typ string
-			if err := cols.Scan(&name, &gen, &extra, &typ); err != nil {
+			var name, gen, extra, typ, colType string
+			if err := cols.Scan(&name, &gen, &extra, &typ, &colType); err != nil {
 				cols.Close()
 				return nil, err
 			}
 			if gen == "" && !strings.Contains(strings.ToUpper(extra), "GENERATED") {
 				ti.t.Columns = append(ti.t.Columns, name)
 				ti.t.Types = append(ti.t.Types, strings.ToLower(typ))
+				ti.t.selects = append(ti.t.selects, dumpExpr(quote(name), strings.ToLower(typ), strings.ToLower(colType)))
 			}
 		}
 		cols.Close()
@@ -517,7 +530,7 @@ func planChunks(ctx context.Context, c *sql.Conn, ti tableInfo, chunkRows int64)
 
 // dumpChunk streams a chunk's rows into a zstd-compressed TSV file that
 // LOAD DATA reads with its defaults, and returns the file's sha256.
-func dumpChunk(ctx context.Context, c *sql.Conn, dir string, j job) (string, error) {
+func dumpChunk(ctx context.Context, c *sql.Conn, zw *zstd.Encoder, dir string, j job) (string, error) {
 	path := filepath.Join(dir, j.chunk.File)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", err
@@ -529,60 +542,75 @@ func dumpChunk(ctx context.Context, c *sql.Conn, dir string, j job) (string, err
 	defer f.Close()
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
-	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return "", err
-	}
-	bw := bufio.NewWriterSize(zw, 256<<10)
-	cols := make([]string, len(j.table.Columns))
-	for i, col := range j.table.Columns {
-		cols[i] = quote(col)
-	}
-	// The row hash of ChecksumSQL comes with each row: the chunk checksum
-	// is computed in the same scan, inside the snapshot transaction.
-	q := fmt.Sprintf("SELECT %s, %s FROM %s", strings.Join(cols, ", "), rowHash(*j.table), qualified(j.db, j.table.Name))
+	zw.Reset(cw)
+	buf := make([]byte, 0, 512<<10)
+	cols := j.table.Columns
+	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(j.table.selects, ", "), qualified(j.db, j.table.Name))
 	if j.chunk.Where != "" {
 		q += " WHERE " + j.chunk.Where
 	}
-	rows, err := c.QueryContext(ctx, q)
+	// The chunk checksum is computed from the rows as they are read, in
+	// the snapshot transaction. The driver's rows are read directly: its
+	// values point into its read buffer, with no copy or conversion.
+	var hr chunkHasher
+	var raw int64
+	err = c.Raw(func(dc any) error {
+		rows, err := dc.(driver.QueryerContext).QueryContext(ctx, q, nil)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		dest := make([]driver.Value, len(cols))
+		vals := make([][]byte, len(cols))
+		nums := make([][]byte, len(cols)) // integers formatted back
+		for {
+			if err := rows.Next(dest); err != nil {
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
+			for i, v := range dest {
+				switch v := v.(type) {
+				case nil:
+					vals[i] = nil
+				case []byte:
+					vals[i] = v
+				case int64:
+					nums[i] = strconv.AppendInt(nums[i][:0], v, 10)
+					vals[i] = nums[i]
+				case uint64:
+					nums[i] = strconv.AppendUint(nums[i][:0], v, 10)
+					vals[i] = nums[i]
+				default:
+					return fmt.Errorf("column %s: unexpected %T from the driver", cols[i], v)
+				}
+			}
+			hr.add(vals)
+			for i, v := range vals {
+				if i > 0 {
+					buf = append(buf, '\t')
+				}
+				if v == nil {
+					buf = append(buf, '\\', 'N')
+					continue
+				}
+				buf = appendEscaped(buf, v)
+				raw += int64(len(v))
+			}
+			buf = append(buf, '\n')
+			if len(buf) >= 256<<10 {
+				if _, err := zw.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+	})
 	if err != nil {
 		return "", err
 	}
-	defer rows.Close()
-	vals := make([]sql.RawBytes, len(cols)+1)
-	ptrs := make([]any, len(vals))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	var raw, n int64
-	var xor uint64
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return "", err
-		}
-		h, ok := parseUint(vals[len(cols)])
-		if !ok {
-			return "", fmt.Errorf("row hash %q is not a number", vals[len(cols)])
-		}
-		xor ^= h
-		n++
-		for i, v := range vals[:len(cols)] {
-			if i > 0 {
-				bw.WriteByte('\t')
-			}
-			if v == nil {
-				bw.WriteString(`\N`)
-				continue
-			}
-			writeEscaped(bw, v)
-			raw += int64(len(v))
-		}
-		bw.WriteByte('\n')
-	}
-	if err := rows.Err(); err != nil {
-		return "", err
-	}
-	if err := bw.Flush(); err != nil {
+	if _, err := zw.Write(buf); err != nil {
 		return "", err
 	}
 	if err := zw.Close(); err != nil {
@@ -592,56 +620,52 @@ func dumpChunk(ctx context.Context, c *sql.Conn, dir string, j job) (string, err
 		return "", err
 	}
 	j.chunk.Bytes, j.chunk.Compressed = raw, cw.n
-	j.chunk.Rows, j.chunk.Checksum = n, strconv.FormatUint(xor, 10)
+	j.chunk.Rows, j.chunk.Checksum = hr.rows, hr.String()
 	return hex.EncodeToString(h.Sum(nil)), f.Close()
 }
 
-// parseUint parses a decimal uint64 without allocating.
-func parseUint(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
+// appendEscaped appends v escaped for LOAD DATA's defaults (ESCAPED BY
+// '\\'): backslash, tab, newline, carriage return, NUL and Ctrl-Z. It
+// skips eight bytes at a time while none of them needs escaping: all but
+// the backslash are below 0x20.
+func appendEscaped(dst, v []byte) []byte {
+	const lo, hi, bs = 0x0101010101010101, 0x8080808080808080, 0x5c5c5c5c5c5c5c5c
+	start, i := 0, 0
+	for {
+		for ; i+8 <= len(v); i += 8 {
+			x := binary.LittleEndian.Uint64(v[i:])
+			y := x ^ bs
+			if ((x-0x20*lo)&^x|(y-lo)&^y)&hi != 0 {
+				break
+			}
 		}
-		d := uint64(c - '0')
-		if n > (1<<64-1-d)/10 {
-			return 0, false
+		end := min(i+8, len(v))
+		for ; i < end; i++ {
+			var esc byte
+			switch v[i] {
+			case '\\':
+				esc = '\\'
+			case '\t':
+				esc = 't'
+			case '\n':
+				esc = 'n'
+			case '\r':
+				esc = 'r'
+			case 0:
+				esc = '0'
+			case 0x1a:
+				esc = 'Z'
+			default:
+				continue
+			}
+			dst = append(dst, v[start:i]...)
+			dst = append(dst, '\\', esc)
+			start = i + 1
 		}
-		n = n*10 + d
-	}
-	return n, true
-}
-
-// writeEscaped writes v escaped for LOAD DATA's defaults (ESCAPED BY '\\').
-func writeEscaped(w *bufio.Writer, v []byte) {
-	start := 0
-	for i, b := range v {
-		var esc byte
-		switch b {
-		case '\\':
-			esc = '\\'
-		case '\t':
-			esc = 't'
-		case '\n':
-			esc = 'n'
-		case '\r':
-			esc = 'r'
-		case 0:
-			esc = '0'
-		case 0x1a:
-			esc = 'Z'
-		default:
-			continue
+		if i >= len(v) {
+			return append(dst, v[start:]...)
 		}
-		w.Write(v[start:i])
-		w.WriteByte('\\')
-		w.WriteByte(esc)
-		start = i + 1
 	}
-	w.Write(v[start:])
 }
 
 type countWriter struct {
