@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
@@ -266,14 +265,13 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// One encoder per worker, reset for each chunk.
-	encoders := make([]*zstd.Encoder, len(workers))
+	// One compressor per worker, reset for each chunk.
+	encoders := make([]*compressor, len(workers))
 	for w := range encoders {
-		zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		zw, err := newCompressor()
 		if err != nil {
 			return nil, err
 		}
-		defer zw.Close()
 		encoders[w] = zw
 	}
 	for w, c := range workers {
@@ -530,7 +528,7 @@ func planChunks(ctx context.Context, c *sql.Conn, ti tableInfo, chunkRows int64)
 
 // dumpChunk streams a chunk's rows into a zstd-compressed TSV file that
 // LOAD DATA reads with its defaults, and returns the file's sha256.
-func dumpChunk(ctx context.Context, c *sql.Conn, zw *zstd.Encoder, dir string, j job) (string, error) {
+func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, dir string, j job) (string, error) {
 	path := filepath.Join(dir, j.chunk.File)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", err
