@@ -424,3 +424,64 @@ func TestSnapshotWriteFailure(t *testing.T) {
 		t.Fatalf("the older snapshot was harmed: %v", problems)
 	}
 }
+
+// TestSnapshotChunkKeys cuts tables into chunks on keys that are not a
+// single integer primary key: strings under a case-insensitive collation,
+// binary strings, DATETIME, DECIMAL, a nullable non-unique index with
+// duplicates and NULLs, and a composite key. The chunks must partition
+// every table exactly: their checksums match the primary's, their rows add
+// up, and the loaded copy equals the primary.
+func TestSnapshotChunkKeys(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	addSnapshotConfig(t, cfg, "    snapshot:\n      threads: 3\n      chunk_rows: 300\n")
+	p.Exec(t, "CREATE DATABASE k")
+	p.Exec(t, "CREATE TABLE k.seq (n INT PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO k.seq SELECT seq FROM k.seq_1_to_2000")
+	for _, q := range []string{
+		"CREATE TABLE k.str (id VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci PRIMARY KEY, v INT)",
+		// case-insensitive: 'key-1' and 'KEY-1b' sort together; 'é' and 'e' are equal under the collation's weights only in part
+		"INSERT INTO k.str SELECT CONCAT(IF(n % 3 = 0, 'KEY-', 'key-'), IF(n % 7 = 0, 'é', ''), n, IF(n % 11 = 0, ' x', '')), n FROM k.seq",
+		"CREATE TABLE k.bin (id VARBINARY(16) PRIMARY KEY, v INT)",
+		"INSERT INTO k.bin SELECT UNHEX(MD5(n)), n FROM k.seq",
+		"CREATE TABLE k.dt (at DATETIME(6) PRIMARY KEY, v INT)",
+		"INSERT INTO k.dt SELECT '2026-01-01 00:00:00' + INTERVAL n * 1234567 MICROSECOND, n FROM k.seq",
+		"CREATE TABLE k.dec (d DECIMAL(20,4) PRIMARY KEY, v INT)",
+		"INSERT INTO k.dec SELECT n * 1.0001 - 1000, n FROM k.seq",
+		"CREATE TABLE k.nopk (a INT NULL, b VARCHAR(20), KEY (a))",
+		"INSERT INTO k.nopk SELECT IF(n % 10 = 0, NULL, n DIV 4), CONCAT('row ', n) FROM k.seq",
+		"CREATE TABLE k.composite (a INT, b VARCHAR(10), v INT, PRIMARY KEY (a, b))",
+		"INSERT INTO k.composite SELECT n DIV 10, n % 10, n FROM k.seq",
+		"CREATE TABLE k.nokey (a INT, b TEXT)",
+		"INSERT INTO k.nokey SELECT n, REPEAT('z', n % 50) FROM k.seq",
+		"ANALYZE TABLE k.str, k.bin, k.dt, k.dec, k.nopk, k.composite, k.nokey, k.seq",
+	} {
+		p.Exec(t, q)
+	}
+	m := takeSnapshotCmd(t, cfg)
+	for _, d := range m.Databases {
+		for _, tb := range d.Tables {
+			var rows int64
+			for _, c := range tb.Chunks {
+				rows += c.Rows
+			}
+			if want := p.QueryString(t, "SELECT COUNT(*) FROM k."+tb.Name); fmt.Sprint(rows) != want {
+				t.Errorf("k.%s: chunks hold %d rows, the table %s", tb.Name, rows, want)
+			}
+			t.Logf("k.%s: %d chunks, the second %q", tb.Name, len(tb.Chunks), tb.Chunks[min(1, len(tb.Chunks)-1)].Where)
+			if tb.Name != "nokey" && len(tb.Chunks) < 3 {
+				t.Errorf("k.%s: %d chunks, want several: %+v", tb.Name, len(tb.Chunks), tb.Chunks)
+			}
+			if tb.Name == "nokey" && len(tb.Chunks) != 1 {
+				t.Errorf("k.nokey (no index): %d chunks, want 1", len(tb.Chunks))
+			}
+		}
+	}
+	checkChunks(t, p, m)
+	list, _ := snapshot.List(filepath.Join(dir, "archive", "db", "snapshots"))
+	target := loadInto(t, list[0].Dir, m)
+	sameChecksums(t, p, target, "k")
+	checkChunks(t, target, m)
+}
