@@ -80,8 +80,9 @@ type Table struct {
 	Columns []string `json:"columns"`
 	// Types are the columns' DATA_TYPE, in the same order.
 	Types []string `json:"types"`
-	// PrimaryKey is the column list chunks are cut on; empty for a table
-	// without one (it is then a single chunk).
+	// PrimaryKey lists the primary key's columns; empty for a table without
+	// one. Chunks are cut on a key's first column (see planChunks), and
+	// each chunk's Where says which rows it holds.
 	PrimaryKey []string `json:"primary_key,omitempty"`
 	Chunks     []Chunk  `json:"chunks"`
 
