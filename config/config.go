@@ -72,6 +72,9 @@ type Snapshot struct {
 	Threads int `yaml:"threads"`
 	// ChunkRows is the target number of rows per data file.
 	ChunkRows int64 `yaml:"chunk_rows"`
+	// Users also saves the accounts, roles and grants (restore applies
+	// them with --users).
+	Users bool `yaml:"users"`
 	// User and password override the source's for reading data (the user
 	// needs SELECT, SHOW VIEW, TRIGGER, EVENT and RELOAD).
 	User         string `yaml:"user"`
@@ -316,6 +319,7 @@ type SnapshotSettings struct {
 	Every       time.Duration
 	Threads     int
 	ChunkRows   int64
+	Users       bool
 	FromReplica bool
 	// Conn is where data is read from: the source itself (with the
 	// snapshot user, if set) or the replica of snapshot.from.
@@ -334,7 +338,7 @@ func (c *Config) ResolveSnapshot(s *Source) (SnapshotSettings, error) {
 	if sn == nil {
 		return out, nil
 	}
-	out.Every, out.ChunkRows = sn.Every, sn.ChunkRows
+	out.Every, out.ChunkRows, out.Users = sn.Every, sn.ChunkRows, sn.Users
 	if sn.Threads > 0 {
 		out.Threads = sn.Threads
 	}

@@ -42,7 +42,10 @@ type Options struct {
 	SnapshotID string
 	Databases  []string
 	Force      bool
-	Threads    int
+	// Users also creates the snapshot's accounts and roles with their
+	// grants, before the replay.
+	Users   bool
+	Threads int
 	// Listen is where the binlog server for the target listens, and
 	// Advertise the host the target connects to.
 	Listen, Advertise string
@@ -115,6 +118,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	m := snap.Manifest
 	res.Snapshot, res.SnapshotPos = m.ID, m.Position
+	if o.Users && m.Users == "" {
+		return res, fmt.Errorf("--users: snapshot %s has no accounts (it was taken without snapshot.users: true)", m.ID)
+	}
 	end, txs, ids, err := plan(a, m.Position, o.Stop)
 	if err != nil {
 		return res, err
@@ -175,6 +181,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			Progress: func(p snapshot.Progress) { o.Progress("load", p.Rows, p.RowsEstimate) }})
 		if err != nil {
 			return res, fmt.Errorf("loading snapshot %s into %s: %w", m.ID, o.TargetAddr, err)
+		}
+		if o.Users {
+			if err := snapshot.LoadUsers(ctx, o.Target, snap.Dir, m); err != nil {
+				return res, fmt.Errorf("accounts of snapshot %s into %s: %w", m.ID, o.TargetAddr, err)
+			}
+			o.Log.Info("accounts restored", "accounts", m.Accounts)
 		}
 		res.Load = time.Since(t0)
 		st.Stage = "loaded"

@@ -241,6 +241,23 @@ func execFile(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db
 	return nil
 }
 
+// LoadUsers creates the snapshot's accounts and roles that the target does
+// not have, and applies their grants, unlogged.
+func LoadUsers(ctx context.Context, db *sql.DB, dir string, m *Manifest) error {
+	if m.Users == "" {
+		return fmt.Errorf("snapshot %s has no accounts: it was taken without snapshot.users", m.ID)
+	}
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "SET SESSION sql_log_bin = 0"); err != nil {
+		return explain(err)
+	}
+	return execFile(ctx, c, dir, m.Users, m, "")
+}
+
 // Verify recomputes every chunk checksum of the databases dbs (all if
 // empty) on db and compares them with the manifest. It returns the number
 // of chunks compared.

@@ -54,6 +54,10 @@ type Manifest struct {
 	// consistent snapshot (MyISAM, Aria, ...): they are copied, but may be
 	// inconsistent with the GTID position.
 	NonTransactional []string `json:"non_transactional,omitempty"`
+	// Users is the file of accounts, roles and grants ("" if not saved),
+	// and Accounts how many it creates.
+	Users    string `json:"users,omitempty"`
+	Accounts int    `json:"accounts,omitempty"`
 	// Files maps every file of the snapshot (relative path) to its sha256.
 	Files map[string]string `json:"files"`
 }

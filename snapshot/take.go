@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io/fs"
 	"io"
 	"log/slog"
 	"os"
@@ -43,7 +44,9 @@ type Options struct {
 	Root      string
 	Threads   int   // default 4
 	ChunkRows int64 // default 200000
-	Log       *slog.Logger
+	// Users also saves accounts, roles and grants (see dumpUsers).
+	Users bool
+	Log   *slog.Logger
 	// Progress, if set, is called as chunks complete.
 	Progress func(Progress)
 }
@@ -76,7 +79,15 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 	}
 	removePartials(o.Root, o.Log)
 	started := time.Now().UTC()
+	// The ID is the start time; a second snapshot in the same second gets
+	// a suffix.
 	id := started.Format("20060102T150405Z")
+	for n := 1; ; n++ {
+		if _, err := os.Lstat(filepath.Join(o.Root, id)); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		id = fmt.Sprintf("%s-%d", started.Format("20060102T150405Z"), n)
+	}
 	final := filepath.Join(o.Root, id)
 	partial := final + partialSuffix
 	if err := os.Mkdir(partial, 0o755); err != nil {
@@ -217,6 +228,11 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	// Schema, read in worker 0's transaction.
 	if err := dumpSchema(ctx, workers[0], dir, m, tables); err != nil {
 		return nil, err
+	}
+	if o.Users {
+		if err := dumpUsers(ctx, workers[0], dir, m, o.Log); err != nil {
+			return nil, err
+		}
 	}
 	// Plan chunks in the snapshot.
 	var jobs []job
@@ -859,6 +875,78 @@ func dumpSchema(ctx context.Context, c *sql.Conn, dir string, m *Manifest, table
 		}
 	}
 	return nil
+}
+
+// UsersFile holds a snapshot's accounts, roles and grants, if saved.
+const UsersFile = "users.sql"
+
+// dumpUsers writes every account and role (but the server's own
+// mariadb.sys and PUBLIC) with its grants to UsersFile: CREATE ROLE or
+// CREATE USER (with its authentication as SHOW CREATE USER gives it), then
+// its GRANTs, statements separated by lines "$$".
+func dumpUsers(ctx context.Context, c *sql.Conn, dir string, m *Manifest, log *slog.Logger) error {
+	type account struct {
+		user, host string
+		role       bool
+	}
+	var accounts []account
+	err := queryRows(ctx, c, "SELECT User, Host, is_role FROM mysql.user ORDER BY is_role DESC, User, Host", func(rows *sql.Rows) error {
+		var a account
+		var role string
+		if err := rows.Scan(&a.user, &a.host, &role); err != nil {
+			return err
+		}
+		a.role = role == "Y"
+		if a.user != "mariadb.sys" && a.user != "PUBLIC" {
+			accounts = append(accounts, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading accounts (the snapshot user needs SELECT on the mysql database for snapshot.users): %w", err)
+	}
+	// Every account and role first, then the grants, which may name
+	// roles and users that sort after the grantee.
+	var creates, grants strings.Builder
+	skipped := 0
+	for _, a := range accounts {
+		name := "'" + strings.ReplaceAll(a.user, "'", "''") + "'"
+		if a.role {
+			creates.WriteString("CREATE ROLE IF NOT EXISTS " + name + "\n$$\n")
+		} else {
+			name += "@'" + strings.ReplaceAll(a.host, "'", "''") + "'"
+			var create string
+			if err := c.QueryRowContext(ctx, "SHOW CREATE USER "+name).Scan(&create); err != nil {
+				var me *mysql.MySQLError
+				if errors.As(err, &me) && me.Number == 1133 {
+					// In mysql.user but not in use: a host name under
+					// skip-name-resolve, for one.
+					log.Warn("account not saved: the server ignores it", "account", name, "error", me.Message)
+					skipped++
+					continue
+				}
+				return fmt.Errorf("SHOW CREATE USER %s: %w", name, explain(err))
+			}
+			if rest, ok := strings.CutPrefix(create, "CREATE USER "); ok {
+				create = "CREATE USER IF NOT EXISTS " + rest
+			}
+			creates.WriteString(create + "\n$$\n")
+		}
+		err := queryRows(ctx, c, "SHOW GRANTS FOR "+name, func(rows *sql.Rows) error {
+			var g string
+			if err := rows.Scan(&g); err != nil {
+				return err
+			}
+			grants.WriteString(g + "\n$$\n")
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("SHOW GRANTS FOR %s: %w", name, err)
+		}
+	}
+	m.Users = UsersFile
+	m.Accounts = len(accounts) - skipped
+	return writeFile(dir, UsersFile, creates.String()+grants.String(), m)
 }
 
 // dumpObjects returns the views, routines, triggers and events of a

@@ -21,7 +21,7 @@ type restoreOptions struct {
 	untilGTID, untilTime, beforeGTID     string
 	databases, listen, advertise, snap   string
 	threads                              int
-	force, json, debug                   bool
+	force, users, json, debug            bool
 }
 
 func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -38,6 +38,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&o.databases, "databases", "", "comma-separated databases to restore (default: all in the snapshot)")
 	fs.IntVar(&o.threads, "threads", 4, "parallel loaders and replication applier threads")
 	fs.BoolVar(&o.force, "force", false, "replace databases that already exist on the target")
+	fs.BoolVar(&o.users, "users", false, "also create the snapshot's accounts and roles with their grants (snapshot.users)")
 	fs.StringVar(&o.listen, "listen", "", "where understudy's binlog server listens for the target (default 127.0.0.1:0; set it for a remote target)")
 	fs.StringVar(&o.advertise, "advertise", "", "host the target connects to (default: the listen host)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
@@ -88,7 +89,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	stage := ""
 	res, err := restore.Run(ctx, restore.Options{
 		Source: o.source, ArchiveDir: cfg.SourceDir(o.source), SnapshotRoot: cfg.SnapshotDir(o.source),
-		Target: db, TargetAddr: tsrc.Addr(), Stop: stop, SnapshotID: o.snap, Databases: dbs, Force: o.force, Threads: o.threads,
+		Target: db, TargetAddr: tsrc.Addr(), Stop: stop, SnapshotID: o.snap, Databases: dbs, Force: o.force, Users: o.users, Threads: o.threads,
 		Listen: o.listen, Advertise: o.advertise, Log: log,
 		Progress: func(s string, done, total int64) {
 			if s != stage && stage != "" {

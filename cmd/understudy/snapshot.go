@@ -73,7 +73,7 @@ func takeSnapshot(ctx context.Context, cfg *config.Config, s *config.Source, thr
 	db.SetMaxOpenConns(st.Threads + 2)
 	o := snapshot.Options{
 		Source: s.Name, DB: db, From: st.Conn.Addr(), FromReplica: st.FromReplica, Root: cfg.SnapshotDir(s.Name),
-		Threads: st.Threads, ChunkRows: st.ChunkRows, Log: log.With("source", s.Name), Progress: progress,
+		Threads: st.Threads, ChunkRows: st.ChunkRows, Users: st.Users, Log: log.With("source", s.Name), Progress: progress,
 	}
 	if st.FromReplica {
 		o.Domains = sourceDomains(ctx, cfg, s)
