@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/klauspost/compress/zstd"
@@ -117,7 +119,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 				if i >= len(jobs) || wctx.Err() != nil {
 					return
 				}
-				err = loadChunk(wctx, c, dir, m, jobs[i])
+				err = loadChunkRetrying(wctx, c, dir, m, jobs[i], o.Log)
 				if err == nil && prog.done(jobs[i]) && len(deferred[jobs[i].table]) > 0 {
 					// The table's last chunk is in: build its secondary
 					// indexes in one pass.
@@ -147,6 +149,27 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 		}
 	}
 	return ctx.Err()
+}
+
+// loadChunkRetrying loads a chunk, again if InnoDB picked its LOAD DATA
+// as a deadlock victim or it timed out on a lock: two loaders filling one
+// table can deadlock. The statement was rolled back whole (autocommit), so
+// loading it again adds nothing twice.
+func loadChunkRetrying(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job, log *slog.Logger) error {
+	const attempts = 5
+	for n := 1; ; n++ {
+		err := loadChunk(ctx, c, dir, m, j)
+		var me *mysql.MySQLError
+		if n == attempts || !errors.As(err, &me) || (me.Number != 1213 && me.Number != 1205) {
+			return err
+		}
+		log.Warn("loading a chunk again", "file", j.chunk.File, "attempt", n+1, "error", me.Message)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(n) * 100 * time.Millisecond):
+		}
+	}
 }
 
 func loadChunk(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job) error {

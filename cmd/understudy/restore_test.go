@@ -59,10 +59,7 @@ func restoreInto(t *testing.T, cfg string, target *mariadbtest.Server, args ...s
 // DATABASE, more workload. events --grep finds the bad GTIDs, and restores
 // to just before each, to a GTID and to a time are exact.
 func TestAccidentRestore(t *testing.T) {
-	p := startPrimary(t, 1, 1)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	p, dir, cfg := snapshotSource(t, "")
 	stop := startRun(t, cfg)
 	load := func(seed int64, d time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -170,10 +167,7 @@ func TestAccidentRestore(t *testing.T) {
 // TestVerify checks a healthy archive and snapshot, then finds a flipped
 // byte in each.
 func TestVerify(t *testing.T) {
-	p := startPrimary(t, 1, 1)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	p, dir, cfg := snapshotSource(t, "")
 	stop := startRun(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	workload(ctx, t, p, "app", 11)
@@ -212,10 +206,7 @@ func TestVerify(t *testing.T) {
 
 // TestRestoreDatabases restores one database of two, snapshot plus replay.
 func TestRestoreDatabases(t *testing.T) {
-	p := startPrimary(t, 1, 1)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	p, dir, cfg := snapshotSource(t, "")
 	stop := startRun(t, cfg)
 	for _, db := range []string{"a", "b"} {
 		p.Exec(t, "CREATE DATABASE "+db)
@@ -243,10 +234,7 @@ func TestRestoreDatabases(t *testing.T) {
 // restores them with --users; a grant made after the snapshot comes with
 // the replay. A snapshot without them refuses --users.
 func TestRestoreUsers(t *testing.T) {
-	p := startPrimary(t, 1, 1)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	p, dir, cfg := snapshotSource(t, "")
 	stop := startRun(t, cfg)
 	p.Exec(t, "CREATE DATABASE a")
 	p.Exec(t, "CREATE TABLE a.t (id INT PRIMARY KEY, v INT)")

@@ -28,6 +28,21 @@ func addSnapshotConfig(t *testing.T, cfg, block string) {
 	}
 }
 
+// snapshotSource starts a primary whose replication user may also take
+// snapshots, and writes a config with it as source "db" in dir, with the
+// snapshot block given ("" for none).
+func snapshotSource(t *testing.T, snapshotBlock string) (p *mariadbtest.Server, dir, cfg string) {
+	t.Helper()
+	p = startPrimary(t, 1, 1)
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
+	dir = t.TempDir()
+	cfg = writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	if snapshotBlock != "" {
+		addSnapshotConfig(t, cfg, snapshotBlock)
+	}
+	return p, dir, cfg
+}
+
 func takeSnapshotCmd(t *testing.T, cfg string) *snapshot.Manifest {
 	t.Helper()
 	var so, se strings.Builder
@@ -191,11 +206,7 @@ func TestSnapshotFromReplica(t *testing.T) {
 // TestSnapshotKill9 kills a snapshot midway: nothing complete-looking is
 // left, and the next snapshot cleans up and completes.
 func TestSnapshotKill9(t *testing.T) {
-	p := startPrimary(t, 1, 1)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
-	addSnapshotConfig(t, cfg, "    snapshot:\n      threads: 2\n      chunk_rows: 5000\n")
+	p, dir, cfg := snapshotSource(t, "    snapshot:\n      threads: 2\n      chunk_rows: 5000\n")
 	p.Exec(t, "CREATE DATABASE big")
 	p.Exec(t, "CREATE TABLE big.t (id INT PRIMARY KEY, pad VARCHAR(500)) ENGINE=InnoDB")
 	p.Exec(t, "INSERT INTO big.t SELECT seq, REPEAT(SHA2(seq, 256), 6) FROM big.seq_1_to_300000")
@@ -232,10 +243,7 @@ func TestSnapshotKill9(t *testing.T) {
 // TestSnapshotColumnTypes: every common column type, NULLs and awkward
 // bytes survive snapshot and load byte for byte.
 func TestSnapshotColumnTypes(t *testing.T) {
-	p := startPrimary(t, 1, 1)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	p, dir, cfg := snapshotSource(t, "")
 	p.Exec(t, "CREATE DATABASE types")
 	p.Exec(t, `CREATE TABLE types.t (
 		id BIGINT UNSIGNED PRIMARY KEY, ti TINYINT, si SMALLINT UNSIGNED, mi MEDIUMINT, i INT, bi BIGINT,
@@ -395,10 +403,7 @@ func TestSnapshotSchedule(t *testing.T) {
 // file size limit here, as a full disk would) fails it with a clear error,
 // removes the partial snapshot and leaves the older one intact.
 func TestSnapshotWriteFailure(t *testing.T) {
-	p := startPrimary(t, 1, 1)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
+	p, dir, cfg := snapshotSource(t, "")
 	p.Exec(t, "CREATE DATABASE big")
 	p.Exec(t, "CREATE TABLE big.t (id INT PRIMARY KEY, pad VARCHAR(500)) ENGINE=InnoDB")
 	p.Exec(t, "INSERT INTO big.t SELECT seq, 'small' FROM big.seq_1_to_100")
@@ -432,11 +437,7 @@ func TestSnapshotWriteFailure(t *testing.T) {
 // every table exactly: their checksums match the primary's, their rows add
 // up, and the loaded copy equals the primary.
 func TestSnapshotChunkKeys(t *testing.T) {
-	p := startPrimary(t, 1, 1)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
-	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001})
-	addSnapshotConfig(t, cfg, "    snapshot:\n      threads: 3\n      chunk_rows: 300\n")
+	p, dir, cfg := snapshotSource(t, "    snapshot:\n      threads: 3\n      chunk_rows: 300\n")
 	p.Exec(t, "CREATE DATABASE k")
 	p.Exec(t, "CREATE TABLE k.seq (n INT PRIMARY KEY)")
 	p.Exec(t, "INSERT INTO k.seq SELECT seq FROM k.seq_1_to_2000")
