@@ -11,6 +11,9 @@ BENCH_PIDS=()
 bench_cleanup() {
   for pid in "${BENCH_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # The work directory holds gigabytes of data directories and dumps:
+  # removed unless KEEP_WORK=1.
+  if [ -n "${WORK:-}" ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$WORK"; fi
 }
 trap bench_cleanup EXIT
 

@@ -1,0 +1,244 @@
+package snapshot
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// listTables lists the base tables outside the system schemas with their
+// stored columns and the key their chunks are cut on, in three queries
+// whatever the number of tables.
+func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
+	var out []tableInfo
+	index := map[[2]string]*tableInfo{}
+	err := queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0)
+		FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME`, func(rows *sql.Rows) error {
+		var ti tableInfo
+		if err := rows.Scan(&ti.db, &ti.t.Name, &ti.t.Engine, &ti.rowsEst); err != nil {
+			return err
+		}
+		if !systemSchemas[strings.ToLower(ti.db)] {
+			out = append(out, ti)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		index[[2]string{out[i].db, out[i].t.Name}] = &out[i]
+	}
+	type column struct {
+		typ, charset string
+		nullable     bool
+	}
+	columns := map[[3]string]column{}
+	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, DATA_TYPE, COLUMN_TYPE,
+		IS_NULLABLE, COALESCE(CHARACTER_SET_NAME, '') FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+		ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`, func(rows *sql.Rows) error {
+		var db, table, name, gen, extra, typ, colType, nullable, charset string
+		if err := rows.Scan(&db, &table, &name, &gen, &extra, &typ, &colType, &nullable, &charset); err != nil {
+			return err
+		}
+		typ = strings.ToLower(typ)
+		columns[[3]string{db, table, name}] = column{typ, charset, nullable == "YES"}
+		ti := index[[2]string{db, table}]
+		if ti != nil && gen == "" && !strings.Contains(strings.ToUpper(extra), "GENERATED") {
+			ti.t.Columns = append(ti.t.Columns, name)
+			ti.t.Types = append(ti.t.Types, typ)
+			ti.t.selects = append(ti.t.selects, dumpExpr(quote(name), typ, strings.ToLower(colType)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The chunk key is the first column of the primary key, else of a
+	// unique key, else of any index: ranges of it partition the rows
+	// whether or not it is unique.
+	rank := map[*tableInfo]int{}
+	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME
+		FROM information_schema.STATISTICS WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+		ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`, func(rows *sql.Rows) error {
+		var db, table, index_, name string
+		var nonUnique, seq int
+		if err := rows.Scan(&db, &table, &index_, &nonUnique, &seq, &name); err != nil {
+			return err
+		}
+		ti := index[[2]string{db, table}]
+		if ti == nil {
+			return nil
+		}
+		if index_ == "PRIMARY" {
+			ti.t.PrimaryKey = append(ti.t.PrimaryKey, name)
+		}
+		col, ok := columns[[3]string{db, table, name}]
+		if seq != 1 || !ok || chunkKind(col.typ) == chunkNone {
+			return nil
+		}
+		r := 3 // any index
+		switch {
+		case index_ == "PRIMARY":
+			r = 1
+		case nonUnique == 0:
+			r = 2
+		}
+		if old, seen := rank[ti]; !seen || r < old {
+			rank[ti] = r
+			ti.key = chunkKey{column: name, typ: col.typ, charset: col.charset, nullable: col.nullable}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// queryRows runs q and calls fn for each row.
+func queryRows(ctx context.Context, c *sql.Conn, q string, fn func(*sql.Rows) error) error {
+	rows, err := c.QueryContext(ctx, q)
+	if err != nil {
+		return explain(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// chunkKey is the column a table's chunks are ranges of.
+type chunkKey struct {
+	column, typ, charset string
+	nullable             bool
+}
+
+const (
+	chunkNone = iota
+	chunkInt
+	chunkKeyset
+)
+
+// chunkKind tells how a column of type typ can cut chunks: integer ranges
+// from MIN to MAX, boundaries found by walking the index, or not at all.
+func chunkKind(typ string) int {
+	switch typ {
+	case "tinyint", "smallint", "mediumint", "int", "bigint":
+		return chunkInt
+	case "char", "varchar", "binary", "varbinary", "decimal", "date", "datetime", "timestamp", "time", "year", "uuid", "inet6", "inet4":
+		return chunkKeyset
+	}
+	return chunkNone
+}
+
+// planChunks cuts a table into ranges of its chunk key: an integer key
+// evenly from MIN to MAX, any other by boundaries read from its index every
+// chunkRows rows. NULLs of a nullable key go with the first chunk. A table
+// without a usable key, or small, is one chunk, streamed.
+func planChunks(ctx context.Context, c *sql.Conn, ti tableInfo, chunkRows int64) ([]string, error) {
+	kind := chunkKind(ti.key.typ)
+	if ti.key.column == "" || kind == chunkNone || ti.rowsEst <= chunkRows {
+		return []string{""}, nil
+	}
+	var bounds []string
+	var err error
+	if kind == chunkInt {
+		bounds, err = intBounds(ctx, c, ti, chunkRows)
+	} else {
+		bounds, err = keysetBounds(ctx, c, ti, chunkRows)
+	}
+	if err != nil || len(bounds) == 0 {
+		return []string{""}, err
+	}
+	col := quote(ti.key.column)
+	out := make([]string, 0, len(bounds)+1)
+	first := fmt.Sprintf("%s < %s", col, bounds[0])
+	if ti.key.nullable {
+		first = fmt.Sprintf("(%s OR %s IS NULL)", first, col)
+	}
+	out = append(out, first)
+	for i := 1; i < len(bounds); i++ {
+		out = append(out, fmt.Sprintf("%s >= %s AND %s < %s", col, bounds[i-1], col, bounds[i]))
+	}
+	return append(out, fmt.Sprintf("%s >= %s", col, bounds[len(bounds)-1])), nil
+}
+
+// intBounds returns the boundaries between integer ranges of about
+// chunkRows rows each, from the key's MIN and MAX.
+func intBounds(ctx context.Context, c *sql.Conn, ti tableInfo, chunkRows int64) ([]string, error) {
+	col := quote(ti.key.column)
+	var lo, hi sql.NullString
+	if err := c.QueryRowContext(ctx, fmt.Sprintf("SELECT MIN(%s), MAX(%s) FROM %s", col, col, qualified(ti.db, ti.t.Name))).Scan(&lo, &hi); err != nil {
+		return nil, explain(err)
+	}
+	if !lo.Valid {
+		return nil, nil
+	}
+	min, err1 := strconv.ParseInt(lo.String, 10, 64)
+	max, err2 := strconv.ParseInt(hi.String, 10, 64)
+	if err1 != nil || err2 != nil { // unsigned beyond int64: walk the index
+		return keysetBounds(ctx, c, ti, chunkRows)
+	}
+	n := (ti.rowsEst + chunkRows - 1) / chunkRows
+	step := (max - min + 1) / n
+	if step < 1 {
+		return nil, nil
+	}
+	var out []string
+	for i := int64(1); i < n; i++ {
+		out = append(out, strconv.FormatInt(min+i*step, 10))
+	}
+	return out, nil
+}
+
+// keysetBounds walks the key's index inside the snapshot and returns every
+// chunkRows-th distinct value, as SQL literals. Each step reads chunkRows
+// index entries from the previous boundary, so the walk reads the index
+// once in all.
+func keysetBounds(ctx context.Context, c *sql.Conn, ti tableInfo, chunkRows int64) ([]string, error) {
+	col, table := quote(ti.key.column), qualified(ti.db, ti.t.Name)
+	var out []string
+	for {
+		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s IS NOT NULL ORDER BY %s LIMIT 1 OFFSET %d", col, table, col, col, chunkRows)
+		if len(out) > 0 {
+			q = fmt.Sprintf("SELECT %s FROM %s WHERE %s > %s ORDER BY %s LIMIT 1 OFFSET %d", col, table, col, out[len(out)-1], col, chunkRows-1)
+		}
+		var v []byte
+		err := c.QueryRowContext(ctx, q).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, explain(err)
+		}
+		out = append(out, keyLiteral(v, ti.key))
+	}
+}
+
+// keyLiteral writes a key value as a literal that compares with the column
+// as the column's own values do: numbers as they are, hex with the
+// column's character set introducer for strings (so their collation
+// applies), hex for binary strings, quoted text for the rest (dates, times,
+// UUIDs are plain ASCII).
+func keyLiteral(v []byte, k chunkKey) string {
+	numeric := len(v) > 0 && strings.Trim(string(v), "0123456789.-") == ""
+	switch {
+	case numeric && (chunkKind(k.typ) == chunkInt || k.typ == "decimal" || k.typ == "year"):
+		// Unquoted: compared as a number of the column's kind, exactly.
+		return string(v)
+	case k.typ == "binary" || k.typ == "varbinary":
+		return "X'" + hex.EncodeToString(v) + "'"
+	case k.charset != "":
+		return "_" + k.charset + " X'" + hex.EncodeToString(v) + "'"
+	}
+	return "'" + strings.ReplaceAll(string(v), "'", "''") + "'"
+}
