@@ -103,11 +103,11 @@ func dumpUsers(ctx context.Context, c *sql.Conn, dir string, m *Manifest, log *s
 	var creates, grants strings.Builder
 	skipped := 0
 	for _, a := range accounts {
-		name := "'" + strings.ReplaceAll(a.user, "'", "''") + "'"
+		name := quote(a.user) // backticks: no backslash escapes, whatever the sql_mode
 		if a.role {
 			creates.WriteString("CREATE ROLE IF NOT EXISTS " + name + "\n$$\n")
 		} else {
-			name += "@'" + strings.ReplaceAll(a.host, "'", "''") + "'"
+			name += "@" + quote(a.host)
 			var create string
 			if err := c.QueryRowContext(ctx, "SHOW CREATE USER "+name).Scan(&create); err != nil {
 				var me *mysql.MySQLError

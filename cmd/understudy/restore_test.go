@@ -246,7 +246,7 @@ func TestRestoreUsers(t *testing.T) {
 	p.Exec(t, "GRANT reader TO 'app'@'%'")
 	p.Exec(t, "SET DEFAULT ROLE reader FOR 'app'@'%'")
 	p.Exec(t, "GRANT UPDATE (v) ON a.t TO 'app'@'%'")
-	p.Exec(t, "CREATE USER 'o''brien'@'10.0.%' IDENTIFIED BY 'x' WITH MAX_USER_CONNECTIONS 5")
+	p.Exec(t, `CREATE USER 'o''b\\rien'@'10.0.%' IDENTIFIED BY 'x' WITH MAX_USER_CONNECTIONS 5`) // o'b\rien
 	addSnapshotConfig(t, cfg, "    snapshot:\n      users: true\n")
 	m := takeSnapshotCmd(t, cfg)
 	if m.Users == "" || m.Accounts < 4 {
@@ -271,13 +271,13 @@ func TestRestoreUsers(t *testing.T) {
 	}
 
 	restoreInto(t, cfg, target, "--users")
-	for _, who := range []string{"'app'@'%'", "reader", "'o''brien'@'10.0.%'"} {
+	for _, who := range []string{"'app'@'%'", "reader", `'o''b\\rien'@'10.0.%'`} {
 		q := "SHOW GRANTS FOR " + who
 		if got, want := strings.Join(queryStrings(t, target, q), "\n"), strings.Join(queryStrings(t, p, q), "\n"); got != want {
 			t.Errorf("%s on the target:\n%s\non the primary:\n%s", q, got, want)
 		}
 	}
-	if got := target.QueryString(t, "SELECT max_user_connections FROM mysql.user WHERE User = 'o''brien'"); got != "5" {
+	if got := target.QueryString(t, `SELECT max_user_connections FROM mysql.user WHERE User = 'o''b\\rien'`); got != "5" {
 		t.Errorf("o'brien max_user_connections %s, want 5", got)
 	}
 	// app logs in with its password and reads and writes through its grants.
