@@ -14,7 +14,7 @@ import (
 )
 
 // dumpSchema writes CREATE DATABASE, CREATE TABLE and the other objects.
-func dumpSchema(ctx context.Context, c *sql.Conn, dir string, m *Manifest, tables []tableInfo) error {
+func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Manifest, tables []tableInfo) error {
 	dbs := map[string]bool{}
 	for _, ti := range tables {
 		dbs[ti.db] = true
@@ -43,7 +43,7 @@ func dumpSchema(ctx context.Context, c *sql.Conn, dir string, m *Manifest, table
 			return explain(err)
 		}
 		d := Database{Name: name, Schema: filepath.Join(name, "schema.sql")}
-		if err := writeFile(dir, d.Schema, create+";\n", m); err != nil {
+		if err := writeFile(sy, dir, d.Schema, create+";\n", m); err != nil {
 			return err
 		}
 		objects, err := dumpObjects(ctx, c, name)
@@ -52,7 +52,7 @@ func dumpSchema(ctx context.Context, c *sql.Conn, dir string, m *Manifest, table
 		}
 		if objects != "" {
 			d.Objects = filepath.Join(name, "objects.sql")
-			if err := writeFile(dir, d.Objects, objects, m); err != nil {
+			if err := writeFile(sy, dir, d.Objects, objects, m); err != nil {
 				return err
 			}
 		}
@@ -63,7 +63,7 @@ func dumpSchema(ctx context.Context, c *sql.Conn, dir string, m *Manifest, table
 		if err := c.QueryRowContext(ctx, "SHOW CREATE TABLE "+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
 			return explain(err)
 		}
-		if err := writeFile(dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", m); err != nil {
+		if err := writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", m); err != nil {
 			return err
 		}
 	}
@@ -77,7 +77,7 @@ const UsersFile = "users.sql"
 // mariadb.sys and PUBLIC) with its grants to UsersFile: CREATE ROLE or
 // CREATE USER (with its authentication as SHOW CREATE USER gives it), then
 // its GRANTs, statements separated by lines "$$".
-func dumpUsers(ctx context.Context, c *sql.Conn, dir string, m *Manifest, log *slog.Logger) error {
+func dumpUsers(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Manifest, log *slog.Logger) error {
 	type account struct {
 		user, host string
 		role       bool
@@ -139,7 +139,7 @@ func dumpUsers(ctx context.Context, c *sql.Conn, dir string, m *Manifest, log *s
 	}
 	m.Users = UsersFile
 	m.Accounts = len(accounts) - skipped
-	return writeFile(dir, UsersFile, creates.String()+grants.String(), m)
+	return writeFile(sy, dir, UsersFile, creates.String()+grants.String(), m)
 }
 
 // dumpObjects returns the views, routines, triggers and events of a

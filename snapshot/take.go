@@ -226,11 +226,14 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	o.Log.Info("snapshot opened", "gtid_position", p.String(), "commit_block_ms", m.CommitBlockMillis, "tables", len(tables))
 
 	// Schema, read in worker 0's transaction.
-	if err := dumpSchema(ctx, workers[0], dir, m, tables); err != nil {
+	// Files are synced in the background, all before the manifest.
+	sy := newSyncer()
+	defer sy.wait()
+	if err := dumpSchema(ctx, workers[0], sy, dir, m, tables); err != nil {
 		return nil, err
 	}
 	if o.Users {
-		if err := dumpUsers(ctx, workers[0], dir, m, o.Log); err != nil {
+		if err := dumpUsers(ctx, workers[0], sy, dir, m, o.Log); err != nil {
 			return nil, err
 		}
 	}
@@ -301,7 +304,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 					return
 				}
 				j := jobs[i]
-				sum, err := dumpChunk(wctx, c, zw, dir, j)
+				sum, err := dumpChunk(wctx, c, zw, sy, dir, j)
 				if err != nil {
 					errMu.Lock()
 					if first == nil {
@@ -327,6 +330,9 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	}
 	for _, c := range workers {
 		c.ExecContext(ctx, "COMMIT")
+	}
+	if err := sy.wait(); err != nil {
+		return nil, err
 	}
 	m.Finished = time.Now().UTC()
 	return m, nil
@@ -438,7 +444,7 @@ func checkGrants(ctx context.Context, c *sql.Conn) error {
 
 // dumpChunk streams a chunk's rows into a zstd-compressed TSV file that
 // LOAD DATA reads with its defaults, and returns the file's sha256.
-func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, dir string, j job) (string, error) {
+func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir string, j job) (string, error) {
 	path := filepath.Join(dir, j.chunk.File)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", err
@@ -447,7 +453,12 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, dir string, j j
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
+	handed := false // to the syncer, which closes it
+	defer func() {
+		if !handed {
+			f.Close()
+		}
+	}()
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
 	zw.Reset(cw)
@@ -524,12 +535,11 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, dir string, j j
 	if err := zw.Close(); err != nil {
 		return "", err
 	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
 	j.chunk.Bytes, j.chunk.Compressed = raw, cw.n
 	j.chunk.Rows, j.chunk.Checksum = hr.rows, hr.String()
-	return hex.EncodeToString(h.Sum(nil)), f.Close()
+	handed = true
+	sy.add(f)
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // appendEscaped appends v escaped for LOAD DATA's defaults (ESCAPED BY
@@ -587,7 +597,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func writeFile(dir, rel, content string, m *Manifest) error {
+func writeFile(sy *syncer, dir, rel, content string, m *Manifest) error {
 	path := filepath.Join(dir, rel)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
@@ -600,13 +610,48 @@ func writeFile(dir, rel, content string, m *Manifest) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
 	sum := sha256.Sum256([]byte(content))
 	m.Files[rel] = hex.EncodeToString(sum[:])
-	return f.Close()
+	sy.add(f)
+	return nil
+}
+
+// syncer fsyncs and closes a snapshot's files in the background, so that
+// no worker waits for the disk between chunks. wait returns the first
+// error; every file is synced before the manifest is written.
+type syncer struct {
+	files chan *os.File
+	done  chan struct{}
+	once  sync.Once
+	err   error
+}
+
+func newSyncer() *syncer {
+	s := &syncer{files: make(chan *os.File, 256), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for f := range s.files {
+			err := f.Sync()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil && s.err == nil {
+				s.err = fmt.Errorf("%s: %w", f.Name(), err)
+			}
+		}
+	}()
+	return s
+}
+
+// add hands over a written file, which the syncer closes.
+func (s *syncer) add(f *os.File) { s.files <- f }
+
+// wait syncs what is left and returns the first error. It may be called
+// more than once.
+func (s *syncer) wait() error {
+	s.once.Do(func() { close(s.files) })
+	<-s.done
+	return s.err
 }
 
 // finish writes the manifest, syncs the directories and renames the
