@@ -19,7 +19,8 @@ const (
 	// ChecksumName is the checksum of new snapshots. The row string is
 	// CONCAT_WS('#', CAST(col AS BINARY)..., CONCAT(ISNULL(col)...)): the
 	// non-NULL values' own bytes (what the text protocol sends with
-	// character_set_results=binary), then a NULL flag per column. The
+	// character_set_results=binary; FLOAT, UUID and INET as hashExpr
+	// says), then a NULL flag per column. The
 	// snapshot computes it from the rows it writes; a server computes the
 	// same with ChecksumSQL.
 	ChecksumName = "bitxor64-crc32-crc32c-concat_ws-binary-v2"
