@@ -75,6 +75,9 @@ type Snapshot struct {
 	// Users also saves the accounts, roles and grants (restore applies
 	// them with --users).
 	Users bool `yaml:"users"`
+	// Keep is how many snapshots to keep: after each new one, older ones
+	// beyond this number are removed. 0 keeps them all.
+	Keep int `yaml:"keep"`
 	// User and password override the source's for reading data (the user
 	// needs SELECT, SHOW VIEW, TRIGGER, EVENT and RELOAD).
 	User         string `yaml:"user"`
@@ -300,8 +303,8 @@ func (c *Config) validate() error {
 		}
 		if sn := s.Snapshot; sn != nil {
 			switch {
-			case sn.Every < 0 || sn.Threads < 0 || sn.ChunkRows < 0:
-				return fmt.Errorf("%s: every, threads and chunk_rows must not be negative", key("snapshot"))
+			case sn.Every < 0 || sn.Threads < 0 || sn.ChunkRows < 0 || sn.Keep < 0:
+				return fmt.Errorf("%s: every, threads, chunk_rows and keep must not be negative", key("snapshot"))
 			case countSet(sn.Password, sn.PasswordFile, sn.PasswordEnv) > 1:
 				return fmt.Errorf("%s: give at most one of password, password_file and password_env", key("snapshot"))
 			case sn.From != nil && (sn.From.Host == "" || sn.From.Port == 0 || sn.From.User == ""):
@@ -320,6 +323,7 @@ type SnapshotSettings struct {
 	Threads     int
 	ChunkRows   int64
 	Users       bool
+	Keep        int
 	FromReplica bool
 	// Conn is where data is read from: the source itself (with the
 	// snapshot user, if set) or the replica of snapshot.from.
@@ -338,7 +342,7 @@ func (c *Config) ResolveSnapshot(s *Source) (SnapshotSettings, error) {
 	if sn == nil {
 		return out, nil
 	}
-	out.Every, out.ChunkRows, out.Users = sn.Every, sn.ChunkRows, sn.Users
+	out.Every, out.ChunkRows, out.Users, out.Keep = sn.Every, sn.ChunkRows, sn.Users, sn.Keep
 	if sn.Threads > 0 {
 		out.Threads = sn.Threads
 	}

@@ -222,3 +222,32 @@ func VerifyFiles(dir string, m *Manifest) []string {
 	}
 	return problems
 }
+
+// Prune removes all but the keep newest complete snapshots under root and
+// returns the IDs removed. Each is first renamed to NAME.partial, so that
+// a crash while it is being deleted leaves nothing that looks complete
+// (the next Take removes the rest).
+func Prune(root string, keep int) ([]string, error) {
+	if keep <= 0 {
+		return nil, nil
+	}
+	list, err := List(root)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, l := range list[:max(0, len(list)-keep)] {
+		doomed := l.Dir + partialSuffix
+		if err := os.Rename(l.Dir, doomed); err != nil {
+			return removed, err
+		}
+		if err := archive.SyncDir(root); err != nil {
+			return removed, err
+		}
+		if err := os.RemoveAll(doomed); err != nil {
+			return removed, err
+		}
+		removed = append(removed, l.Manifest.ID)
+	}
+	return removed, nil
+}

@@ -84,6 +84,13 @@ func takeSnapshot(ctx context.Context, cfg *config.Config, s *config.Source, thr
 	}
 	log.Info("snapshot taken", "source", s.Name, "id", m.ID, "gtid_position", m.Position.String(), "rows", m.Rows(),
 		"bytes", m.Size(), "duration", m.Finished.Sub(m.Started).String(), "commit_block_ms", m.CommitBlockMillis)
+	removed, err := snapshot.Prune(cfg.SnapshotDir(s.Name), st.Keep)
+	if len(removed) > 0 {
+		log.Info("older snapshots removed", "source", s.Name, "keep", st.Keep, "removed", removed)
+	}
+	if err != nil {
+		return m, dir, fmt.Errorf("snapshot %s of %s taken, but removing older snapshots (keep: %d) failed: %w", m.ID, s.Name, st.Keep, err)
+	}
 	return m, dir, nil
 }
 

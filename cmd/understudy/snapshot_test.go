@@ -486,3 +486,36 @@ func TestSnapshotChunkKeys(t *testing.T) {
 	sameChecksums(t, p, target, "k")
 	checkChunks(t, target, m)
 }
+
+// TestSnapshotKeep keeps the newest snapshots and removes the others,
+// leaving nothing else behind.
+func TestSnapshotKeep(t *testing.T) {
+	p, dir, cfg := snapshotSource(t, "    snapshot:\n      keep: 2\n")
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY)")
+	root := filepath.Join(dir, "archive", "db", "snapshots")
+	var ids []string
+	for i := 0; i < 4; i++ {
+		p.Exec(t, "INSERT INTO app.t VALUES (?)", i)
+		ids = append(ids, takeSnapshotCmd(t, cfg).ID)
+		list, err := snapshot.List(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range list {
+			got = append(got, l.Manifest.ID)
+		}
+		want := ids[max(0, len(ids)-2):]
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("after snapshot %d: %v listed, want %v", i+1, got, want)
+		}
+		ents, _ := os.ReadDir(root)
+		if len(ents) != len(want) {
+			t.Fatalf("after snapshot %d: %d entries in %s, want %d", i+1, len(ents), root, len(want))
+		}
+	}
+	if list, _ := snapshot.List(root); list[1].Manifest.Rows() != 4 {
+		t.Fatalf("newest snapshot has %d rows, want 4", list[1].Manifest.Rows())
+	}
+}
