@@ -63,12 +63,14 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	// unique key, else of any index: ranges of it partition the rows
 	// whether or not it is unique.
 	rank := map[*tableInfo]int{}
-	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME
+	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME,
+		INDEX_TYPE, SUB_PART IS NOT NULL
 		FROM information_schema.STATISTICS WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
 		ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`, func(rows *sql.Rows) error {
-		var db, table, index_, name string
+		var db, table, index_, name, indexType string
 		var nonUnique, seq int
-		if err := rows.Scan(&db, &table, &index_, &nonUnique, &seq, &name); err != nil {
+		var prefix bool
+		if err := rows.Scan(&db, &table, &index_, &nonUnique, &seq, &name, &indexType, &prefix); err != nil {
 			return err
 		}
 		ti := index[[2]string{db, table}]
@@ -78,8 +80,10 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		if index_ == "PRIMARY" {
 			ti.t.PrimaryKey = append(ti.t.PrimaryKey, name)
 		}
+		// Only an index that orders the whole column can walk it or range
+		// it: B-tree, not on a prefix (nor FULLTEXT, SPATIAL or HASH).
 		col, ok := columns[[3]string{db, table, name}]
-		if seq != 1 || !ok || chunkKind(col.typ) == chunkNone {
+		if seq != 1 || !ok || chunkKind(col.typ) == chunkNone || indexType != "BTREE" || prefix {
 			return nil
 		}
 		r := 3 // any index

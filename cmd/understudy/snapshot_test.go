@@ -455,7 +455,8 @@ func TestSnapshotChunkKeys(t *testing.T) {
 		"INSERT INTO k.nopk SELECT IF(n % 10 = 0, NULL, n DIV 4), CONCAT('row ', n) FROM k.seq",
 		"CREATE TABLE k.composite (a INT, b VARCHAR(10), v INT, PRIMARY KEY (a, b))",
 		"INSERT INTO k.composite SELECT n DIV 10, n % 10, n FROM k.seq",
-		"CREATE TABLE k.nokey (a INT, b TEXT)",
+		// no key that can order the rows: a prefix index and a FULLTEXT one
+		"CREATE TABLE k.nokey (a INT, b VARCHAR(100), KEY (b(3)), FULLTEXT (b))",
 		"INSERT INTO k.nokey SELECT n, REPEAT('z', n % 50) FROM k.seq",
 		"ANALYZE TABLE k.str, k.bin, k.dt, k.dec, k.nopk, k.composite, k.nokey, k.seq",
 	} {
