@@ -10,9 +10,7 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 TABLES=${TABLES:-8} ROWS=${ROWS:-250000} RUNS=${RUNS:-3} BIGROWS=${BIGROWS:-500000}
 PORT=${PORT:-33071}
-WORK=$(mktemp -d /tmp/understudy-bench.XXXXXX)
-echo "work dir $WORK"
-go build -o "$WORK/understudy" ./cmd/understudy
+bench_start archive
 go build -o "$WORK/lag" ./bench/lag
 
 start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW \
@@ -20,8 +18,7 @@ start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --b
 create_bench_user
 sql "$PORT" -e "CREATE DATABASE sbtest"
 echo "sysbench prepare: $TABLES tables x $ROWS rows"
-sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
-  --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+sysbench_prepare
 BINLOG_BYTES=$(sql "$PORT" -N -e "SHOW BINARY LOGS" | awk '{ s += $2 } END { print s }')
 echo "primary binlog: $((BINLOG_BYTES / 1048576)) MiB, $(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')"
 

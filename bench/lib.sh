@@ -73,3 +73,18 @@ create_bench_user() {
   sql "$PORT" -e "SET STATEMENT sql_log_bin=0 FOR CREATE USER bench@'%' IDENTIFIED BY 'benchpw';
     SET STATEMENT sql_log_bin=0 FOR GRANT ALL ON *.* TO bench@'%';"
 }
+
+# bench_start NAME makes the work directory WORK (removed at exit) and
+# builds understudy into it.
+bench_start() {
+  WORK=$(mktemp -d "/tmp/understudy-bench-$1.XXXXXX")
+  echo "work dir $WORK"
+  go build -o "$WORK/understudy" ./cmd/understudy
+}
+
+# sysbench_prepare fills database sbtest on $PORT with $TABLES tables of
+# $ROWS rows (sysbench oltp_write_only prepare).
+sysbench_prepare() {
+  sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
+    --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+}

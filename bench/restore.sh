@@ -12,9 +12,7 @@ source bench/lib.sh
 TABLES=${TABLES:-8} ROWS=${ROWS:-250000} THREADS=${THREADS:-2}
 PORT=${PORT:-33101}
 command -v myloader >/dev/null || { echo "myloader not found: apt-get install -y mydumper" >&2; exit 1; }
-WORK=$(mktemp -d /tmp/understudy-bench-restore.XXXXXX)
-echo "work dir $WORK"
-go build -o "$WORK/understudy" ./cmd/understudy
+bench_start restore
 start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW \
   --max-binlog-size=1073741824 --sync-binlog=0 --gtid-domain-id=1
 create_bench_user
@@ -26,8 +24,7 @@ YAML
 U="$WORK/understudy"
 $U snapshot --config "$WORK/understudy.yaml" --source bench >/dev/null 2>&1   # empty: the replay base
 EMPTY_POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
-sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
-  --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+sysbench_prepare
 sql "$PORT" -e "ANALYZE TABLE $(seq -s, -f 'sbtest.sbtest%g' 1 "$TABLES")" >/dev/null
 END_POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
 $U run --config "$WORK/understudy.yaml" --until-caught-up 2>"$WORK/run.log"

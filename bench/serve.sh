@@ -11,17 +11,14 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 TABLES=${TABLES:-8} ROWS=${ROWS:-250000}
 PORT=${PORT:-33081} SERVE_PORT=${SERVE_PORT:-33082}
-WORK=$(mktemp -d /tmp/understudy-bench-serve.XXXXXX)
-echo "work dir $WORK"
-go build -o "$WORK/understudy" ./cmd/understudy
+bench_start serve
 
 start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW \
   --max-binlog-size=1073741824 --sync-binlog=0 --gtid-domain-id=1
 create_bench_user
 sql "$PORT" -e "CREATE DATABASE sbtest"
 echo "sysbench prepare: $TABLES tables x $ROWS rows"
-sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
-  --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+sysbench_prepare
 POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
 echo "primary binlog: $(( $(sql "$PORT" -N -e "SHOW BINARY LOGS" | awk '{ s += $2 } END { print s }') / 1048576 )) MiB, $POS"
 

@@ -11,14 +11,11 @@ source bench/lib.sh
 TABLES=${TABLES:-8} ROWS=${ROWS:-250000} THREADS=${THREADS:-2} RUNS=${RUNS:-3}
 PORT=${PORT:-33091}
 command -v mydumper >/dev/null || { echo "mydumper not found: apt-get install -y mydumper" >&2; exit 1; }
-WORK=$(mktemp -d /tmp/understudy-bench-snap.XXXXXX)
-echo "work dir $WORK"
-go build -o "$WORK/understudy" ./cmd/understudy
+bench_start snap
 start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --binlog-format=ROW --sync-binlog=0
 create_bench_user
 sql "$PORT" -e "CREATE DATABASE sbtest"
-sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
-  --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
+sysbench_prepare
 sql "$PORT" -e "ANALYZE TABLE $(seq -s, -f 'sbtest.sbtest%g' 1 "$TABLES")" >/dev/null
 echo "data: $(sql "$PORT" -N -e "SELECT ROUND(SUM(DATA_LENGTH+INDEX_LENGTH)/1048576) FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest'") MiB in $TABLES tables"
 write_config <<YAML
