@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -149,6 +150,18 @@ type bufferedConn struct {
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// SyscallConn lets the driver check a pooled connection's socket before
+// reusing it (a connection the server closed is then replaced, not
+// failed). Between statements the buffer is empty, so the socket is all
+// there is to check.
+func (c *bufferedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("not a system connection")
+	}
+	return sc.SyscallConn()
+}
 
 func sqlError(src understudy.Source, err error) error {
 	var me *mysql.MySQLError

@@ -183,10 +183,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, fmt.Errorf("loading snapshot %s into %s: %w", m.ID, o.TargetAddr, err)
 		}
 		if o.Users {
-			if err := snapshot.LoadUsers(ctx, o.Target, snap.Dir, m); err != nil {
+			n, err := snapshot.LoadUsers(ctx, o.Target, snap.Dir, m, o.Log)
+			if err != nil {
 				return res, fmt.Errorf("accounts of snapshot %s into %s: %w", m.ID, o.TargetAddr, err)
 			}
-			o.Log.Info("accounts restored", "accounts", m.Accounts)
+			o.Log.Info("accounts restored", "created", n, "in_snapshot", m.Accounts)
 		}
 		res.Load = time.Since(t0)
 		st.Stage = "loaded"

@@ -64,7 +64,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	// whether or not it is unique.
 	rank := map[*tableInfo]int{}
 	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME,
-		INDEX_TYPE, SUB_PART IS NOT NULL
+		INDEX_TYPE, SUB_PART IS NOT NULL OR IGNORED = 'YES'
 		FROM information_schema.STATISTICS WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
 		ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`, func(rows *sql.Rows) error {
 		var db, table, index_, name, indexType string
@@ -81,7 +81,8 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 			ti.t.PrimaryKey = append(ti.t.PrimaryKey, name)
 		}
 		// Only an index that orders the whole column can walk it or range
-		// it: B-tree, not on a prefix (nor FULLTEXT, SPATIAL or HASH).
+		// it: B-tree, not on a prefix, not IGNORED (nor FULLTEXT, SPATIAL
+		// or HASH).
 		col, ok := columns[[3]string{db, table, name}]
 		if seq != 1 || !ok || chunkKind(col.typ) == chunkNone || indexType != "BTREE" || prefix {
 			return nil
@@ -151,6 +152,12 @@ func chunkKind(typ string) int {
 func planChunks(ctx context.Context, c *sql.Conn, ti tableInfo, chunkRows int64) ([]string, error) {
 	kind := chunkKind(ti.key.typ)
 	if ti.key.column == "" || kind == chunkNone || ti.rowsEst <= chunkRows {
+		return []string{""}, nil
+	}
+	if !strings.EqualFold(ti.t.Engine, "InnoDB") {
+		// Outside the consistent snapshot, a row whose key changes
+		// between two chunks' reads would be missed or copied twice;
+		// one statement reads such a table under its table lock.
 		return []string{""}, nil
 	}
 	var bounds []string

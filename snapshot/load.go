@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -239,20 +240,25 @@ func checkSum(h hash.Hash, want, file string) error {
 
 // execFile runs the statements of a schema file, in database db if set.
 func execFile(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db string) error {
-	b, err := os.ReadFile(filepath.Join(dir, rel))
+	b, err := readChecked(dir, rel, m)
 	if err != nil {
 		return err
-	}
-	sum := sha256.Sum256(b)
-	if got := hex.EncodeToString(sum[:]); got != m.Files[rel] {
-		return fmt.Errorf("%s: sha256 %s, the manifest says %s: the snapshot file is corrupt", rel, got, m.Files[rel])
 	}
 	if db != "" {
 		if _, err := c.ExecContext(ctx, "USE "+quote(db)); err != nil {
 			return explain(err)
 		}
 	}
-	for _, stmt := range strings.Split(string(b), "\n$$\n") {
+	var stmts []string
+	if strings.HasSuffix(rel, ".json") {
+		if err := json.Unmarshal(b, &stmts); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+	} else {
+		// Snapshots before objects.json: statements separated by lines "$$".
+		stmts = strings.Split(string(b), "\n$$\n")
+	}
+	for _, stmt := range stmts {
 		stmt = strings.TrimSpace(stmt)
 		if stmt == "" {
 			continue
@@ -264,21 +270,100 @@ func execFile(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db
 	return nil
 }
 
+// readChecked reads a snapshot file and checks it against its sha256.
+func readChecked(dir, rel string, m *Manifest) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, rel))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != m.Files[rel] {
+		return nil, fmt.Errorf("%s: sha256 %s, the manifest says %s: the snapshot file is corrupt", rel, got, m.Files[rel])
+	}
+	return b, nil
+}
+
 // LoadUsers creates the snapshot's accounts and roles that the target does
-// not have, and applies their grants, unlogged.
-func LoadUsers(ctx context.Context, db *sql.DB, dir string, m *Manifest) error {
+// not have, with their grants, unlogged, and returns how many it created.
+// Accounts the target has are left exactly as they are: their saved GRANT
+// lines would reset their passwords. The restoring user, which CREATE ROLE
+// makes a member of each new role, is taken out of them again.
+func LoadUsers(ctx context.Context, db *sql.DB, dir string, m *Manifest, log *slog.Logger) (int, error) {
 	if m.Users == "" {
-		return fmt.Errorf("snapshot %s has no accounts: it was taken without snapshot.users", m.ID)
+		return 0, fmt.Errorf("snapshot %s has no accounts: it was taken without snapshot.users", m.ID)
+	}
+	b, err := readChecked(dir, m.Users, m)
+	if err != nil {
+		return 0, err
+	}
+	var accounts []Account
+	if err := json.Unmarshal(b, &accounts); err != nil {
+		return 0, fmt.Errorf("%s: %w", m.Users, err)
 	}
 	c, err := db.Conn(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer c.Close()
 	if _, err := c.ExecContext(ctx, "SET SESSION sql_log_bin = 0"); err != nil {
-		return explain(err)
+		return 0, explain(err)
 	}
-	return execFile(ctx, c, dir, m.Users, m, "")
+	have := map[[2]string]bool{}
+	err = queryRows(ctx, c, "SELECT User, IF(is_role = 'Y', '', Host) FROM mysql.user", func(rows *sql.Rows) error {
+		var u, h string
+		if err := rows.Scan(&u, &h); err != nil {
+			return err
+		}
+		have[[2]string{u, h}] = true
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	// All or nothing: on an error, the accounts made here are dropped
+	// again, so that a rerun makes them whole (it keeps those it finds).
+	var fresh []Account
+	ok := false
+	defer func() {
+		if !ok {
+			for _, a := range fresh {
+				kind := "USER "
+				if a.Role {
+					kind = "ROLE "
+				}
+				if _, err := c.ExecContext(context.WithoutCancel(ctx), "DROP "+kind+a.name()); err != nil {
+					log.Warn("could not drop a half-restored account", "account", a.name(), "error", explain(err))
+				}
+			}
+		}
+	}()
+	for _, a := range accounts {
+		if have[[2]string{a.User, a.Host}] {
+			log.Info("account kept as the target has it", "account", a.name())
+			continue
+		}
+		if _, err := c.ExecContext(ctx, a.Create); err != nil {
+			return 0, fmt.Errorf("%s: creating %s: %w", m.Users, a.name(), explain(err))
+		}
+		fresh = append(fresh, a)
+	}
+	// Grants after every account and role exists: they name each other.
+	for _, a := range fresh {
+		for _, g := range a.Grants {
+			if _, err := c.ExecContext(ctx, g); err != nil {
+				return 0, fmt.Errorf("%s: %s: %w", m.Users, g, explain(err))
+			}
+		}
+	}
+	for _, a := range fresh {
+		if a.Role {
+			if _, err := c.ExecContext(ctx, "REVOKE "+a.name()+" FROM CURRENT_USER"); err != nil {
+				log.Warn("the restoring user stays a member of a restored role", "role", a.User, "error", explain(err))
+			}
+		}
+	}
+	ok = true
+	return len(fresh), nil
 }
 
 // Verify recomputes every chunk checksum of the databases dbs (all if

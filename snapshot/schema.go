@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,18 +21,19 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 		dbs[ti.db] = true
 	}
 	// Databases without tables still count.
-	rows, err := c.QueryContext(ctx, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
-	if err != nil {
-		return explain(err)
-	}
-	for rows.Next() {
+	err := queryRows(ctx, c, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME", func(rows *sql.Rows) error {
 		var name string
-		rows.Scan(&name)
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
 		if !systemSchemas[strings.ToLower(name)] {
 			dbs[name] = true
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	rows.Close()
 	var names []string
 	for n := range dbs {
 		names = append(names, n)
@@ -43,16 +45,20 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 			return explain(err)
 		}
 		d := Database{Name: name, Schema: filepath.Join(name, "schema.sql")}
-		if err := writeFile(sy, dir, d.Schema, create+";\n", m); err != nil {
+		if err := writeFile(sy, dir, d.Schema, create+";\n", 0o644, m); err != nil {
 			return err
 		}
 		objects, err := dumpObjects(ctx, c, name)
 		if err != nil {
 			return err
 		}
-		if objects != "" {
-			d.Objects = filepath.Join(name, "objects.sql")
-			if err := writeFile(sy, dir, d.Objects, objects, m); err != nil {
+		if len(objects) > 0 {
+			d.Objects = filepath.Join(name, objectsFile)
+			b, err := json.MarshalIndent(objects, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := writeFile(sy, dir, d.Objects, string(b)+"\n", 0o644, m); err != nil {
 				return err
 			}
 		}
@@ -63,34 +69,47 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 		if err := c.QueryRowContext(ctx, "SHOW CREATE TABLE "+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
 			return explain(err)
 		}
-		if err := writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", m); err != nil {
+		if err := writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", 0o644, m); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// UsersFile holds a snapshot's accounts, roles and grants, if saved.
-const UsersFile = "users.sql"
+// UsersFile holds a snapshot's accounts, roles and grants, if saved; a
+// database's objects are in objectsFile. Both are JSON, so that no name or
+// routine body can break a statement apart.
+const (
+	UsersFile   = "users.json"
+	objectsFile = "objects.json"
+)
+
+// Account is one account or role of UsersFile: the statement that creates
+// it and the GRANT statements SHOW GRANTS gives for it.
+type Account struct {
+	User   string   `json:"user"`
+	Host   string   `json:"host,omitempty"` // "" for a role
+	Role   bool     `json:"role,omitempty"`
+	Create string   `json:"create"`
+	Grants []string `json:"grants"`
+}
 
 // dumpUsers writes every account and role (but the server's own
-// mariadb.sys and PUBLIC) with its grants to UsersFile: CREATE ROLE or
-// CREATE USER (with its authentication as SHOW CREATE USER gives it), then
-// its GRANTs, statements separated by lines "$$".
+// mariadb.sys and PUBLIC) to UsersFile: CREATE ROLE, or CREATE USER with
+// its authentication as SHOW CREATE USER gives it, and its grants. The
+// file holds password hashes: only its owner may read it.
 func dumpUsers(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Manifest, log *slog.Logger) error {
-	type account struct {
-		user, host string
-		role       bool
-	}
-	var accounts []account
+	var accounts []Account
 	err := queryRows(ctx, c, "SELECT User, Host, is_role FROM mysql.user ORDER BY is_role DESC, User, Host", func(rows *sql.Rows) error {
-		var a account
+		var a Account
 		var role string
-		if err := rows.Scan(&a.user, &a.host, &role); err != nil {
+		if err := rows.Scan(&a.User, &a.Host, &role); err != nil {
 			return err
 		}
-		a.role = role == "Y"
-		if a.user != "mariadb.sys" && a.user != "PUBLIC" {
+		if a.Role = role == "Y"; a.Role {
+			a.Host = ""
+		}
+		if a.User != "mariadb.sys" && a.User != "PUBLIC" {
 			accounts = append(accounts, a)
 		}
 		return nil
@@ -98,101 +117,124 @@ func dumpUsers(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Mani
 	if err != nil {
 		return fmt.Errorf("reading accounts (the snapshot user needs SELECT on the mysql database for snapshot.users): %w", err)
 	}
-	// Every account and role first, then the grants, which may name
-	// roles and users that sort after the grantee.
-	var creates, grants strings.Builder
-	skipped := 0
+	var saved []Account
 	for _, a := range accounts {
-		name := quote(a.user) // backticks: no backslash escapes, whatever the sql_mode
-		if a.role {
-			creates.WriteString("CREATE ROLE IF NOT EXISTS " + name + "\n$$\n")
-		} else {
-			name += "@" + quote(a.host)
-			var create string
-			if err := c.QueryRowContext(ctx, "SHOW CREATE USER "+name).Scan(&create); err != nil {
-				var me *mysql.MySQLError
-				if errors.As(err, &me) && me.Number == 1133 {
-					// In mysql.user but not in use: a host name under
-					// skip-name-resolve, for one.
-					log.Warn("account not saved: the server ignores it", "account", name, "error", me.Message)
-					skipped++
-					continue
-				}
-				return fmt.Errorf("SHOW CREATE USER %s: %w", name, explain(err))
+		name := a.name()
+		if a.Role {
+			a.Create = "CREATE ROLE IF NOT EXISTS " + name
+		} else if err := c.QueryRowContext(ctx, "SHOW CREATE USER "+name).Scan(&a.Create); err != nil {
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && me.Number == 1133 {
+				// In mysql.user but not in use: a host name under
+				// skip-name-resolve, for one.
+				log.Warn("account not saved: the server ignores it", "account", name, "error", me.Message)
+				continue
 			}
-			if rest, ok := strings.CutPrefix(create, "CREATE USER "); ok {
-				create = "CREATE USER IF NOT EXISTS " + rest
-			}
-			creates.WriteString(create + "\n$$\n")
+			return fmt.Errorf("SHOW CREATE USER %s: %w", name, explain(err))
 		}
 		err := queryRows(ctx, c, "SHOW GRANTS FOR "+name, func(rows *sql.Rows) error {
 			var g string
 			if err := rows.Scan(&g); err != nil {
 				return err
 			}
-			grants.WriteString(g + "\n$$\n")
+			a.Grants = append(a.Grants, g)
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("SHOW GRANTS FOR %s: %w", name, err)
 		}
+		saved = append(saved, a)
 	}
-	m.Users = UsersFile
-	m.Accounts = len(accounts) - skipped
-	return writeFile(sy, dir, UsersFile, creates.String()+grants.String(), m)
+	b, err := json.MarshalIndent(saved, "", "  ")
+	if err != nil {
+		return err
+	}
+	m.Users, m.Accounts = UsersFile, len(saved)
+	return writeFile(sy, dir, UsersFile, string(b)+"\n", 0o600, m)
 }
 
-// dumpObjects returns the views, routines, triggers and events of a
-// database as SQL separated by lines with a single "$$" delimiter marker.
-func dumpObjects(ctx context.Context, c *sql.Conn, db string) (string, error) {
-	var b strings.Builder
-	type obj struct{ kind, list, show string }
+// name is the account's name in SQL. Backticks quote it whatever the
+// sql_mode (a backslash is not an escape in them).
+func (a Account) name() string {
+	if a.Role {
+		return quote(a.User)
+	}
+	return quote(a.User) + "@" + quote(a.Host)
+}
+
+// dumpObjects returns the CREATE statements of the views, routines,
+// triggers and events of a database.
+func dumpObjects(ctx context.Context, c *sql.Conn, db string) ([]string, error) {
+	var out []string
+	type obj struct{ list, show string }
 	kinds := []obj{
-		{"VIEW", "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", "SHOW CREATE VIEW %s"},
-		{"PROCEDURE", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE' ORDER BY ROUTINE_NAME", "SHOW CREATE PROCEDURE %s"},
-		{"FUNCTION", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME", "SHOW CREATE FUNCTION %s"},
-		{"TRIGGER", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME", "SHOW CREATE TRIGGER %s"},
-		{"EVENT", "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME", "SHOW CREATE EVENT %s"},
+		{"SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", "SHOW CREATE VIEW %s"},
+		{"SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE' ORDER BY ROUTINE_NAME", "SHOW CREATE PROCEDURE %s"},
+		{"SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME", "SHOW CREATE FUNCTION %s"},
+		{"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME", "SHOW CREATE TRIGGER %s"},
+		{"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME", "SHOW CREATE EVENT %s"},
 	}
 	for _, k := range kinds {
+		var names []string
 		rows, err := c.QueryContext(ctx, k.list, db)
 		if err != nil {
-			return "", explain(err)
+			return nil, explain(err)
 		}
-		var names []string
 		for rows.Next() {
 			var n string
-			rows.Scan(&n)
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return nil, err
+			}
 			names = append(names, n)
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, explain(err)
+		}
 		for _, n := range names {
-			r, err := c.QueryContext(ctx, fmt.Sprintf(k.show, qualified(db, n)))
+			q := fmt.Sprintf(k.show, qualified(db, n))
+			stmt, err := showCreate(ctx, c, q)
 			if err != nil {
-				return "", explain(err)
+				return nil, fmt.Errorf("%s: %w", q, explain(err))
 			}
-			cols, _ := r.Columns()
-			vals := make([]sql.NullString, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if r.Next() {
-				r.Scan(ptrs...)
-			}
-			r.Close()
-			// The statement is the column whose name starts with "Create "
-			// but is not a charset/collation column.
-			for i, name := range cols {
-				if strings.HasPrefix(name, "Create ") || name == "SQL Original Statement" {
-					if vals[i].Valid && vals[i].String != "" {
-						b.WriteString(vals[i].String)
-						b.WriteString("\n$$\n")
-						break
-					}
-				}
-			}
+			out = append(out, stmt)
 		}
 	}
-	return b.String(), nil
+	return out, nil
+}
+
+// showCreate runs a SHOW CREATE and returns its statement: the column
+// whose name starts with "Create " (not a character set or collation
+// column), or "SQL Original Statement" for triggers.
+func showCreate(ctx context.Context, c *sql.Conn, q string) (string, error) {
+	r, err := c.QueryContext(ctx, q)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	cols, err := r.Columns()
+	if err != nil {
+		return "", err
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if !r.Next() {
+		if err := r.Err(); err != nil {
+			return "", err
+		}
+		return "", errors.New("no row")
+	}
+	if err := r.Scan(ptrs...); err != nil {
+		return "", err
+	}
+	for i, name := range cols {
+		if (strings.HasPrefix(name, "Create ") || name == "SQL Original Statement") && vals[i].Valid && vals[i].String != "" {
+			return vals[i].String, nil
+		}
+	}
+	return "", fmt.Errorf("no CREATE statement among the columns %v (is SHOW VIEW, TRIGGER or EVENT missing?)", cols)
 }

@@ -83,8 +83,12 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 	// a suffix.
 	id := started.Format("20060102T150405Z")
 	for n := 1; ; n++ {
-		if _, err := os.Lstat(filepath.Join(o.Root, id)); errors.Is(err, fs.ErrNotExist) {
+		_, err := os.Lstat(filepath.Join(o.Root, id))
+		if errors.Is(err, fs.ErrNotExist) {
 			break
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("snapshot directory: %w", err)
 		}
 		id = fmt.Sprintf("%s-%d", started.Format("20060102T150405Z"), n)
 	}
@@ -597,12 +601,12 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func writeFile(sy *syncer, dir, rel, content string, m *Manifest) error {
+func writeFile(sy *syncer, dir, rel, content string, perm os.FileMode, m *Manifest) error {
 	path := filepath.Join(dir, rel)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return err
 	}

@@ -247,10 +247,16 @@ func TestRestoreUsers(t *testing.T) {
 	p.Exec(t, "SET DEFAULT ROLE reader FOR 'app'@'%'")
 	p.Exec(t, "GRANT UPDATE (v) ON a.t TO 'app'@'%'")
 	p.Exec(t, `CREATE USER 'o''b\\rien'@'10.0.%' IDENTIFIED BY 'x' WITH MAX_USER_CONNECTIONS 5`) // o'b\rien
+	p.Exec(t, "CREATE USER 'keep'@'%' IDENTIFIED BY 'source-pw'")
+	p.Exec(t, "GRANT ALL ON a.* TO 'keep'@'%'")
 	addSnapshotConfig(t, cfg, "    snapshot:\n      users: true\n")
 	m := takeSnapshotCmd(t, cfg)
-	if m.Users == "" || m.Accounts < 4 {
+	if m.Users == "" || m.Accounts < 5 {
 		t.Fatalf("snapshot saved %d accounts (%q)", m.Accounts, m.Users)
+	}
+	snaps, _ := snapshot.List(filepath.Join(dir, "archive", "db", "snapshots"))
+	if fi, err := os.Stat(filepath.Join(snaps[len(snaps)-1].Dir, m.Users)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the accounts file (password hashes) must be private: %v %v", fi.Mode(), err)
 	}
 	p.Exec(t, "GRANT INSERT ON a.* TO 'app'@'%'") // after the snapshot: replayed
 	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
@@ -270,7 +276,30 @@ func TestRestoreUsers(t *testing.T) {
 		t.Fatal("the refused restore wrote to the target")
 	}
 
+	// An account the target already has is left as it is (password and
+	// grants), not reset to the snapshot's.
+	target.Exec(t, "CREATE USER 'keep'@'%' IDENTIFIED BY 'target-pw'")
 	restoreInto(t, cfg, target, "--users")
+	login := func(user, pw string) error {
+		db, err := sql.Open("mysql", fmt.Sprintf("%s:%s@tcp(127.0.0.1:%d)/", user, pw, target.Port))
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return db.Ping()
+	}
+	if err := login("keep", "target-pw"); err != nil {
+		t.Errorf("the target's own account lost its password: %v", err)
+	}
+	if err := login("keep", "source-pw"); err == nil {
+		t.Errorf("the target's own account took the snapshot's password")
+	}
+	if got := strings.Join(queryStrings(t, target, "SHOW GRANTS FOR 'keep'@'%'"), "\n"); strings.Contains(got, "`a`") {
+		t.Errorf("the target's own account took the snapshot's grants: %s", got)
+	}
+	if got := strings.Join(queryStrings(t, target, "SHOW GRANTS FOR CURRENT_USER"), "\n"); strings.Contains(got, "reader") {
+		t.Errorf("the restoring user became a member of a restored role: %s", got)
+	}
 	for _, who := range []string{"'app'@'%'", "reader", `'o''b\\rien'@'10.0.%'`} {
 		q := "SHOW GRANTS FOR " + who
 		if got, want := strings.Join(queryStrings(t, target, q), "\n"), strings.Join(queryStrings(t, p, q), "\n"); got != want {
