@@ -116,6 +116,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	release, err := snapshot.Hold(snap.Dir) // not pruned while restored
+	if err != nil {
+		return res, fmt.Errorf("snapshot %s: %w", snap.Manifest.ID, err)
+	}
+	defer release()
 	m := snap.Manifest
 	res.Snapshot, res.SnapshotPos = m.ID, m.Position
 	if o.Users && m.Users == "" {

@@ -6,11 +6,13 @@ package snapshot
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/understudy-db/understudy"
@@ -223,10 +225,25 @@ func VerifyFiles(dir string, m *Manifest) []string {
 	return problems
 }
 
+// Hold marks the snapshot in dir as in use (a shared lock on its
+// manifest) until release is called: Prune leaves it alone meanwhile.
+func Hold(dir string) (release func(), err error) {
+	f, err := os.Open(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
 // Prune removes all but the keep newest complete snapshots under root and
-// returns the IDs removed. Each is first renamed to NAME.partial, so that
-// a crash while it is being deleted leaves nothing that looks complete
-// (the next Take removes the rest).
+// returns the IDs removed. A snapshot in use (see Hold) is kept for now.
+// Each is first renamed to NAME.partial, so that a crash while it is being
+// deleted leaves nothing that looks complete (the next Take removes the
+// rest).
 func Prune(root string, keep int) ([]string, error) {
 	if keep <= 0 {
 		return nil, nil
@@ -237,8 +254,21 @@ func Prune(root string, keep int) ([]string, error) {
 	}
 	var removed []string
 	for _, l := range list[:max(0, len(list)-keep)] {
+		f, err := os.Open(filepath.Join(l.Dir, ManifestName))
+		if err != nil {
+			return removed, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				continue // a restore or verify is reading it
+			}
+			return removed, err
+		}
 		doomed := l.Dir + partialSuffix
-		if err := os.Rename(l.Dir, doomed); err != nil {
+		err = os.Rename(l.Dir, doomed)
+		f.Close()
+		if err != nil {
 			return removed, err
 		}
 		if err := archive.SyncDir(root); err != nil {

@@ -520,7 +520,22 @@ func TestSnapshotKeep(t *testing.T) {
 			t.Fatalf("after snapshot %d: %d entries in %s, want %d", i+1, len(ents), root, len(want))
 		}
 	}
-	if list, _ := snapshot.List(root); list[1].Manifest.Rows() != 4 {
+	list, _ := snapshot.List(root)
+	if list[1].Manifest.Rows() != 4 {
 		t.Fatalf("newest snapshot has %d rows, want 4", list[1].Manifest.Rows())
+	}
+	// A snapshot in use (a restore reading it) is kept until it is let go.
+	release, err := snapshot.Hold(list[0].Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	takeSnapshotCmd(t, cfg)
+	if list, _ := snapshot.List(root); len(list) != 3 || list[0].Dir != filepath.Join(root, ids[2]) {
+		t.Fatalf("with %s in use: %d snapshots listed, want it kept with the 2 newest", ids[2], len(list))
+	}
+	release()
+	takeSnapshotCmd(t, cfg)
+	if list, _ := snapshot.List(root); len(list) != 2 {
+		t.Fatalf("after it was let go: %d snapshots listed, want 2", len(list))
 	}
 }

@@ -48,7 +48,12 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	problems := len(rep.Problems)
 	for _, l := range list {
+		release, err := snapshot.Hold(l.Dir) // not pruned while read
+		if err != nil {
+			continue // pruned since it was listed
+		}
 		p := snapshot.VerifyFiles(l.Dir, l.Manifest)
+		release()
 		problems += len(p)
 		snaps = append(snaps, snapReport{ID: l.Manifest.ID, Position: l.Manifest.Position.String(), Problems: p})
 	}
