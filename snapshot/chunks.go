@@ -96,7 +96,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		}
 		if old, seen := rank[ti]; !seen || r < old {
 			rank[ti] = r
-			ti.key = chunkKey{column: name, typ: col.typ, charset: col.charset, nullable: col.nullable}
+			ti.key = chunkKey{index: index_, column: name, typ: col.typ, charset: col.charset, nullable: col.nullable}
 		}
 		return nil
 	})
@@ -123,8 +123,8 @@ func queryRows(ctx context.Context, c *sql.Conn, q string, fn func(*sql.Rows) er
 
 // chunkKey is the column a table's chunks are ranges of.
 type chunkKey struct {
-	column, typ, charset string
-	nullable             bool
+	index, column, typ, charset string
+	nullable                    bool
 }
 
 const (

@@ -90,7 +90,10 @@ type Table struct {
 	// one. Chunks are cut on a key's first column (see planChunks), and
 	// each chunk's Where says which rows it holds.
 	PrimaryKey []string `json:"primary_key,omitempty"`
-	Chunks     []Chunk  `json:"chunks"`
+	// ChunkIndex names the index the chunks are ranges of, when it is not
+	// the primary key; queries over a chunk read through it.
+	ChunkIndex string  `json:"chunk_index,omitempty"`
+	Chunks     []Chunk `json:"chunks"`
 
 	selects []string // the dump's select list (see dumpExpr)
 }

@@ -34,6 +34,16 @@ func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``"
 
 func qualified(db, table string) string { return quote(db) + "." + quote(table) }
 
+// from is the FROM of a query over a chunk of t: through the chunk key's
+// index when it is a secondary one, so that each chunk reads its range of
+// the index and not the whole table.
+func (t Table) from(db, where string) string {
+	if where == "" || t.ChunkIndex == "" {
+		return qualified(db, t.Name)
+	}
+	return qualified(db, t.Name) + " FORCE INDEX (" + quote(t.ChunkIndex) + ")"
+}
+
 // ChecksumSQL returns the query computing a chunk's row count and
 // checksum on a server, for a checksum named as in a manifest. The session
 // must use time_zone '+00:00' for TIMESTAMP columns to compare across
@@ -52,7 +62,7 @@ func ChecksumSQL(checksum, db string, t Table, where string) (string, error) {
 		nulls = append(nulls, "ISNULL("+quote(c)+")")
 	}
 	expr := fmt.Sprintf("CONCAT_WS('#', %s, CONCAT(%s))", strings.Join(cols, ", "), strings.Join(nulls, ", "))
-	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(BIT_XOR((CRC32(%s) << 32) | CRC32C(%s)), 0) FROM %s", expr, expr, qualified(db, t.Name))
+	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(BIT_XOR((CRC32(%s) << 32) | CRC32C(%s)), 0) FROM %s", expr, expr, t.from(db, where))
 	if where != "" {
 		q += " WHERE " + where
 	}

@@ -252,6 +252,9 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		db := findDB(m, ti.db)
 		t := ti.t
 		t.Schema = filepath.Join(ti.db, ti.t.Name+".schema.sql")
+		if len(chunks) > 1 && ti.key.index != "PRIMARY" {
+			t.ChunkIndex = ti.key.index
+		}
 		for i, where := range chunks {
 			t.Chunks = append(t.Chunks, Chunk{File: filepath.Join(ti.db, fmt.Sprintf("%s.%05d.tsv.zst", ti.t.Name, i)), Where: where})
 		}
@@ -468,7 +471,7 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 	zw.Reset(cw)
 	buf := make([]byte, 0, 512<<10)
 	cols := j.table.Columns
-	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(j.table.selects, ", "), qualified(j.db, j.table.Name))
+	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(j.table.selects, ", "), j.table.from(j.db, j.chunk.Where))
 	if j.chunk.Where != "" {
 		q += " WHERE " + j.chunk.Where
 	}

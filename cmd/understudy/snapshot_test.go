@@ -476,6 +476,9 @@ func TestSnapshotChunkKeys(t *testing.T) {
 				t.Errorf("k.%s: chunks hold %d rows, the table %s", tb.Name, rows, want)
 			}
 			t.Logf("k.%s: %d chunks, the second %q", tb.Name, len(tb.Chunks), tb.Chunks[min(1, len(tb.Chunks)-1)].Where)
+			if want := map[string]string{"nopk": "a"}[tb.Name]; tb.ChunkIndex != want {
+				t.Errorf("k.%s: chunks read through index %q, want %q", tb.Name, tb.ChunkIndex, want)
+			}
 			single := tb.Name == "nokey" || tb.Name == "aria"
 			if !single && len(tb.Chunks) < 3 {
 				t.Errorf("k.%s: %d chunks, want several: %+v", tb.Name, len(tb.Chunks), tb.Chunks)
