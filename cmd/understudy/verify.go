@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/snapshot"
@@ -49,8 +50,13 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	problems := len(rep.Problems)
 	for _, l := range list {
 		release, err := snapshot.Hold(l.Dir) // not pruned while read
-		if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
 			continue // pruned since it was listed
+		}
+		if err != nil {
+			problems++
+			snaps = append(snaps, snapReport{ID: l.Manifest.ID, Position: l.Manifest.Position.String(), Problems: []string{err.Error()}})
+			continue
 		}
 		p := snapshot.VerifyFiles(l.Dir, l.Manifest)
 		release()
