@@ -63,4 +63,27 @@ type SourceStatus struct {
 	PrimaryBinlog  string `json:"primary_binlog,omitempty"`
 	PrimaryVersion string `json:"primary_version,omitempty"`
 	ArchiveFile    string `json:"archive_file,omitempty"`
+	// Generation is the archive's current generation; ArchiveStart is the
+	// position it begins at and ArchiveStartReason why.
+	Generation         int    `json:"generation,omitempty"`
+	ArchiveStart       string `json:"archive_start"`
+	ArchiveStartReason string `json:"archive_start_reason,omitempty"`
+	// Gaps are the stretches the archive lacks because the primary purged
+	// them before they were archived.
+	Gaps []Gap `json:"gaps,omitempty"`
+	// RestoreWindows are the points in time that can be restored.
+	RestoreWindows []Window `json:"restore_windows"`
+	// Disk is the archive filesystem's space, when known.
+	Disk *DiskStatus `json:"disk,omitempty"`
+	// Warnings need a human's attention (low disk space, say).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// DiskStatus is the space of a source's archive directory.
+type DiskStatus struct {
+	// UsedBytes is what the source's directory holds (archive and
+	// snapshots).
+	UsedBytes  int64  `json:"used_bytes"`
+	FreeBytes  uint64 `json:"free_bytes"`
+	TotalBytes uint64 `json:"total_bytes"`
 }

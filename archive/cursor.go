@@ -43,7 +43,10 @@ func OpenCursor(dir, name string) (*Cursor, error) {
 
 func (c *Cursor) open(n int) error {
 	path := filepath.Join(c.dir, FileName(n))
-	f, err := os.Open(path)
+	// The shared lock keeps retention from removing this file and the
+	// ones after it while the cursor reads; the previous file is released
+	// only once this one is held.
+	f, err := holdFile(path)
 	if err != nil {
 		return err
 	}

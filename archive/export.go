@@ -82,7 +82,7 @@ func exportFile(r *FileReader, recs []Record, path string, stop understudy.StopP
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	w := binlog.NewWriter(bw, 0, r.Checksum)
-	if err := w.WriteHeader(r.FormatDescription, *reached); err != nil {
+	if err := w.WriteHeader(r.FormatDescription, *reached, 0); err != nil {
 		return 0, err
 	}
 	var n int64

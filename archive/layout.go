@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/understudy-db/understudy"
 )
@@ -40,10 +41,36 @@ func fileNumber(name string) (int, bool) {
 	return n, err == nil
 }
 
-// Manifest lists the sealed files of a source's archive, oldest first.
+// Manifest lists the sealed files of a source's archive, oldest first,
+// its generations and what retention removed.
 type Manifest struct {
 	Version int        `json:"version"`
 	Files   []FileInfo `json:"files"`
+	// Generations lists every generation the archive has had, oldest
+	// first. An archive written before generations existed has none
+	// recorded: it is one generation that begins with its first file.
+	Generations []Generation `json:"generations,omitempty"`
+	// PrunedThrough is the number of the newest file that retention
+	// removed; files numbered up to it are gone and any left behind by a
+	// crash are deleted on start.
+	PrunedThrough int `json:"pruned_through,omitempty"`
+}
+
+// Generation is an unbroken stretch of a source's archive: its files follow
+// one another without a missing transaction. A new generation begins when
+// the archive is adopted and after a gap (see understudy.Gap); files keep
+// their numbering across generations.
+type Generation struct {
+	ID int `json:"id"`
+	// FirstFile is the name of the generation's first archived file.
+	FirstFile string `json:"first_file"`
+	// StartPosition is the archive position before its first transaction.
+	StartPosition understudy.Position `json:"start_position"`
+	Started       time.Time           `json:"started"`
+	// Reason says why the generation begins where it does.
+	Reason string `json:"reason"`
+	// Gap is set when the generation follows a gap.
+	Gap *understudy.Gap `json:"gap,omitempty"`
 }
 
 // FileInfo describes one archived binlog file.
@@ -65,6 +92,9 @@ type FileInfo struct {
 	FirstTime uint32 `json:"first_time"`
 	LastTime  uint32 `json:"last_time"`
 	Sealed    bool   `json:"sealed"`
+	// Generation is the generation the file belongs to (computed when
+	// the archive is read, not stored).
+	Generation int `json:"-"`
 }
 
 func readManifest(dir string) (Manifest, error) {
@@ -93,15 +123,16 @@ func writeManifest(dir string, m Manifest) error {
 	return WriteFileAtomic(filepath.Join(dir, ManifestName), append(b, '\n'))
 }
 
-// listFiles returns the numbers of the binlog files in dir, ascending.
-func listFiles(dir string) ([]int, error) {
+// listFiles returns the numbers of the binlog files in dir, ascending,
+// leaving out those numbered up to prunedThrough.
+func listFiles(dir string, prunedThrough int) ([]int, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var ns []int
 	for _, e := range ents {
-		if n, ok := fileNumber(e.Name()); ok {
+		if n, ok := fileNumber(e.Name()); ok && n > prunedThrough {
 			ns = append(ns, n)
 		}
 	}
@@ -115,17 +146,17 @@ func WriteFileAtomic(path string, data []byte) error {
 	tmp := path + tmpSuffix
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return err
+		return &SyncError{Path: path, Err: err}
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
@@ -135,7 +166,10 @@ func WriteFileAtomic(path string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	return SyncDir(filepath.Dir(path))
+	if err := SyncDir(filepath.Dir(path)); err != nil {
+		return &SyncError{Path: filepath.Dir(path), Err: err}
+	}
+	return nil
 }
 
 // SyncDir fsyncs a directory so that renames and creations in it are durable.
@@ -147,3 +181,28 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// generationOf returns the generation of file number n: the newest one
+// whose first file is at or before n (1 when none is recorded).
+func (m *Manifest) generationOf(n int) int {
+	id := 1
+	for _, g := range m.Generations {
+		if first, ok := fileNumber(g.FirstFile); ok && first <= n {
+			id = g.ID
+		}
+	}
+	return id
+}
+
+// SyncError is a failed fsync. After one, Linux may have dropped the dirty
+// pages while marking them clean, so what was written cannot be trusted:
+// the source stops, and a restart recovers from what is really on disk. A
+// failed write (a full disk) is not a SyncError.
+type SyncError struct {
+	Path string
+	Err  error
+}
+
+func (e *SyncError) Error() string { return "fsync " + e.Path + ": " + e.Err.Error() }
+
+func (e *SyncError) Unwrap() error { return e.Err }

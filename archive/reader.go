@@ -1,10 +1,14 @@
 package archive
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/binlog"
@@ -14,8 +18,9 @@ import (
 // called. It needs no lock and may be used while a Writer appends: it sees
 // the durable transactions that were indexed at Open time.
 type Archive struct {
-	dir   string
-	files []FileInfo
+	dir         string
+	files       []FileInfo
+	generations []Generation
 }
 
 // Open reads the manifest and the index of the active file in dir.
@@ -27,12 +32,12 @@ func Open(dir string) (*Archive, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Archive{dir: dir, files: m.Files}
+	a := &Archive{dir: dir, files: m.Files, generations: m.Generations}
 	sealed := map[string]bool{}
 	for _, fi := range m.Files {
 		sealed[fi.Name] = true
 	}
-	nums, err := listFiles(dir)
+	nums, err := listFiles(dir, m.PrunedThrough)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +52,103 @@ func Open(dir string) (*Archive, error) {
 		}
 		a.files = append(a.files, fi)
 	}
+	for i := range a.files {
+		n, _ := fileNumber(a.files[i].Name)
+		a.files[i].Generation = m.generationOf(n)
+	}
+	if len(a.generations) == 0 && len(a.files) > 0 {
+		// An archive from before generations: one, from its first file.
+		a.generations = []Generation{{ID: 1, FirstFile: a.files[0].Name, StartPosition: a.files[0].StartPosition, Reason: "archive began"}}
+	}
 	return a, nil
+}
+
+// Generations lists the archive's generations, oldest first, including
+// those whose files retention has removed.
+func (a *Archive) Generations() []Generation { return append([]Generation(nil), a.generations...) }
+
+// Gaps lists the gaps between generations, oldest first.
+func (a *Archive) Gaps() []understudy.Gap {
+	var out []understudy.Gap
+	for _, g := range a.generations {
+		if g.Gap != nil {
+			out = append(out, *g.Gap)
+		}
+	}
+	return out
+}
+
+// Span is what the archive holds of one generation: the transactions after
+// Start up to and including End.
+type Span struct {
+	Generation int
+	Start, End understudy.Position
+	// FirstTime and LastTime are the commit times of its first and last
+	// transactions (0 when it has none).
+	FirstTime, LastTime uint32
+	Files               []FileInfo
+	Transactions, Bytes int64
+}
+
+// String describes the span in one line.
+func (s Span) String() string {
+	out := fmt.Sprintf("generation %d: after %q through %q", s.Generation, s.Start.String(), s.End.String())
+	if s.LastTime != 0 {
+		out += fmt.Sprintf(" (%s to %s)", time.Unix(int64(s.FirstTime), 0).UTC().Format(time.RFC3339), time.Unix(int64(s.LastTime), 0).UTC().Format(time.RFC3339))
+	}
+	return out
+}
+
+// Spans returns what the archive holds, one span per generation that still
+// has files, oldest first.
+func (a *Archive) Spans() []Span {
+	var out []Span
+	for _, fi := range a.files {
+		if len(out) == 0 || out[len(out)-1].Generation != fi.Generation {
+			out = append(out, Span{Generation: fi.Generation, Start: fi.StartPosition})
+		}
+		s := &out[len(out)-1]
+		s.Files = append(s.Files, fi)
+		s.End = fi.EndPosition
+		s.Transactions += fi.Transactions
+		s.Bytes += fi.Size
+		if fi.Transactions > 0 {
+			if s.FirstTime == 0 {
+				s.FirstTime = fi.FirstTime
+			}
+			s.LastTime = fi.LastTime
+		}
+	}
+	return out
+}
+
+// DescribeSpans lists what the archive holds, for messages.
+func (a *Archive) DescribeSpans() string {
+	spans := a.Spans()
+	if len(spans) == 0 {
+		return "the archive is empty"
+	}
+	var parts []string
+	for _, s := range spans {
+		parts = append(parts, s.String())
+	}
+	return "the archive holds " + strings.Join(parts, "; ")
+}
+
+// CheckContinuity reports a break between consecutive files that is not a
+// recorded gap between generations: within a generation every file starts
+// where the previous one ended.
+func (a *Archive) CheckContinuity() error {
+	for i := 1; i < len(a.files); i++ {
+		prev, fi := a.files[i-1], a.files[i]
+		if fi.Generation != prev.Generation {
+			continue
+		}
+		if !fi.StartPosition.Equal(prev.EndPosition) {
+			return fmt.Errorf("%w: %s ends at %q but %s starts at %q, and no gap is recorded there", understudy.ErrGap, prev.Name, prev.EndPosition.String(), fi.Name, fi.StartPosition.String())
+		}
+	}
+	return nil
 }
 
 func (a *Archive) activeInfo(name string) (FileInfo, error) {
@@ -171,3 +272,41 @@ func (r *FileReader) Events(from, to int64) *binlog.Reader {
 
 // Close closes the file.
 func (r *FileReader) Close() error { return r.f.Close() }
+
+// ErrPruned means an archived file was removed by retention while a reader
+// was about to read it.
+var ErrPruned = errors.New("removed by retention")
+
+// Hold keeps the archived file fi, and every file after it, from being
+// pruned until release is called: it takes a shared lock on the file, and
+// Prune stops at a locked file.
+func (a *Archive) Hold(fi FileInfo) (release func(), err error) {
+	f, err := holdFile(filepath.Join(a.dir, fi.Name))
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// holdFile opens path with a shared lock and checks that it was not
+// removed while the lock was awaited.
+func holdFile(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil, fmt.Errorf("%s: %w", path, ErrPruned)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+		f.Close()
+		return nil, err
+	}
+	held, err1 := f.Stat()
+	now, err2 := os.Stat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, ErrPruned)
+	}
+	return f, nil
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/binlog"
@@ -17,6 +18,9 @@ type header struct {
 	checksum bool
 	start    understudy.Position
 	end      int64 // offset of the first transaction
+	// created is the GTID list's timestamp: when understudy created the
+	// file (older archives: the primary's format description time).
+	created time.Time
 }
 
 func readHeader(f *os.File) (header, error) {
@@ -45,6 +49,7 @@ func readHeader(f *os.File) (header, error) {
 	if h.start, err = binlog.ParseGTIDList(ev, h.checksum); err != nil {
 		return header{}, fmt.Errorf("%w: %v", understudy.ErrCorrupt, err)
 	}
+	h.created = time.Unix(int64(binlogTimestamp(ev)), 0)
 	h.end = r.Offset()
 	return h, nil
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/binlog"
@@ -40,6 +41,8 @@ type Writer struct {
 	dir         string
 	log         *slog.Logger
 	maxFileSize int64
+	maxFileAge  time.Duration
+	now         func() time.Time
 
 	// syncMu serialises syncs with everything that replaces or closes the
 	// active file. Lock order: syncMu, then mu. An fdatasync runs holding
@@ -50,6 +53,10 @@ type Writer struct {
 
 	manifestMu sync.Mutex
 	manifest   Manifest
+	// sealErr is the sealer's first failure: files sealed after it are not
+	// recorded either, so that the manifest stays in file order; the next
+	// recovery (Reopen, or a restart) records them all.
+	sealErr error
 	sealq      chan FileInfo
 	sealing    sync.WaitGroup
 	recovering bool // seal synchronously
@@ -65,6 +72,7 @@ type Writer struct {
 	start    understudy.Position
 	records  int64
 	first    uint32
+	created  time.Time // when understudy created the active file
 
 	// primaryCreated is the create timestamp of the primary's last
 	// format description that had one.
@@ -82,10 +90,19 @@ type Writer struct {
 	notify     chan struct{}
 }
 
+// DefaultMaxFileAge is the age after which the writer seals the active
+// file at the next transaction boundary, or at once when it is idle.
+const DefaultMaxFileAge = time.Hour
+
 // WriterOptions tunes a Writer.
 type WriterOptions struct {
 	MaxFileSize int64 // default DefaultMaxFileSize
-	Logger      *slog.Logger
+	// MaxFileAge is measured by the wall clock from when understudy
+	// created the file (default DefaultMaxFileAge; negative: no limit).
+	MaxFileAge time.Duration
+	Logger     *slog.Logger
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
 }
 
 // OpenWriter locks the archive directory dir of one source, creating it if
@@ -93,14 +110,21 @@ type WriterOptions struct {
 // active file is cut off, the index is rebuilt from the data where it lags,
 // and files left unsealed by a crash are sealed.
 func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
-	w := &Writer{dir: dir, log: opts.Logger, maxFileSize: opts.MaxFileSize, notify: make(chan struct{}), commits: make(chan struct{}, 1)}
+	w := &Writer{dir: dir, log: opts.Logger, maxFileSize: opts.MaxFileSize, maxFileAge: opts.MaxFileAge, now: opts.Now,
+		notify: make(chan struct{}), commits: make(chan struct{}, 1)}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
+	}
+	if w.now == nil {
+		w.now = time.Now
+	}
+	if w.maxFileAge == 0 {
+		w.maxFileAge = DefaultMaxFileAge
 	}
 	if w.maxFileSize <= 0 {
 		w.maxFileSize = DefaultMaxFileSize
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("archive directory %s is not usable: %w", dir, err)
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, LockName), os.O_CREATE|os.O_RDWR, 0o644)
@@ -133,10 +157,22 @@ func (w *Writer) recover() error {
 			os.Remove(t)
 		}
 	}
-	nums, err := listFiles(w.dir)
+	// Files that retention removed from the manifest but a crash left on
+	// disk.
+	if all, err := listFiles(w.dir, 0); err == nil {
+		for _, n := range all {
+			if n <= m.PrunedThrough {
+				p := filepath.Join(w.dir, FileName(n))
+				os.Remove(p + indexSuffix)
+				os.Remove(p)
+			}
+		}
+	}
+	nums, err := listFiles(w.dir, m.PrunedThrough)
 	if err != nil {
 		return err
 	}
+	w.num = m.PrunedThrough
 	sealed := map[string]bool{}
 	for _, fi := range m.Files {
 		sealed[fi.Name] = true
@@ -151,6 +187,15 @@ func (w *Writer) recover() error {
 		}
 		w.num = n
 	}
+	// A generation recorded before a crash kept its first file from being
+	// created: the archive resumes at the generation's start.
+	if len(m.Generations) > 0 {
+		g := m.Generations[len(m.Generations)-1]
+		if first, ok := fileNumber(g.FirstFile); ok && first > w.num {
+			w.pos, w.lastTime = g.StartPosition, 0
+			w.num = first - 1
+		}
+	}
 	for i, n := range unsealed {
 		if err := w.openActive(n); err != nil {
 			return err
@@ -163,6 +208,75 @@ func (w *Writer) recover() error {
 	}
 	w.durable = w.durableLocked()
 	return nil
+}
+
+// Began reports whether the archive has begun: it has a file or a
+// generation. An archive that has not begun starts with StartGeneration.
+func (w *Writer) Began() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.f != nil || w.num > 0 || len(w.manifest.Generations) > 0
+}
+
+// Generation returns the current generation (an archive from before
+// generations is generation 1 from its first file).
+func (w *Writer) Generation() Generation {
+	w.manifestMu.Lock()
+	defer w.manifestMu.Unlock()
+	if n := len(w.manifest.Generations); n > 0 {
+		return w.manifest.Generations[n-1]
+	}
+	g := Generation{ID: 1, Reason: "archive began"}
+	if len(w.manifest.Files) > 0 {
+		g.FirstFile, g.StartPosition = w.manifest.Files[0].Name, w.manifest.Files[0].StartPosition
+	}
+	return g
+}
+
+// StartGeneration begins a new generation at start: the active file, if
+// any, is sealed, the generation (and its gap, if it follows one) is
+// recorded durably in the manifest, and the next file begins at start. The
+// first generation of an empty archive is started the same way, with no
+// gap. Nothing of an older generation is changed.
+func (w *Writer) StartGeneration(start understudy.Position, reason string, gap *understudy.Gap) (Generation, error) {
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.open {
+		return Generation{}, errors.New("new generation inside a transaction")
+	}
+	if w.f != nil {
+		if err := w.seal(); err != nil {
+			return Generation{}, err
+		}
+	}
+	w.sealing.Wait()
+	w.manifestMu.Lock()
+	defer w.manifestMu.Unlock()
+	m := w.manifest
+	m.Generations = append([]Generation(nil), m.Generations...)
+	if len(m.Generations) == 0 && len(m.Files) > 0 {
+		m.Generations = append(m.Generations, Generation{ID: 1, FirstFile: m.Files[0].Name, StartPosition: m.Files[0].StartPosition, Reason: "archive began"})
+	}
+	g := Generation{ID: len(m.Generations) + 1, FirstFile: FileName(w.num + 1), StartPosition: start, Started: w.now().UTC(), Reason: reason}
+	if len(m.Generations) > 0 {
+		g.ID = m.Generations[len(m.Generations)-1].ID + 1
+	}
+	if gap != nil {
+		gp := *gap
+		gp.Generation = g.ID
+		g.Gap = &gp
+	}
+	m.Generations = append(m.Generations, g)
+	if err := writeManifest(w.dir, m); err != nil {
+		return Generation{}, err
+	}
+	w.manifest = m
+	w.pos, w.start, w.records, w.first = start, start, 0, 0
+	w.durable = w.durableLocked()
+	w.durable.Position = start
+	return g, nil
 }
 
 // openActive opens file n for appending after recovering its tail.
@@ -207,30 +321,36 @@ func (w *Writer) openActive(n int) error {
 			return err
 		}
 	}
+	valid := int64(len(recs) * RecordSize)
 	recs = append(recs, res.records...)
-	ib = make([]byte, len(recs)*RecordSize)
-	for i, r := range recs {
-		r.put(ib[i*RecordSize:])
+	// The index is rewritten only where it differs from what the data
+	// holds, so that recovery on a full disk needs no new space.
+	if valid != int64(len(ib)) || len(res.records) > 0 {
+		if err := idx.Truncate(valid); err != nil {
+			return fmt.Errorf("write %s: %w", idx.Name(), err)
+		}
+		tail := make([]byte, len(res.records)*RecordSize)
+		for i, r := range res.records {
+			r.put(tail[i*RecordSize:])
+		}
+		if _, err := idx.WriteAt(tail, valid); err != nil {
+			return fmt.Errorf("write %s: %w", idx.Name(), err)
+		}
+		if err := idx.Sync(); err != nil {
+			return &SyncError{Path: idx.Name(), Err: err}
+		}
 	}
-	if err := idx.Truncate(0); err != nil {
-		return err
-	}
-	if _, err := idx.WriteAt(ib, 0); err != nil {
-		return err
-	}
-	if err := idx.Sync(); err != nil {
-		return err
-	}
+	ib = nil
 	if err := f.Sync(); err != nil {
-		return err
+		return &SyncError{Path: path, Err: err}
 	}
 	if _, err := f.Seek(res.end, io.SeekStart); err != nil {
 		return err
 	}
-	if _, err := idx.Seek(int64(len(ib)), io.SeekStart); err != nil {
+	if _, err := idx.Seek(int64(len(recs)*RecordSize), io.SeekStart); err != nil {
 		return err
 	}
-	w.num, w.f, w.idx, w.fde, w.checksum, w.start = n, f, idx, h.fde, h.checksum, h.start
+	w.num, w.f, w.idx, w.fde, w.checksum, w.start, w.created = n, f, idx, h.fde, h.checksum, h.start, h.created
 	if fd, err := binlog.ParseFormatDescription(h.fde); err == nil && fd.CreateTimestamp != 0 {
 		w.primaryCreated = fd.CreateTimestamp
 	}
@@ -311,7 +431,7 @@ func (w *Writer) SetFormat(fde []byte) error {
 // sealed first.
 func (w *Writer) Begin(ev []byte, g understudy.GTID) error {
 	w.mu.Lock()
-	full := w.f != nil && !w.open && w.bin.Offset() >= w.maxFileSize
+	full := w.f != nil && !w.open && w.dueLocked()
 	w.mu.Unlock()
 	if full {
 		if err := w.rotate(); err != nil {
@@ -331,18 +451,48 @@ func (w *Writer) Begin(ev []byte, g understudy.GTID) error {
 	return w.bin.WriteEvent(ev)
 }
 
+// dueLocked reports whether the active file should be sealed at this
+// transaction boundary: it is full, or it holds transactions and is older
+// than the maximum age.
+func (w *Writer) dueLocked() bool {
+	if w.bin.Offset() >= w.maxFileSize {
+		return true
+	}
+	return w.maxFileAge > 0 && w.records > 0 && w.now().Sub(w.created) >= w.maxFileAge
+}
+
 func (w *Writer) rotate() error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.f == nil || w.open || w.bin.Offset() < w.maxFileSize {
+	if w.f == nil || w.open || !w.dueLocked() {
 		return nil
 	}
+	w.log.Debug("sealing archived file", "file", FileName(w.num), "bytes", w.committed, "age", w.now().Sub(w.created).Round(time.Second).String())
 	if err := w.seal(); err != nil {
 		return err
 	}
 	return w.create(binlog.WithoutCreated(w.fde))
+}
+
+// RotateIfDue seals the active file when it is due (see
+// archive.max_file_age) and no transaction is open: an idle primary's
+// files get sealed too. It reports whether it sealed one.
+func (w *Writer) RotateIfDue() (bool, error) {
+	w.mu.Lock()
+	due := w.f != nil && !w.open && w.dueLocked()
+	num := w.num
+	w.mu.Unlock()
+	if !due {
+		return false, nil
+	}
+	if err := w.rotate(); err != nil {
+		return false, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.num != num, nil
 }
 
 // Append writes an event of the open transaction.
@@ -419,6 +569,9 @@ func (w *Writer) Reopen() error {
 	w.recovering = true
 	defer func() { w.recovering = false }()
 	w.closeFiles()
+	w.manifestMu.Lock()
+	w.sealErr = nil
+	w.manifestMu.Unlock()
 	w.manifest, w.num, w.bw, w.bin, w.fde, w.checksum = Manifest{}, 0, nil, nil, nil, false
 	w.start, w.records, w.first, w.pendingIdx, w.open, w.cur = understudy.Position{}, 0, 0, nil, false, Record{}
 	w.pos, w.lastTime, w.committed, w.sealed, w.durable = understudy.Position{}, 0, 0, 0, Durable{}
@@ -437,7 +590,7 @@ func (w *Writer) Sync() error {
 	}
 	if err := w.bw.Flush(); err != nil {
 		w.mu.Unlock()
-		return err
+		return fmt.Errorf("write %s: %w", w.f.Name(), unwrapPath(err))
 	}
 	f, idx, pending := w.f, w.idx, w.pendingIdx
 	w.pendingIdx = nil
@@ -459,7 +612,7 @@ func (w *Writer) syncHeld() error {
 		return nil
 	}
 	if err := w.bw.Flush(); err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", w.f.Name(), unwrapPath(err))
 	}
 	if err := syncFiles(w.f, w.idx, w.pendingIdx); err != nil {
 		return err
@@ -483,16 +636,24 @@ func (w *Writer) markDurable(d Durable) {
 // index and makes that durable.
 func syncFiles(f, idx *os.File, records []byte) error {
 	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-		return fmt.Errorf("fdatasync %s: %w", f.Name(), err)
+		return &SyncError{Path: f.Name(), Err: err}
 	}
 	if len(records) == 0 {
 		return nil
 	}
-	if _, err := idx.Write(records); err != nil {
-		return fmt.Errorf("write %s: %w", idx.Name(), err)
+	if n, err := idx.Write(records); err != nil {
+		// A partial record is cut when the index is next read or
+		// recovered; the data file holds the transactions anyway.
+		if n > 0 {
+			if st, serr := idx.Stat(); serr == nil {
+				idx.Truncate(st.Size() - int64(n))
+				idx.Seek(st.Size()-int64(n), io.SeekStart)
+			}
+		}
+		return fmt.Errorf("write %s: %w", idx.Name(), unwrapPath(err))
 	}
 	if err := syscall.Fdatasync(int(idx.Fd())); err != nil {
-		return fmt.Errorf("fdatasync %s: %w", idx.Name(), err)
+		return &SyncError{Path: idx.Name(), Err: err}
 	}
 	return nil
 }
@@ -515,7 +676,7 @@ func (w *Writer) seal() error {
 	}
 	name := FileName(w.num)
 	if err := w.f.Truncate(w.committed); err != nil { // drops bytes of an aborted open transaction
-		return err
+		return fmt.Errorf("seal %s: %w", w.f.Name(), unwrapPath(err))
 	}
 	fi := FileInfo{
 		Name: name, Size: w.committed, StartPosition: w.start, EndPosition: w.pos,
@@ -538,8 +699,16 @@ func (w *Writer) seal() error {
 // sealer records sealed files in the manifest, in order.
 func (w *Writer) sealer(q <-chan FileInfo) {
 	for fi := range q {
-		if err := w.record(fi); err != nil {
-			w.log.Error("could not record a sealed file in the manifest; it is sealed again at the next start", "file", fi.Name, "err", err)
+		w.manifestMu.Lock()
+		failed := w.sealErr != nil
+		w.manifestMu.Unlock()
+		if !failed {
+			if err := w.record(fi); err != nil {
+				w.log.Error("could not record a sealed file in the manifest; it is recorded again when the archive is recovered", "file", fi.Name, "err", err)
+				w.manifestMu.Lock()
+				w.sealErr = err
+				w.manifestMu.Unlock()
+			}
 		}
 		w.sealing.Done()
 	}
@@ -565,47 +734,56 @@ func (w *Writer) record(fi FileInfo) error {
 }
 
 // create starts file num+1 with the header for fde and the current position.
+// Its errors name the file being created, not its temporary name.
 func (w *Writer) create(fde []byte) error {
 	n := w.num + 1
 	name := FileName(n)
 	path := filepath.Join(w.dir, name)
 	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
-	if err != nil {
-		return err
+	fail := func(f *os.File, err error) error {
+		if f != nil {
+			f.Close()
+		}
+		os.Remove(tmp)
+		if _, ok := err.(*SyncError); ok {
+			return err
+		}
+		return fmt.Errorf("create %s: %w", path, unwrapPath(err))
 	}
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	if err != nil {
+		return fail(nil, err)
+	}
+	created := w.now()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	bin := binlog.NewWriter(bw, 0, false)
-	if err := bin.WriteHeader(fde, w.pos); err != nil {
-		f.Close()
-		return err
+	if err := bin.WriteHeader(fde, w.pos, uint32(created.Unix())); err != nil {
+		return fail(f, err)
 	}
 	if err := bw.Flush(); err != nil {
-		f.Close()
-		return err
+		return fail(f, err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+		return fail(f, &SyncError{Path: path, Err: err})
 	}
-	idx, err := os.OpenFile(path+indexSuffix, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o644)
+	idx, err := os.OpenFile(path+indexSuffix, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
 	if err != nil {
-		f.Close()
-		return err
+		return fail(f, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		f.Close()
 		idx.Close()
-		return err
+		return fail(f, err)
 	}
 	if err := SyncDir(w.dir); err != nil {
-		return err
+		f.Close()
+		idx.Close()
+		return &SyncError{Path: w.dir, Err: err}
 	}
 	fd, _ := binlog.ParseFormatDescription(fde)
 	w.num, w.f, w.idx, w.bw, w.bin = n, f, idx, bw, bin
 	w.fde = append([]byte(nil), fde...)
 	w.checksum = fd.ChecksumAlg == binlog.ChecksumCRC32
-	w.start, w.records, w.first = w.pos, 0, 0
+	w.start, w.records, w.first, w.created = w.pos, 0, 0, created
 	w.committed = bin.Offset()
 	w.durable = w.durableLocked()
 	w.log.Debug("started archived file", "file", name, "position", w.pos.String())
@@ -667,4 +845,99 @@ func FileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// unwrapPath drops the *os.PathError around an errno, for messages that
+// name the file themselves.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// DiskFull reports whether err is a write that failed for lack of space
+// (ENOSPC or EDQUOT): archiving pauses and resumes once space returns.
+func DiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// SealError returns the error that kept a sealed file out of the manifest,
+// if any; Reopen clears it.
+func (w *Writer) SealError() error {
+	w.manifestMu.Lock()
+	defer w.manifestMu.Unlock()
+	return w.sealErr
+}
+
+// Prune removes the sealed files numbered below keepFrom (a file name),
+// oldest first, and returns them. It stops at the first file that a reader
+// holds (see Hold): files are only ever removed from the start of the
+// archive, so a reader's later files stay too. The manifest is rewritten
+// before the files are deleted; a crash in between leaves files that the
+// next recovery deletes.
+func (w *Writer) Prune(keepFrom string) ([]FileInfo, error) {
+	limit, ok := fileNumber(keepFrom)
+	if !ok {
+		return nil, fmt.Errorf("%q is not an archived file name", keepFrom)
+	}
+	w.manifestMu.Lock()
+	defer w.manifestMu.Unlock()
+	m := w.manifest
+	var doomed []FileInfo
+	var locked []*os.File
+	defer func() {
+		for _, f := range locked {
+			f.Close()
+		}
+	}()
+	for _, fi := range m.Files {
+		n, _ := fileNumber(fi.Name)
+		if n >= limit {
+			break
+		}
+		f, err := os.Open(filepath.Join(w.dir, fi.Name))
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				w.log.Info("archived file in use by a reader; it is removed at a later pass", "file", fi.Name)
+				break
+			}
+			return nil, err
+		}
+		locked = append(locked, f)
+		doomed = append(doomed, fi)
+	}
+	if len(doomed) == 0 {
+		return nil, nil
+	}
+	last, _ := fileNumber(doomed[len(doomed)-1].Name)
+	m.Files = append([]FileInfo(nil), m.Files[len(doomed):]...)
+	m.PrunedThrough = last
+	if err := writeManifest(w.dir, m); err != nil {
+		return nil, err
+	}
+	w.manifest = m
+	for _, fi := range doomed {
+		p := filepath.Join(w.dir, fi.Name)
+		if err := os.Remove(p + indexSuffix); err != nil && !os.IsNotExist(err) {
+			return doomed, err
+		}
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return doomed, err
+		}
+	}
+	return doomed, SyncDir(w.dir)
+}
+
+// Generations returns the generations recorded in the manifest, oldest
+// first (none for an archive from before generations).
+func (w *Writer) Generations() []Generation {
+	w.manifestMu.Lock()
+	defer w.manifestMu.Unlock()
+	return append([]Generation(nil), w.manifest.Generations...)
 }

@@ -6,8 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/understudy-db/understudy"
@@ -42,11 +45,33 @@ type Archiver struct {
 	// UntilCaughtUp makes Run return once the archive holds the primary's
 	// binlog position as of the connection (a one-shot catch-up).
 	UntilCaughtUp bool
+	// StartMode is where an empty archive begins: StartOldest (default) or
+	// StartCurrent.
+	StartMode string
+	// GapMode is what happens when the primary purged binlogs the archive
+	// still needs: GapNewGeneration (default) or GapStop.
+	GapMode string
+	// MaxFileAge seals the active file once it is this old (0: the
+	// archive's default).
+	MaxFileAge time.Duration
+	// LowDisk, if set, reports whether free bytes out of total are below
+	// the configured minimum; MinFree describes that minimum.
+	LowDisk func(free, total uint64) bool
+	MinFree string
+	// OnGeneration, if set, is called when a generation begins (the first
+	// one of an empty archive included), for a base snapshot.
+	OnGeneration func(archive.Generation)
+	// DiskEvery is how often the disk space is checked (default 15s).
+	DiskEvery time.Duration
 
 	mu       sync.Mutex
 	status   understudy.SourceStatus
 	writer   *archive.Writer
 	lastSync time.Time
+	kick     context.CancelCauseFunc // ends the current session
+	fail     context.CancelCauseFunc // stops the source
+	diskFull bool
+	lowDisk  bool
 
 	// stream state, only touched by the stream goroutine
 	grouper   binlog.Grouper
@@ -60,6 +85,14 @@ type Archiver struct {
 }
 
 var errFinished = errors.New("caught up")
+
+// Start and gap modes (archive.start, archive.on_gap).
+const (
+	StartOldest      = "oldest"
+	StartCurrent     = "current"
+	GapNewGeneration = "new-generation"
+	GapStop          = "stop"
+)
 
 // syncFailure is the cause a failed fsync cancels a source with.
 type syncFailure struct{ err error }
@@ -84,6 +117,13 @@ func (a *Archiver) Status() understudy.SourceStatus {
 	defer a.mu.Unlock()
 	s := a.status
 	if a.writer != nil {
+		g := a.writer.Generation()
+		s.Generation, s.ArchiveStart, s.ArchiveStartReason = g.ID, g.StartPosition.String(), g.Reason
+		for _, gen := range a.writer.Generations() {
+			if gen.Gap != nil {
+				s.Gaps = append(s.Gaps, *gen.Gap)
+			}
+		}
 		d := a.writer.Durable()
 		s.Position = d.Position.String()
 		s.BytesArchived = d.Bytes
@@ -131,12 +171,13 @@ func (a *Archiver) setState(st understudy.State, err error) {
 }
 
 // Run archives until ctx ends. It returns an error only when the archive
-// cannot be opened or written; connection trouble is retried forever.
+// cannot be opened or written for a reason other than a full disk, or a
+// fsync failed; connection trouble is retried forever, and a full disk is
+// waited out.
 func (a *Archiver) Run(ctx context.Context) error {
-	w, err := archive.OpenWriter(a.Dir, archive.WriterOptions{MaxFileSize: a.MaxFileSize, Logger: a.Log})
-	if err != nil {
-		a.setState(understudy.StateError, err)
-		return &understudy.Error{Op: "open archive", Source: a.Source.Name, Err: err}
+	w, err := a.openWriter(ctx)
+	if err != nil || w == nil {
+		return err
 	}
 	a.mu.Lock()
 	a.writer = w
@@ -147,16 +188,21 @@ func (a *Archiver) Run(ctx context.Context) error {
 		}
 		a.setState(understudy.StateStopped, nil)
 	}()
-	a.Log.Info("archive opened", "dir", a.Dir, "position", w.Position().String())
+	g := w.Generation()
+	a.Log.Info("archive opened", "dir", a.Dir, "position", w.Position().String(), "generation", g.ID, "generation_start", g.StartPosition.String())
 
 	// A failed fsync stops the source: after one, the kernel may have
 	// dropped the data while reporting the pages clean.
 	ctx, fail := context.WithCancelCause(ctx)
+	a.mu.Lock()
+	a.fail = fail
+	a.mu.Unlock()
 	var wg sync.WaitGroup
-	flushCtx, stopFlush := context.WithCancel(ctx)
-	wg.Add(1)
-	go func() { defer wg.Done(); a.flusher(flushCtx, w, fail) }()
-	defer func() { stopFlush(); wg.Wait() }()
+	bgCtx, stopBg := context.WithCancel(ctx)
+	wg.Add(2)
+	go func() { defer wg.Done(); a.flusher(bgCtx, w, fail) }()
+	go func() { defer wg.Done(); a.watchDisk(bgCtx) }()
+	defer func() { stopBg(); wg.Wait() }()
 
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
@@ -168,25 +214,49 @@ func (a *Archiver) Run(ctx context.Context) error {
 			a.status.Reconnects++
 			a.mu.Unlock()
 		}
-		progressed, err := a.session(ctx, w)
+		sctx, kick := context.WithCancelCause(ctx)
+		a.mu.Lock()
+		a.kick = kick
+		a.mu.Unlock()
+		progressed, err := a.session(sctx, w)
+		if sctx.Err() != nil && ctx.Err() == nil {
+			err = context.Cause(sctx) // ended by the flusher: a failed write
+		}
+		kick(nil)
 		if a.finished {
 			a.Log.Info("caught up with the primary", "position", w.Position().String())
 			return nil
 		}
 		var sf syncFailure
-		if errors.As(context.Cause(ctx), &sf) {
+		if errors.As(context.Cause(ctx), &sf) || errors.As(err, &sf) {
 			a.setState(understudy.StateError, sf.err)
 			return &understudy.Error{Op: "sync archive", Source: a.Source.Name, Err: sf.err, Hint: "check the disk, then restart understudy; it resumes from what is on disk"}
 		}
-		if rerr := w.Reopen(); rerr != nil {
-			a.setState(understudy.StateError, rerr)
-			return &understudy.Error{Op: "recover archive", Source: a.Source.Name, Err: rerr}
+		if rerr := a.reopen(ctx, w); rerr != nil {
+			return rerr
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if progressed {
 			backoff = time.Second
+		}
+		if archive.DiskFull(err) {
+			a.noteDiskFull(err)
+			if !sleep(ctx, diskRetry) {
+				return nil
+			}
+			continue
+		}
+		a.noteDiskBack()
+		if errors.Is(err, understudy.ErrPurged) && a.GapMode != GapStop {
+			gerr := a.newGeneration(ctx, w, err)
+			if gerr == nil {
+				backoff = time.Second
+				continue
+			}
+			a.Log.Error("the primary purged binlogs the archive needs, and no new generation could be started", "err", gerr)
+			err = gerr
 		}
 		state := understudy.StateReconnecting
 		if permanent(err) {
@@ -196,12 +266,157 @@ func (a *Archiver) Run(ctx context.Context) error {
 			a.Log.Warn("stream ended; reconnecting", "err", err, "retry_in", backoff)
 		}
 		a.setState(state, err)
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, backoff) {
 			return nil
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, a.MaxBackoff)
+	}
+}
+
+// diskRetry is how often a full disk is tried again.
+const diskRetry = 2 * time.Second
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// openWriter opens the archive, waiting while the disk is full. It returns
+// nil, nil when ctx ends first.
+func (a *Archiver) openWriter(ctx context.Context) (*archive.Writer, error) {
+	for {
+		w, err := archive.OpenWriter(a.Dir, archive.WriterOptions{MaxFileSize: a.MaxFileSize, MaxFileAge: a.MaxFileAge, Logger: a.Log})
+		if err == nil {
+			a.noteDiskBack()
+			return w, nil
+		}
+		if !archive.DiskFull(err) {
+			a.setState(understudy.StateError, err)
+			return nil, &understudy.Error{Op: "open archive", Source: a.Source.Name, Err: err}
+		}
+		a.noteDiskFull(err)
+		if !sleep(ctx, diskRetry) {
+			return nil, nil
+		}
+	}
+}
+
+// reopen recovers the archive from disk after a session, waiting while
+// the disk is full.
+func (a *Archiver) reopen(ctx context.Context, w *archive.Writer) error {
+	for {
+		err := w.Reopen()
+		if err == nil {
+			return nil
+		}
+		var se *archive.SyncError
+		if !archive.DiskFull(err) || errors.As(err, &se) {
+			a.setState(understudy.StateError, err)
+			return &understudy.Error{Op: "recover archive", Source: a.Source.Name, Err: err}
+		}
+		a.noteDiskFull(err)
+		if !sleep(ctx, diskRetry) {
+			return nil
+		}
+	}
+}
+
+// noteDiskFull reports a full disk once per episode: archiving pauses, with
+// nothing lost, and resumes by itself once space returns.
+func (a *Archiver) noteDiskFull(err error) {
+	a.mu.Lock()
+	first := !a.diskFull
+	a.diskFull = true
+	a.mu.Unlock()
+	if first {
+		a.Log.Error("archive disk full; archiving paused, nothing is lost, and it resumes by itself once space is freed", "err", err)
+		if a.Metrics != nil {
+			a.Metrics.DiskFull.WithLabelValues(a.Source.Name).Inc()
+		}
+	}
+	a.setState(understudy.StateError, fmt.Errorf("archive disk full (archiving resumes by itself once space is freed): %w", err))
+}
+
+func (a *Archiver) noteDiskBack() {
+	a.mu.Lock()
+	was := a.diskFull
+	a.diskFull = false
+	a.mu.Unlock()
+	if was {
+		a.Log.Info("archive disk has space again; archiving resumes")
+	}
+}
+
+// begin starts the first generation of an empty archive: at the oldest
+// position the primary still holds, or at its current position.
+func (a *Archiver) begin(ctx context.Context, w *archive.Writer, info replication.Primary) error {
+	var start understudy.Position
+	var reason string
+	if a.StartMode == StartCurrent {
+		start = info.BinlogPos
+		reason = fmt.Sprintf("archive.start: current: the primary's gtid_binlog_pos %q when the archive began; earlier transactions are not archived", start.String())
+	} else {
+		o, err := replication.OldestPosition(ctx, a.Source, a.Log)
+		if err != nil {
+			return err
+		}
+		start = o.Position
+		if start.IsZero() {
+			reason = fmt.Sprintf("archive.start: oldest: the primary holds its whole history, from its first binlog %s", o.File)
+		} else {
+			reason = fmt.Sprintf("archive.start: oldest: the oldest position the primary still holds (its oldest binlog %s begins at %q); what it purged before that is not archived", o.File, start.String())
+		}
+	}
+	g, err := w.StartGeneration(start, reason, nil)
+	if err != nil {
+		return &understudy.Error{Op: "begin archive", Source: a.Source.Name, Err: err}
+	}
+	a.Log.Info("archive begins", "generation", g.ID, "position", start.String(), "reason", reason)
+	a.generationStarted(g)
+	return nil
+}
+
+// newGeneration handles a primary that purged binlogs the archive still
+// needs: it closes the current generation, records the gap and begins a
+// new generation at the primary's oldest position. Nothing of the older
+// generation changes.
+func (a *Archiver) newGeneration(ctx context.Context, w *archive.Writer, cause error) error {
+	o, err := replication.OldestPosition(ctx, a.Source, a.Log)
+	if err != nil {
+		return fmt.Errorf("%w; reading the primary's oldest binlog for a new generation: %v", cause, err)
+	}
+	from := w.Position()
+	if from.ContainsPosition(o.Position) {
+		// The primary still has everything after the archive: the error
+		// is something else (the primary lost transactions the archive
+		// has, say), and a new generation would not fix it.
+		return fmt.Errorf("%w; the primary's oldest binlog %s begins at %q, within the archive (%q), so no transactions are missing: not starting a new generation", cause, o.File, o.Position.String(), from.String())
+	}
+	gap := &understudy.Gap{From: from, To: o.Position, Detected: time.Now().UTC(), Reason: cause.Error()}
+	reason := fmt.Sprintf("after a gap: the primary had purged binlogs the archive still needed; the new generation begins at the oldest position it holds (binlog %s, %q)", o.File, o.Position.String())
+	g, err := w.StartGeneration(o.Position, reason, gap)
+	if err != nil {
+		return fmt.Errorf("starting a new generation: %w", err)
+	}
+	a.Log.Error("GAP in the archive: the primary purged transactions before they were archived; the generation is closed and a new one begins",
+		"generation", g.ID, "from", from.String(), "to", o.Position.String(), "missing", fmt.Sprint(gap.Missing()), "primary_error", cause.Error())
+	if a.Metrics != nil {
+		a.Metrics.Gaps.WithLabelValues(a.Source.Name).Inc()
+	}
+	a.generationStarted(g)
+	return nil
+}
+
+func (a *Archiver) generationStarted(g archive.Generation) {
+	if a.Metrics != nil {
+		a.Metrics.Generation.WithLabelValues(a.Source.Name).Set(float64(g.ID))
+	}
+	if a.OnGeneration != nil {
+		a.OnGeneration(g)
 	}
 }
 
@@ -225,6 +440,11 @@ func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed b
 	a.status.PrimaryVersion = info.Version
 	a.skew = info.ClockSkew
 	a.mu.Unlock()
+	if !w.Began() {
+		if err := a.begin(ctx, w, info); err != nil {
+			return false, err
+		}
+	}
 	start := w.Position()
 	if a.UntilCaughtUp {
 		a.target = info.BinlogPos
@@ -282,6 +502,12 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 			a.mu.Lock()
 			a.caughtUp = true
 			a.mu.Unlock()
+			// An idle primary: seal an old active file (max_file_age).
+			if sealed, err := w.RotateIfDue(); err != nil {
+				return err
+			} else if sealed {
+				a.Log.Debug("sealed an idle archived file", "max_file_age", a.MaxFileAge)
+			}
 		case binlog.RotateEvent:
 			name, _, err := binlog.ParseRotate(ev, a.checksum && ev[17]&binlog.FlagArtificial == 0)
 			if err == nil {
@@ -347,6 +573,16 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 func (a *Archiver) sync(w *archive.Writer) error {
 	t := time.Now()
 	if err := w.Sync(); err != nil {
+		var se *archive.SyncError
+		if errors.As(err, &se) {
+			a.mu.Lock()
+			fail := a.fail
+			a.mu.Unlock()
+			if fail != nil {
+				fail(syncFailure{err})
+			}
+			return syncFailure{err}
+		}
 		return fmt.Errorf("sync archive: %w", err)
 	}
 	a.observeSync(w, time.Since(t))
@@ -380,9 +616,20 @@ func (a *Archiver) flusher(ctx context.Context, w *archive.Writer, fail context.
 		}
 		st := time.Now()
 		if err := w.Sync(); err != nil {
-			a.Log.Error("sync archive failed; stopping this source", "err", err)
-			fail(syncFailure{err})
-			return
+			var se *archive.SyncError
+			if errors.As(err, &se) {
+				a.Log.Error("sync archive failed; stopping this source", "err", err)
+				fail(syncFailure{err})
+				return
+			}
+			// A failed write (a full disk): end the session, so that the
+			// archive is recovered from disk and streaming resumes from
+			// what is durable.
+			a.endSession(err)
+			continue
+		}
+		if err := w.SealError(); err != nil {
+			a.endSession(err)
 		}
 		a.observeSync(w, time.Since(st))
 		if a.SyncInterval > 0 {
@@ -397,4 +644,74 @@ func (a *Archiver) flusher(ctx context.Context, w *archive.Writer, fail context.
 
 func binlogTimestamp(ev []byte) uint32 {
 	return uint32(ev[0]) | uint32(ev[1])<<8 | uint32(ev[2])<<16 | uint32(ev[3])<<24
+}
+
+// endSession ends the current streaming session with cause.
+func (a *Archiver) endSession(cause error) {
+	a.mu.Lock()
+	kick := a.kick
+	a.mu.Unlock()
+	if kick != nil {
+		kick(cause)
+	}
+}
+
+// watchDisk measures the archive's disk: the bytes the source's directory
+// uses and the free space of its filesystem, for metrics and status, with
+// a warning below the configured minimum.
+func (a *Archiver) watchDisk(ctx context.Context) {
+	every := a.DiskEvery
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	for {
+		a.measureDisk()
+		if !sleep(ctx, every) {
+			return
+		}
+	}
+}
+
+func (a *Archiver) measureDisk() {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(a.Dir, &st); err != nil {
+		return
+	}
+	free, total := st.Bavail*uint64(st.Bsize), st.Blocks*uint64(st.Bsize)
+	used := dirBytes(a.Dir)
+	low := a.LowDisk != nil && a.LowDisk(free, total)
+	a.mu.Lock()
+	a.status.Disk = &understudy.DiskStatus{UsedBytes: used, FreeBytes: free, TotalBytes: total}
+	a.status.Warnings = nil
+	if low {
+		a.status.Warnings = append(a.status.Warnings, fmt.Sprintf("low disk space: %d of %d bytes free on the archive's filesystem, below archive.min_free %s", free, total, a.MinFree))
+	}
+	was := a.lowDisk
+	a.lowDisk = low
+	a.mu.Unlock()
+	switch {
+	case low && !was:
+		a.Log.Warn("low disk space on the archive's filesystem", "free_bytes", free, "total_bytes", total, "min_free", a.MinFree, "dir", a.Dir)
+	case !low && was:
+		a.Log.Info("disk space on the archive's filesystem is above archive.min_free again", "free_bytes", free, "min_free", a.MinFree)
+	}
+	if a.Metrics != nil {
+		a.Metrics.DiskUsed.WithLabelValues(a.Source.Name).Set(float64(used))
+		a.Metrics.DiskFree.WithLabelValues(a.Source.Name).Set(float64(free))
+		a.Metrics.DiskSize.WithLabelValues(a.Source.Name).Set(float64(total))
+	}
+}
+
+// dirBytes is the size of the files under dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }

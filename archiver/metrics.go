@@ -12,6 +12,12 @@ type Metrics struct {
 	Reconnects    *prometheus.CounterVec
 	Up            *prometheus.GaugeVec
 	Fsync         *prometheus.HistogramVec
+	Gaps          *prometheus.CounterVec
+	Generation    *prometheus.GaugeVec
+	DiskFull      *prometheus.CounterVec
+	DiskUsed      *prometheus.GaugeVec
+	DiskFree      *prometheus.GaugeVec
+	DiskSize      *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (if not nil).
@@ -39,9 +45,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "understudy_fsync_seconds", Help: "Duration of archive syncs.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"source"}),
+		Gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_archive_gaps_total", Help: "Gaps found: the primary purged binlogs before they were archived, and a new generation began.",
+		}, []string{"source"}),
+		Generation: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "understudy_archive_generation", Help: "The archive's current generation.",
+		}, []string{"source"}),
+		DiskFull: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "understudy_archive_disk_full_total", Help: "Times archiving paused because the archive's disk was full.",
+		}, []string{"source"}),
+		DiskUsed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "understudy_source_disk_used_bytes", Help: "Bytes used by the source's directory (archive and snapshots).",
+		}, []string{"source"}),
+		DiskFree: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "understudy_archive_filesystem_avail_bytes", Help: "Free bytes (for unprivileged users) on the archive's filesystem.",
+		}, []string{"source"}),
+		DiskSize: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "understudy_archive_filesystem_size_bytes", Help: "Size of the archive's filesystem.",
+		}, []string{"source"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Transactions, m.Bytes, m.SecondsBehind, m.LastCommit, m.Reconnects, m.Up, m.Fsync)
+		reg.MustRegister(m.Transactions, m.Bytes, m.SecondsBehind, m.LastCommit, m.Reconnects, m.Up, m.Fsync,
+			m.Gaps, m.Generation, m.DiskFull, m.DiskUsed, m.DiskFree, m.DiskSize)
 	}
 	return m
 }

@@ -114,7 +114,7 @@ func TestWriterRewritesPositions(t *testing.T) {
 		switch ev[4] {
 		case FormatDescriptionEvent:
 			w = NewWriter(&out, 0, true)
-			if err := w.WriteHeader(ev, start); err != nil {
+			if err := w.WriteHeader(ev, start, 0); err != nil {
 				t.Fatal(err)
 			}
 		case GTIDListEvent, BinlogCheckpointEvent, RotateEvent:

@@ -34,8 +34,10 @@ func NewWriter(w io.Writer, off int64, checksum bool) *Writer {
 func (w *Writer) Offset() int64 { return w.off }
 
 // WriteHeader writes the magic, the format description fde and a GTID list
-// holding pos: the start of a binlog file. The writer must be at offset 0.
-func (w *Writer) WriteHeader(fde []byte, pos understudy.Position) error {
+// holding pos: the start of a binlog file. The GTID list's timestamp is
+// created, or the format description's when created is 0. The writer must
+// be at offset 0.
+func (w *Writer) WriteHeader(fde []byte, pos understudy.Position, created uint32) error {
 	if w.off != 0 {
 		return fmt.Errorf("binlog header at offset %d", w.off)
 	}
@@ -52,6 +54,9 @@ func (w *Writer) WriteHeader(fde []byte, pos understudy.Position) error {
 		return err
 	}
 	h, _ := ParseHeader(fde)
+	if created != 0 {
+		h.Timestamp = created
+	}
 	return w.WriteEvent(NewEvent(Header{Timestamp: h.Timestamp, Type: GTIDListEvent, ServerID: h.ServerID}, GTIDListBody(pos, 0), w.checksum))
 }
 

@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,9 +24,12 @@ import (
 
 // Config is the whole configuration file.
 type Config struct {
-	Archive Archive  `yaml:"archive"`
-	HTTP    HTTP     `yaml:"http"`
-	Sources []Source `yaml:"sources"`
+	Archive Archive `yaml:"archive"`
+	// Retention applies to every source; a source's own retention block
+	// replaces it field by field. See ResolveRetention.
+	Retention *Retention `yaml:"retention"`
+	HTTP      HTTP       `yaml:"http"`
+	Sources   []Source   `yaml:"sources"`
 
 	// Path is the file the config was read from.
 	Path string `yaml:"-"`
@@ -32,9 +37,68 @@ type Config struct {
 
 // Archive configures the local archive.
 type Archive struct {
-	Dir          string        `yaml:"dir"`
-	SyncInterval time.Duration `yaml:"sync_interval"`
-	MaxFileSize  ByteSize      `yaml:"max_file_size"`
+	Dir          string   `yaml:"dir"`
+	SyncInterval Duration `yaml:"sync_interval"`
+	MaxFileSize  ByteSize `yaml:"max_file_size"`
+	// Start is where a source whose archive is empty begins: StartOldest
+	// or StartCurrent; empty means StartOldest. See StartMode.
+	Start string `yaml:"start"`
+	// OnGap is what happens when the primary purged binlogs the archive
+	// still needs: GapNewGeneration or GapStop; empty means
+	// GapNewGeneration. See GapMode.
+	OnGap string `yaml:"on_gap"`
+	// MaxFileAge seals an archived file this long after it was created; 0
+	// means DefaultMaxFileAge. See FileAge.
+	MaxFileAge Duration `yaml:"max_file_age"`
+	// MinFree is the free-space threshold of the archive's file system;
+	// nil means DefaultMinFree. See MinFreeSpace.
+	MinFree *FreeSpace `yaml:"min_free"`
+}
+
+// Values of archive.start and archive.on_gap.
+const (
+	StartOldest      = "oldest"
+	StartCurrent     = "current"
+	GapNewGeneration = "new-generation"
+	GapStop          = "stop"
+)
+
+// DefaultMaxFileAge is archive.max_file_age when it is not set.
+const DefaultMaxFileAge = time.Hour
+
+// DefaultMinFree is archive.min_free when it is not set.
+var DefaultMinFree = FreeSpace{Percent: 5}
+
+// StartMode is archive.start with its default: StartOldest or StartCurrent.
+func (a Archive) StartMode() string {
+	if a.Start == "" {
+		return StartOldest
+	}
+	return a.Start
+}
+
+// GapMode is archive.on_gap with its default: GapNewGeneration or GapStop.
+func (a Archive) GapMode() string {
+	if a.OnGap == "" {
+		return GapNewGeneration
+	}
+	return a.OnGap
+}
+
+// FileAge is archive.max_file_age with its default.
+func (a Archive) FileAge() time.Duration {
+	if a.MaxFileAge <= 0 {
+		return DefaultMaxFileAge
+	}
+	return a.MaxFileAge.D()
+}
+
+// MinFreeSpace is archive.min_free with its default.
+func (a Archive) MinFreeSpace() FreeSpace {
+	if a.MinFree == nil {
+		return DefaultMinFree
+	}
+	return *a.MinFree
 }
 
 // HTTP configures the /metrics and /status listener.
@@ -49,25 +113,60 @@ const DefaultHTTPListen = "127.0.0.1:9307"
 
 // Source is one primary as written in the file.
 type Source struct {
-	Name         string        `yaml:"name"`
-	Host         string        `yaml:"host"`
-	Port         int           `yaml:"port"`
-	User         string        `yaml:"user"`
-	Password     string        `yaml:"password"`
-	PasswordFile string        `yaml:"password_file"`
-	PasswordEnv  string        `yaml:"password_env"`
-	ServerID     uint32        `yaml:"server_id"`
-	SemiSync     bool          `yaml:"semi_sync"`
-	Heartbeat    time.Duration `yaml:"heartbeat"`
-	TLS          *TLS          `yaml:"tls"`
-	Serve        *Serve        `yaml:"serve"`
-	Snapshot     *Snapshot     `yaml:"snapshot"`
+	Name         string    `yaml:"name"`
+	Host         string    `yaml:"host"`
+	Port         int       `yaml:"port"`
+	User         string    `yaml:"user"`
+	Password     string    `yaml:"password"`
+	PasswordFile string    `yaml:"password_file"`
+	PasswordEnv  string    `yaml:"password_env"`
+	ServerID     uint32    `yaml:"server_id"`
+	SemiSync     bool      `yaml:"semi_sync"`
+	Heartbeat    Duration  `yaml:"heartbeat"`
+	TLS          *TLS      `yaml:"tls"`
+	Serve        *Serve    `yaml:"serve"`
+	Snapshot     *Snapshot `yaml:"snapshot"`
+	// Retention replaces the top-level retention field by field.
+	Retention *SourceRetention `yaml:"retention"`
+}
+
+// Retention is a retention block as written in the file. A nil field is
+// unset: in a source's block it comes from the top-level block.
+type Retention struct {
+	// Window keeps whatever restores any point in the last Window.
+	Window *Duration `yaml:"window"`
+	// MinSnapshots is the least number of snapshots kept (default 1).
+	MinSnapshots *int `yaml:"min_snapshots"`
+	// KeepDaily, KeepWeekly and KeepMonthly keep the newest snapshot of
+	// each of the last N days, ISO weeks and months that have one.
+	KeepDaily   *int `yaml:"keep_daily"`
+	KeepWeekly  *int `yaml:"keep_weekly"`
+	KeepMonthly *int `yaml:"keep_monthly"`
+}
+
+// SourceRetention is a source's retention block; it is its own type only
+// so that errors can tell it from the top-level one.
+type SourceRetention Retention
+
+// RetentionSettings is the retention that applies to a source: its
+// retention block merged over the top-level one, or the snapshot.keep
+// shorthand.
+type RetentionSettings struct {
+	Enabled                            bool          // some retention applies to this source
+	Window                             time.Duration // 0: no time window
+	MinSnapshots                       int
+	KeepDaily, KeepWeekly, KeepMonthly int
+	KeepLast                           int  // from snapshot.keep; 0 if not set
+	PruneBinlogs                       bool // true for a retention block; false for the snapshot.keep shorthand
 }
 
 // Snapshot configures snapshots of a source.
 type Snapshot struct {
 	// Every schedules snapshots in `understudy run`; 0 means none.
-	Every time.Duration `yaml:"every"`
+	Every Duration `yaml:"every"`
+	// OnStart takes a base snapshot as soon as an archive or a new
+	// generation begins; nil means true.
+	OnStart *bool `yaml:"on_start"`
 	// Threads is the number of parallel readers (default 4).
 	Threads int `yaml:"threads"`
 	// ChunkRows is the target number of rows per data file.
@@ -76,7 +175,8 @@ type Snapshot struct {
 	// them with --users).
 	Users bool `yaml:"users"`
 	// Keep is how many snapshots to keep: after each new one, older ones
-	// beyond this number are removed. 0 keeps them all.
+	// beyond this number are removed. 0 keeps them all. It is the older
+	// shorthand of a retention block and cannot be combined with one.
 	Keep int `yaml:"keep"`
 	// User and password override the source's for reading data (the user
 	// needs SELECT, SHOW VIEW, TRIGGER, EVENT and RELOAD).
@@ -159,6 +259,120 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// Duration is a duration written as a Go duration ("90s", "36h", "1h30m",
+// "500ms") or with a d unit for days of 24 hours ("14d", "1d12h").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats d as time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// dayRe matches a number of days in a duration.
+var dayRe = regexp.MustCompile(`([0-9]+\.?[0-9]*|\.[0-9]+)d`)
+
+// ParseDuration parses a Go duration that may also use d for days.
+func ParseDuration(str string) (time.Duration, error) {
+	s := strings.TrimSpace(str)
+	bad := false
+	s = dayRe.ReplaceAllStringFunc(s, func(m string) string {
+		num := strings.TrimSuffix(m, "d")
+		r, ok := new(big.Rat).SetString(num)
+		if !ok {
+			bad = true
+			return m
+		}
+		prec := 0
+		if i := strings.IndexByte(num, '.'); i >= 0 {
+			prec = len(num) - i - 1
+		}
+		// 24 times a decimal with prec digits has at most prec digits.
+		return r.Mul(r, big.NewRat(24, 1)).FloatString(prec) + "h"
+	})
+	if bad {
+		return 0, fmt.Errorf("invalid duration %q", str)
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", str)
+	}
+	return d, nil
+}
+
+// UnmarshalYAML parses durations with ParseDuration.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: invalid duration (want e.g. 90s, 36h or 14d)", n.Line)
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q (want e.g. 90s, 36h or 14d)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// FreeSpace is a free-space threshold: a percentage of the file system's
+// size ("5%", "0.5%") or a size ("10GiB"). Exactly one of Percent and
+// Bytes is used: Bytes when it is not 0.
+type FreeSpace struct {
+	Percent float64
+	Bytes   int64
+}
+
+// UnmarshalYAML parses a percentage or a size.
+func (f *FreeSpace) UnmarshalYAML(n *yaml.Node) error {
+	bad := fmt.Errorf("line %d: invalid free space %q (want a percentage such as 5%% or a size such as 10GiB)", n.Line, n.Value)
+	if n.Kind != yaml.ScalarNode {
+		return bad
+	}
+	s := strings.TrimSpace(n.Value)
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return bad
+		}
+		*f = FreeSpace{Percent: v}
+		return nil
+	}
+	var b ByteSize
+	if b.UnmarshalYAML(n) != nil {
+		return bad
+	}
+	*f = FreeSpace{Bytes: int64(b)}
+	return nil
+}
+
+// Below tells whether free bytes out of a file system of total bytes is
+// below the threshold. A percentage threshold is never reached when total
+// is 0 (unknown).
+func (f FreeSpace) Below(free, total uint64) bool {
+	if f.Bytes > 0 {
+		return free < uint64(f.Bytes)
+	}
+	if total == 0 {
+		return false
+	}
+	return float64(free) < f.Percent/100*float64(total)
+}
+
+// String formats the threshold as "5%" or "10.0 GiB".
+func (f FreeSpace) String() string {
+	if f.Bytes == 0 {
+		return strconv.FormatFloat(f.Percent, 'f', -1, 64) + "%"
+	}
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if f.Bytes >= u.size {
+			return fmt.Sprintf("%.1f %s", float64(f.Bytes)/float64(u.size), u.name)
+		}
+	}
+	return fmt.Sprintf("%d B", f.Bytes)
+}
+
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // Load reads and validates a config file.
@@ -190,7 +404,7 @@ var (
 	cannotRe       = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
 )
 
-var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls", "Snapshot": "snapshot", "Endpoint": "snapshot.from"}
+var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls", "Snapshot": "snapshot", "Endpoint": "snapshot.from", "Retention": "retention", "SourceRetention": "a source's retention"}
 
 func yamlError(err error) string {
 	if errors.Is(err, errEmpty) || err.Error() == "EOF" {
@@ -206,12 +420,14 @@ func yamlError(err error) string {
 		if m := unknownFieldRe.FindStringSubmatch(line); m != nil {
 			line = fmt.Sprintf("line %s: unknown key %q in %s", m[1], m[2], sectionNames[m[3]])
 		} else if m := cannotRe.FindStringSubmatch(line); m != nil {
-			want := m[4]
+			want := strings.TrimPrefix(m[4], "*")
 			switch {
 			case strings.HasPrefix(want, "uint"), strings.HasPrefix(want, "int"):
 				want = "a whole number"
-			case want == "time.Duration":
-				want = "a duration such as 1s or 500ms"
+			case want == "time.Duration", want == "config.Duration":
+				want = "a duration such as 90s, 36h or 14d"
+			case strings.HasPrefix(want, "float"):
+				want = "a number"
 			case want == "bool":
 				want = "true or false"
 			case strings.HasPrefix(want, "[]"):
@@ -237,6 +453,21 @@ func (c *Config) validate() error {
 	}
 	if c.Archive.MaxFileSize != 0 && (c.Archive.MaxFileSize < 1<<20 || c.Archive.MaxFileSize > 1<<32-1<<20) {
 		return errors.New("archive.max_file_size: must be between 1MiB and 4095MiB (binlog offsets are 32-bit)")
+	}
+	switch a := c.Archive; {
+	case a.Start != "" && a.Start != StartOldest && a.Start != StartCurrent:
+		return fmt.Errorf("archive.start: %q is not %s or %s", a.Start, StartOldest, StartCurrent)
+	case a.OnGap != "" && a.OnGap != GapNewGeneration && a.OnGap != GapStop:
+		return fmt.Errorf("archive.on_gap: %q is not %s or %s", a.OnGap, GapNewGeneration, GapStop)
+	case a.MaxFileAge < 0:
+		return errors.New("archive.max_file_age: must not be negative")
+	case a.MaxFileAge > 0 && a.MaxFileAge.D() < time.Second:
+		return fmt.Errorf("archive.max_file_age: %s is less than 1s", a.MaxFileAge)
+	case a.MinFree != nil && !(a.MinFree.Percent >= 0 && a.MinFree.Percent < 100):
+		return fmt.Errorf("archive.min_free: %s is not a percentage from 0%% to below 100%%", a.MinFree)
+	}
+	if err := c.Retention.check("retention"); err != nil {
+		return err
 	}
 	if len(c.Sources) == 0 {
 		return errors.New("sources: at least one source is required")
@@ -313,8 +544,105 @@ func (c *Config) validate() error {
 				return fmt.Errorf("%s: give exactly one of password, password_file and password_env", key("snapshot.from"))
 			}
 		}
+		if err := (*Retention)(s.Retention).check(key("retention")); err != nil {
+			return err
+		}
+		if r, ok := c.effectiveRetention(s); ok {
+			where := key("retention")
+			if s.Retention == nil {
+				where = "retention"
+			}
+			switch {
+			case s.Snapshot != nil && s.Snapshot.Keep > 0:
+				return fmt.Errorf("%s: cannot be combined with %s; use retention.min_snapshots instead", key("snapshot.keep"), where)
+			case !r.hasRule():
+				return fmt.Errorf("%s: give window or keep_daily/keep_weekly/keep_monthly", where)
+			}
+		}
 	}
 	return nil
+}
+
+// check reports a negative value in a retention block; prefix is the
+// block's key.
+func (r *Retention) check(prefix string) error {
+	if r == nil {
+		return nil
+	}
+	if r.Window != nil && *r.Window < 0 {
+		return fmt.Errorf("%s.window: must not be negative", prefix)
+	}
+	for _, f := range []struct {
+		key string
+		v   *int
+	}{{"min_snapshots", r.MinSnapshots}, {"keep_daily", r.KeepDaily}, {"keep_weekly", r.KeepWeekly}, {"keep_monthly", r.KeepMonthly}} {
+		if f.v != nil && *f.v < 0 {
+			return fmt.Errorf("%s.%s: must not be negative", prefix, f.key)
+		}
+	}
+	return nil
+}
+
+// hasRule tells whether a retention block says what to keep.
+func (r Retention) hasRule() bool {
+	pos := func(v *int) bool { return v != nil && *v > 0 }
+	return (r.Window != nil && *r.Window > 0) || pos(r.MinSnapshots) || pos(r.KeepDaily) || pos(r.KeepWeekly) || pos(r.KeepMonthly)
+}
+
+// effectiveRetention merges a source's retention block over the top-level
+// one; ok is false when neither exists.
+func (c *Config) effectiveRetention(s *Source) (r Retention, ok bool) {
+	if c.Retention != nil {
+		r, ok = *c.Retention, true
+	}
+	if sr := s.Retention; sr != nil {
+		ok = true
+		if sr.Window != nil {
+			r.Window = sr.Window
+		}
+		if sr.MinSnapshots != nil {
+			r.MinSnapshots = sr.MinSnapshots
+		}
+		if sr.KeepDaily != nil {
+			r.KeepDaily = sr.KeepDaily
+		}
+		if sr.KeepWeekly != nil {
+			r.KeepWeekly = sr.KeepWeekly
+		}
+		if sr.KeepMonthly != nil {
+			r.KeepMonthly = sr.KeepMonthly
+		}
+	}
+	return r, ok
+}
+
+// ResolveRetention is the retention of a source: its retention block
+// merged field by field over the top-level one (min_snapshots defaults to
+// 1), else the snapshot.keep shorthand, else none (Enabled false: nothing
+// is removed). Parse has validated the result.
+func (c *Config) ResolveRetention(s *Source) RetentionSettings {
+	if r, ok := c.effectiveRetention(s); ok {
+		get := func(v *int) int {
+			if v == nil {
+				return 0
+			}
+			return *v
+		}
+		out := RetentionSettings{Enabled: true, PruneBinlogs: true, MinSnapshots: 1,
+			KeepDaily: get(r.KeepDaily), KeepWeekly: get(r.KeepWeekly), KeepMonthly: get(r.KeepMonthly)}
+		if r.Window != nil {
+			out.Window = r.Window.D()
+		}
+		if r.MinSnapshots != nil {
+			out.MinSnapshots = *r.MinSnapshots
+		}
+		return out
+	}
+	if s.Snapshot != nil && s.Snapshot.Keep > 0 {
+		n := s.Snapshot.Keep
+		return RetentionSettings{Enabled: true, KeepLast: n, MinSnapshots: n}
+	}
+	return RetentionSettings{}
 }
 
 // SnapshotSettings is a resolved snapshot block.
@@ -325,6 +653,9 @@ type SnapshotSettings struct {
 	Users       bool
 	Keep        int
 	FromReplica bool
+	// OnStart takes a base snapshot as soon as an archive or a new
+	// generation begins (snapshot.on_start, default true).
+	OnStart bool
 	// Conn is where data is read from: the source itself (with the
 	// snapshot user, if set) or the replica of snapshot.from.
 	Conn understudy.Source
@@ -337,12 +668,15 @@ func (c *Config) ResolveSnapshot(s *Source) (SnapshotSettings, error) {
 	if err != nil {
 		return SnapshotSettings{}, err
 	}
-	out := SnapshotSettings{Threads: 4, Conn: src}
+	out := SnapshotSettings{Threads: 4, Conn: src, OnStart: true}
 	sn := s.Snapshot
 	if sn == nil {
 		return out, nil
 	}
-	out.Every, out.ChunkRows, out.Users, out.Keep = sn.Every, sn.ChunkRows, sn.Users, sn.Keep
+	out.Every, out.ChunkRows, out.Users, out.Keep = sn.Every.D(), sn.ChunkRows, sn.Users, sn.Keep
+	if sn.OnStart != nil {
+		out.OnStart = *sn.OnStart
+	}
 	if sn.Threads > 0 {
 		out.Threads = sn.Threads
 	}
@@ -460,7 +794,7 @@ func (c *Config) HTTPListen() string {
 func (c *Config) Resolve(s *Source) (understudy.Source, error) {
 	out := understudy.Source{
 		Name: s.Name, Host: s.Host, Port: s.Port, User: s.User, ServerID: s.ServerID,
-		SemiSync: s.SemiSync, Heartbeat: s.Heartbeat,
+		SemiSync: s.SemiSync, Heartbeat: s.Heartbeat.D(),
 	}
 	if out.Heartbeat == 0 {
 		out.Heartbeat = time.Second

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const good = `
@@ -57,7 +58,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing dir", strings.Replace(good, "dir: ./archive", "sync_interval: 1s", 1), "archive.dir: required"},
 		{"missing server_id", strings.Replace(good, "    server_id: 9002\n", "", 1), "sources[1].server_id: required"},
 		{"bad port", strings.Replace(good, "port: 3307", "port: abc", 1), `invalid value "abc" (want a whole number)`},
-		{"bad duration", strings.Replace(good, "heartbeat: 2s", "heartbeat: often", 1), "want a duration"},
+		{"bad duration", strings.Replace(good, "heartbeat: 2s", "heartbeat: often", 1), `line 19: invalid duration "often" (want e.g. 90s, 36h or 14d)`},
 		{"dup server_id", strings.Replace(good, "9002", "9001", 1), "sources[1].server_id: 9001 is also the server_id of sources[0] (db1)"},
 		{"dup name", strings.Replace(good, "name: db2", "name: db1", 1), `sources[1].name: "db1" is also the name of sources[0]`},
 		{"two passwords", strings.Replace(good, "password: secret", "password: secret\n    password_file: /x", 1), "exactly one of password"},
@@ -85,5 +86,243 @@ func TestResolveMissingEnv(t *testing.T) {
 	_, err = c.Resolve(&c.Sources[0])
 	if err == nil || !strings.Contains(err.Error(), "DB1_PW (password_env) is not set") {
 		t.Fatalf("err=%v", err)
+	}
+}
+
+// withArchive adds lines to the archive block of good.
+func withArchive(lines string) string {
+	return strings.Replace(good, "  max_file_size: 64MiB\n", "  max_file_size: 64MiB\n"+lines, 1)
+}
+
+// withDB2 adds lines to the second source of good.
+func withDB2(lines string) string { return good + lines }
+
+func TestDurations(t *testing.T) {
+	cases := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"90s", 90 * time.Second},
+		{"36h", 36 * time.Hour},
+		{"1h30m", 90 * time.Minute},
+		{"500ms", 500 * time.Millisecond},
+		{"14d", 14 * 24 * time.Hour},
+		{"1d12h", 36 * time.Hour},
+		{"1.5d", 36 * time.Hour},
+		{"0.1d", 144 * time.Minute},
+		{".5d", 12 * time.Hour},
+		{"0", 0},
+	}
+	for _, tc := range cases {
+		c, err := Parse("u.yaml", []byte(withArchive("  sync_interval: "+tc.in+"\n")))
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		if got := c.Archive.SyncInterval.D(); got != tc.want {
+			t.Errorf("%s: got %s, want %s", tc.in, got, tc.want)
+		}
+	}
+	if d, err := ParseDuration("-1d12h"); err != nil || d != -36*time.Hour {
+		t.Errorf("ParseDuration(-1d12h)=%s, %v", d, err)
+	}
+	c, err := Parse("u.yaml", []byte(withDB2("    snapshot:\n      every: 7d\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Sources[1].Heartbeat.D(); got != 2*time.Second {
+		t.Errorf("heartbeat=%s", got)
+	}
+	st, err := c.ResolveSnapshot(&c.Sources[1])
+	if err != nil || st.Every != 7*24*time.Hour {
+		t.Errorf("every=%s err=%v", st.Every, err)
+	}
+}
+
+func TestInvalidDurations(t *testing.T) {
+	for _, in := range []string{"often", "14", "d", "1dd", "5days", "1.d.5", "1e3d", "100000000d", "{a: 1}", "[1d]"} {
+		_, err := Parse("u.yaml", []byte(withArchive("  sync_interval: "+in+"\n")))
+		if err == nil {
+			t.Errorf("%s: accepted", in)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "u.yaml: line 5: invalid duration") || !strings.Contains(err.Error(), "(want e.g. 90s, 36h or 14d)") {
+			t.Errorf("%s: error %q", in, err)
+		}
+	}
+}
+
+func TestArchiveModes(t *testing.T) {
+	cases := []struct {
+		lines, start, gap, err string
+		age                    time.Duration
+	}{
+		{"", StartOldest, GapNewGeneration, "", time.Hour},
+		{"  start: current\n  on_gap: stop\n  max_file_age: 10m\n", StartCurrent, GapStop, "", 10 * time.Minute},
+		{"  start: oldest\n  on_gap: new-generation\n  max_file_age: 1d\n", StartOldest, GapNewGeneration, "", 24 * time.Hour},
+		{"  max_file_age: 0s\n", StartOldest, GapNewGeneration, "", time.Hour},
+		{"  start: newest\n", "", "", `archive.start: "newest" is not oldest or current`, 0},
+		{"  on_gap: skip\n", "", "", `archive.on_gap: "skip" is not new-generation or stop`, 0},
+		{"  max_file_age: 500ms\n", "", "", "archive.max_file_age: 500ms is less than 1s", 0},
+		{"  max_file_age: -1h\n", "", "", "archive.max_file_age: must not be negative", 0},
+	}
+	for _, tc := range cases {
+		c, err := Parse("u.yaml", []byte(withArchive(tc.lines)))
+		if tc.err != "" {
+			if err == nil || err.Error() != "u.yaml: "+tc.err {
+				t.Errorf("%q: err=%v, want %q", tc.lines, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.lines, err)
+			continue
+		}
+		if a := c.Archive; a.StartMode() != tc.start || a.GapMode() != tc.gap || a.FileAge() != tc.age {
+			t.Errorf("%q: start=%s on_gap=%s age=%s", tc.lines, a.StartMode(), a.GapMode(), a.FileAge())
+		}
+	}
+}
+
+func TestMinFree(t *testing.T) {
+	cases := []struct {
+		in, err, str string
+		want         FreeSpace
+		free, total  uint64
+		below        bool
+	}{
+		{in: "", want: FreeSpace{Percent: 5}, str: "5%", free: 4, total: 100, below: true},
+		{in: "5%", want: FreeSpace{Percent: 5}, str: "5%", free: 5, total: 100, below: false},
+		{in: "0.5%", want: FreeSpace{Percent: 0.5}, str: "0.5%", free: 4 << 20, total: 1 << 30, below: true},
+		{in: "0%", want: FreeSpace{}, str: "0%", free: 0, total: 100, below: false},
+		{in: "10GiB", want: FreeSpace{Bytes: 10 << 30}, str: "10.0 GiB", free: 10<<30 - 1, total: 1 << 40, below: true},
+		{in: "10GiB", want: FreeSpace{Bytes: 10 << 30}, str: "10.0 GiB", free: 10 << 30, total: 1 << 40, below: false},
+		{in: "1536MiB", want: FreeSpace{Bytes: 1536 << 20}, str: "1.5 GiB", free: 1 << 30, total: 0, below: true},
+		{in: "5%", want: FreeSpace{Percent: 5}, str: "5%", free: 0, total: 0, below: false},
+		{in: "100%", err: "archive.min_free: 100% is not a percentage from 0% to below 100%"},
+		{in: "-1%", err: "archive.min_free: -1% is not a percentage from 0% to below 100%"},
+		{in: "lots", err: `line 5: invalid free space "lots" (want a percentage such as 5% or a size such as 10GiB)`},
+		{in: "NaN%", err: `line 5: invalid free space "NaN%"`},
+		{in: "-5GiB", err: `line 5: invalid free space "-5GiB"`},
+	}
+	for _, tc := range cases {
+		y := good
+		if tc.in != "" {
+			y = withArchive("  min_free: " + tc.in + "\n")
+		}
+		c, err := Parse("u.yaml", []byte(y))
+		if tc.err != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), "u.yaml: "+tc.err) {
+				t.Errorf("%q: err=%v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		f := c.Archive.MinFreeSpace()
+		if f != tc.want || f.String() != tc.str || f.Below(tc.free, tc.total) != tc.below {
+			t.Errorf("%q: got %+v %q, Below(%d, %d)=%v", tc.in, f, f, tc.free, tc.total, f.Below(tc.free, tc.total))
+		}
+	}
+}
+
+func TestRetention(t *testing.T) {
+	top := "retention:\n  window: 14d\n"
+	cases := []struct {
+		name, yaml string
+		db1, db2   RetentionSettings
+	}{
+		{"none", good, RetentionSettings{}, RetentionSettings{}},
+		{"top only", top + good,
+			RetentionSettings{Enabled: true, Window: 14 * 24 * time.Hour, MinSnapshots: 1, PruneBinlogs: true},
+			RetentionSettings{Enabled: true, Window: 14 * 24 * time.Hour, MinSnapshots: 1, PruneBinlogs: true}},
+		{"merge", top + withDB2("    retention:\n      keep_daily: 7\n"),
+			RetentionSettings{Enabled: true, Window: 14 * 24 * time.Hour, MinSnapshots: 1, PruneBinlogs: true},
+			RetentionSettings{Enabled: true, Window: 14 * 24 * time.Hour, MinSnapshots: 1, KeepDaily: 7, PruneBinlogs: true}},
+		{"source wins", "retention:\n  window: 14d\n  min_snapshots: 3\n  keep_weekly: 4\n" +
+			withDB2("    retention:\n      window: 36h\n      keep_weekly: 0\n      keep_monthly: 6\n"),
+			RetentionSettings{Enabled: true, Window: 14 * 24 * time.Hour, MinSnapshots: 3, KeepWeekly: 4, PruneBinlogs: true},
+			RetentionSettings{Enabled: true, Window: 36 * time.Hour, MinSnapshots: 3, KeepMonthly: 6, PruneBinlogs: true}},
+		{"source only", withDB2("    retention:\n      keep_daily: 7\n      keep_weekly: 4\n      keep_monthly: 6\n      min_snapshots: 2\n"),
+			RetentionSettings{},
+			RetentionSettings{Enabled: true, MinSnapshots: 2, KeepDaily: 7, KeepWeekly: 4, KeepMonthly: 6, PruneBinlogs: true}},
+		{"keep shorthand", withDB2("    snapshot:\n      keep: 3\n"),
+			RetentionSettings{},
+			RetentionSettings{Enabled: true, KeepLast: 3, MinSnapshots: 3}},
+		{"keep 0 with retention", top + withDB2("    snapshot:\n      keep: 0\n"),
+			RetentionSettings{Enabled: true, Window: 14 * 24 * time.Hour, MinSnapshots: 1, PruneBinlogs: true},
+			RetentionSettings{Enabled: true, Window: 14 * 24 * time.Hour, MinSnapshots: 1, PruneBinlogs: true}},
+	}
+	for _, tc := range cases {
+		c, err := Parse("u.yaml", []byte(tc.yaml))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := c.ResolveRetention(&c.Sources[0]); got != tc.db1 {
+			t.Errorf("%s: db1 %+v, want %+v", tc.name, got, tc.db1)
+		}
+		if got := c.ResolveRetention(&c.Sources[1]); got != tc.db2 {
+			t.Errorf("%s: db2 %+v, want %+v", tc.name, got, tc.db2)
+		}
+	}
+}
+
+func TestRetentionErrors(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"negative window", "retention:\n  window: -1d\n" + good, "retention.window: must not be negative"},
+		{"negative min", "retention:\n  min_snapshots: -1\n" + good, "retention.min_snapshots: must not be negative"},
+		{"negative source keep_daily", withDB2("    retention:\n      keep_daily: -7\n"), "sources[1].retention.keep_daily: must not be negative"},
+		{"negative source keep_monthly", withDB2("    retention:\n      keep_monthly: -1\n"), "sources[1].retention.keep_monthly: must not be negative"},
+		{"negative keep", withDB2("    snapshot:\n      keep: -1\n"), "sources[1].snapshot: every, threads, chunk_rows and keep must not be negative"},
+		{"empty top", "retention: {}\n" + good, "retention: give window or keep_daily/keep_weekly/keep_monthly"},
+		{"zero top", "retention:\n  window: 0s\n  keep_daily: 0\n" + good, "retention: give window or keep_daily/keep_weekly/keep_monthly"},
+		{"empty source", withDB2("    retention: {}\n"), "sources[1].retention: give window or keep_daily/keep_weekly/keep_monthly"},
+		{"source zeroes top", "retention:\n  window: 14d\n" + withDB2("    retention:\n      window: 0s\n"), "sources[1].retention: give window or keep_daily/keep_weekly/keep_monthly"},
+		{"keep and top retention", "retention:\n  window: 14d\n" + withDB2("    snapshot:\n      keep: 3\n"),
+			"sources[1].snapshot.keep: cannot be combined with retention; use retention.min_snapshots instead"},
+		{"keep and source retention", withDB2("    snapshot:\n      keep: 3\n    retention:\n      window: 14d\n"),
+			"sources[1].snapshot.keep: cannot be combined with sources[1].retention; use retention.min_snapshots instead"},
+		{"unknown top key", "retention:\n  keep_yearly: 2\n" + good, `line 2: unknown key "keep_yearly" in retention`},
+		{"unknown source key", withDB2("    retention:\n      keep_yearly: 2\n"), `line 21: unknown key "keep_yearly" in a source's retention`},
+		{"bad int", withDB2("    retention:\n      keep_daily: seven\n"), `line 21: invalid value "seven" (want a whole number)`},
+		{"bad window", "retention:\n  window: fortnight\n" + good, `line 2: invalid duration "fortnight"`},
+		{"not a mapping", "retention: 14d\n" + good, `line 1: invalid value "14d" (want a mapping)`},
+		{"bad on_start", withDB2("    snapshot:\n      on_start: maybe\n"), `line 21: invalid value "maybe" (want true or false)`},
+	}
+	for _, tc := range cases {
+		_, err := Parse("u.yaml", []byte(tc.yaml))
+		if err == nil || !strings.HasPrefix(err.Error(), "u.yaml: "+tc.want) {
+			t.Errorf("%s: err=%v, want %q", tc.name, err, tc.want)
+		}
+	}
+	// an empty top-level block is fine when every source fills it in
+	y := "retention: {}\n" + strings.Replace(good, "    server_id: 9001\n", "    server_id: 9001\n    retention: {window: 1d}\n", 1) + "    retention: {keep_daily: 7}\n"
+	if _, err := Parse("u.yaml", []byte(y)); err != nil {
+		t.Errorf("empty top, sources fill it: %v", err)
+	}
+}
+
+func TestSnapshotOnStart(t *testing.T) {
+	for _, tc := range []struct {
+		lines string
+		want  bool
+	}{
+		{"", true},
+		{"    snapshot:\n      every: 1d\n", true},
+		{"    snapshot:\n      on_start: true\n", true},
+		{"    snapshot:\n      on_start: false\n", false},
+	} {
+		c, err := Parse("u.yaml", []byte(withDB2(tc.lines)))
+		if err != nil {
+			t.Errorf("%q: %v", tc.lines, err)
+			continue
+		}
+		st, err := c.ResolveSnapshot(&c.Sources[1])
+		if err != nil || st.OnStart != tc.want {
+			t.Errorf("%q: on_start=%v err=%v, want %v", tc.lines, st.OnStart, err, tc.want)
+		}
 	}
 }

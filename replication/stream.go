@@ -69,29 +69,7 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 			dc.streaming()
 		}
 	}}
-	syncer := gmrepl.NewBinlogSyncer(gmrepl.BinlogSyncerConfig{
-		Dialer:          dial,
-		ServerID:        src.ServerID,
-		Flavor:          mysql.MariaDBFlavor,
-		Host:            src.Host,
-		Port:            uint16(src.Port),
-		User:            src.User,
-		Password:        src.Password,
-		Localhost:       "understudy",
-		TLSConfig:       src.TLS,
-		SemiSyncEnabled: src.SemiSync,
-		RawModeEnabled:  true,
-		HeartbeatPeriod: hb,
-		// No per-packet read deadline: setting one costs two clock reads
-		// and a syscall per event. The watchdog below detects silence.
-		ReadTimeout:             0,
-		DisableRetrySync:        true,
-		VerifyChecksum:          true,
-		DumpCommandFlag:         gmrepl.BINLOG_SEND_ANNOTATE_ROWS_EVENT,
-		EventCacheCount:         1,
-		Logger:                  slog.New(warnOnly{log.Handler()}),
-		SynchronousEventHandler: &hd,
-	})
+	syncer := newSyncer(src, hb, dial, log, &hd)
 	defer syncer.Close()
 	streamer, err := syncer.StartSyncGTID(gset)
 	if err != nil {
@@ -213,3 +191,32 @@ func (h warnOnly) Handle(ctx context.Context, r slog.Record) error {
 func (h warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{h.Handler.WithAttrs(as)} }
 
 func (h warnOnly) WithGroup(name string) slog.Handler { return warnOnly{h.Handler.WithGroup(name)} }
+
+// newSyncer is the go-mysql replica every connection of understudy uses:
+// raw mode (the bytes are archived, not decoded), CRC32s verified, ANNOTATE
+// events requested, no retries of its own.
+func newSyncer(src understudy.Source, hb time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error), log *slog.Logger, h gmrepl.EventHandler) *gmrepl.BinlogSyncer {
+	return gmrepl.NewBinlogSyncer(gmrepl.BinlogSyncerConfig{
+		Dialer:          dial,
+		ServerID:        src.ServerID,
+		Flavor:          mysql.MariaDBFlavor,
+		Host:            src.Host,
+		Port:            uint16(src.Port),
+		User:            src.User,
+		Password:        src.Password,
+		Localhost:       "understudy",
+		TLSConfig:       src.TLS,
+		SemiSyncEnabled: src.SemiSync,
+		RawModeEnabled:  true,
+		HeartbeatPeriod: hb,
+		// No per-packet read deadline: setting one costs two clock reads
+		// and a syscall per event. Stream's watchdog detects silence.
+		ReadTimeout:             0,
+		DisableRetrySync:        true,
+		VerifyChecksum:          true,
+		DumpCommandFlag:         gmrepl.BINLOG_SEND_ANNOTATE_ROWS_EVENT,
+		EventCacheCount:         1,
+		Logger:                  slog.New(warnOnly{log.Handler()}),
+		SynchronousEventHandler: h,
+	})
+}

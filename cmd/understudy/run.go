@@ -64,7 +64,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 		}
 		a := archiver.New(src, cfg.SourceDir(src.Name), log, metrics)
 		if cfg.Archive.SyncInterval > 0 {
-			a.SyncInterval = cfg.Archive.SyncInterval
+			a.SyncInterval = cfg.Archive.SyncInterval.D()
 		}
 		a.MaxFileSize = int64(cfg.Archive.MaxFileSize)
 		a.UntilCaughtUp = o.untilCaughtUp
@@ -215,7 +215,7 @@ func newBinlogServer(cfg *config.Config, s *config.Source, stop understudy.StopP
 // from the newest one, until ctx ends. Failures are logged and retried at
 // the next turn.
 func scheduleSnapshots(ctx context.Context, cfg *config.Config, s *config.Source, log *slog.Logger) {
-	every := s.Snapshot.Every
+	every := s.Snapshot.Every.D()
 	for {
 		wait := min(30*time.Second, every) // let the archiver connect first
 		if list, err := snapshot.List(cfg.SnapshotDir(s.Name)); err == nil && len(list) > 0 {
