@@ -32,11 +32,21 @@ func Export(a *Archive, outDir string, stop understudy.StopPoint) (ExportResult,
 	if err := stop.Validate(); err != nil {
 		return res, err
 	}
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
+	// One generation only: an export never crosses a gap.
+	span, err := a.SpanFor(stop)
+	if err != nil {
 		return res, err
 	}
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return res, err
+	}
+	release, err := a.Hold(span.Files[0])
+	if err != nil {
+		return res, err
+	}
+	defer release()
 	reached := understudy.Position{}
-	for _, fi := range a.Files() {
+	for _, fi := range span.Files {
 		if res.Reached {
 			break
 		}
@@ -74,7 +84,7 @@ func Export(a *Archive, outDir string, stop understudy.StopPoint) (ExportResult,
 
 func exportFile(r *FileReader, recs []Record, path string, stop understudy.StopPoint, reached *understudy.Position, res *ExportResult) (int64, error) {
 	tmp := path + tmpSuffix
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return 0, err
 	}

@@ -135,6 +135,49 @@ func (a *Archive) DescribeSpans() string {
 	return "the archive holds " + strings.Join(parts, "; ")
 }
 
+// ErrNotHeld means a stop point lies outside what the archive holds.
+var ErrNotHeld = errors.New("not in the archive")
+
+// SpanFor returns the span (generation) that holds the stop point, so that
+// a reader never walks across a gap: for no stop point the newest span;
+// for --until-gtid the span whose end contains the point and whose start
+// it contains; for --before-gtid the span holding that transaction; for
+// --until-time the span whose first and last commits enclose that time. A point the archive does not hold is an ErrNotHeld
+// that names what it holds.
+func (a *Archive) SpanFor(stop understudy.StopPoint) (Span, error) {
+	spans := a.Spans()
+	if len(spans) == 0 {
+		return Span{}, fmt.Errorf("%w: the archive is empty", ErrNotHeld)
+	}
+	switch {
+	case !stop.UntilGTID.IsZero():
+		for i := len(spans) - 1; i >= 0; i-- {
+			if s := spans[i]; stop.UntilGTID.ContainsPosition(s.Start) && s.End.ContainsPosition(stop.UntilGTID) {
+				return s, nil
+			}
+		}
+	case !stop.BeforeGTID.IsZero():
+		for i := len(spans) - 1; i >= 0; i-- {
+			if s := spans[i]; !s.Start.Contains(stop.BeforeGTID) && s.End.Contains(stop.BeforeGTID) {
+				return s, nil
+			}
+		}
+	case !stop.UntilTime.IsZero():
+		// Between two generations' commits lie the purged transactions,
+		// whose commit times are unknown: only times within a span's
+		// commits are held.
+		t := stop.UntilTime.Unix()
+		for i := len(spans) - 1; i >= 0; i-- {
+			if s := spans[i]; s.Transactions > 0 && int64(s.FirstTime) <= t && t <= int64(s.LastTime) {
+				return s, nil
+			}
+		}
+	default:
+		return spans[len(spans)-1], nil
+	}
+	return Span{}, fmt.Errorf("%w: the point (%s) is not in the archive; %s", ErrNotHeld, stop, a.DescribeSpans())
+}
+
 // CheckContinuity reports a break between consecutive files that is not a
 // recorded gap between generations: within a generation every file starts
 // where the previous one ended.
