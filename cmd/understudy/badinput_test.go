@@ -16,10 +16,13 @@ import (
 
 // runUntilError runs an archiver for src until its status shows an error
 // containing want, and returns that status.
-func runUntilError(t *testing.T, src understudy.Source, dir string, want string) understudy.SourceStatus {
+func runUntilError(t *testing.T, src understudy.Source, dir string, want string, setup ...func(*archiver.Archiver)) understudy.SourceStatus {
 	t.Helper()
 	a := archiver.New(src, dir, newLogger(testWriter{t}, false, false), nil)
 	a.MaxBackoff = 500 * time.Millisecond
+	for _, f := range setup {
+		f(a)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -118,8 +121,10 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
-// TestPurgedBinlog: when the primary purged binlogs the archive still
-// needs, understudy says so loudly and archives nothing after the gap.
+// TestPurgedBinlog: with archive.on_gap: stop, when the primary purged
+// binlogs the archive still needs, understudy says so loudly and archives
+// nothing after the gap (the default, a new generation, is tested in
+// package archiver and in TestGapGeneration).
 func TestPurgedBinlog(t *testing.T) {
 	p := startPrimary(t, 1, 0)
 	dir := t.TempDir()
@@ -134,7 +139,7 @@ func TestPurgedBinlog(t *testing.T) {
 	purgeBinlogs(t, p)
 	p.Exec(t, "INSERT INTO app.t VALUES (2)")
 	src := testSrc(p, replUser, replPassword, 9600)
-	st := runUntilError(t, src, filepath.Join(dir, "archive", "db"), "needed binlog purged on the primary")
+	st := runUntilError(t, src, filepath.Join(dir, "archive", "db"), "needed binlog purged on the primary", func(a *archiver.Archiver) { a.GapMode = archiver.GapStop })
 	if st.State != understudy.StateError {
 		t.Fatalf("state %s, want error", st.State)
 	}
