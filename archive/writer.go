@@ -451,6 +451,10 @@ func (w *Writer) Begin(ev []byte, g understudy.GTID) error {
 	return w.bin.WriteEvent(ev)
 }
 
+// activePath is the path of the active file (its *os.File may carry the
+// temporary name it was created under).
+func (w *Writer) activePath() string { return filepath.Join(w.dir, FileName(w.num)) }
+
 // dueLocked reports whether the active file should be sealed at this
 // transaction boundary: it is full, or it holds transactions and is older
 // than the maximum age.
@@ -590,14 +594,14 @@ func (w *Writer) Sync() error {
 	}
 	if err := w.bw.Flush(); err != nil {
 		w.mu.Unlock()
-		return fmt.Errorf("write %s: %w", w.f.Name(), unwrapPath(err))
+		return fmt.Errorf("write %s: %w", w.activePath(), unwrapPath(err))
 	}
-	f, idx, pending := w.f, w.idx, w.pendingIdx
+	f, idx, pending, path := w.f, w.idx, w.pendingIdx, w.activePath()
 	w.pendingIdx = nil
 	d := w.durableLocked()
 	w.mu.Unlock()
 
-	if err := syncFiles(f, idx, pending); err != nil {
+	if err := syncFiles(f, path, idx, pending); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -612,9 +616,9 @@ func (w *Writer) syncHeld() error {
 		return nil
 	}
 	if err := w.bw.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", w.f.Name(), unwrapPath(err))
+		return fmt.Errorf("write %s: %w", w.activePath(), unwrapPath(err))
 	}
-	if err := syncFiles(w.f, w.idx, w.pendingIdx); err != nil {
+	if err := syncFiles(w.f, w.activePath(), w.idx, w.pendingIdx); err != nil {
 		return err
 	}
 	w.pendingIdx = nil
@@ -634,9 +638,9 @@ func (w *Writer) markDurable(d Durable) {
 
 // syncFiles makes a binlog file durable, then appends index records to its
 // index and makes that durable.
-func syncFiles(f, idx *os.File, records []byte) error {
+func syncFiles(f *os.File, path string, idx *os.File, records []byte) error {
 	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-		return &SyncError{Path: f.Name(), Err: err}
+		return &SyncError{Path: path, Err: err}
 	}
 	if len(records) == 0 {
 		return nil
@@ -676,7 +680,7 @@ func (w *Writer) seal() error {
 	}
 	name := FileName(w.num)
 	if err := w.f.Truncate(w.committed); err != nil { // drops bytes of an aborted open transaction
-		return fmt.Errorf("seal %s: %w", w.f.Name(), unwrapPath(err))
+		return fmt.Errorf("seal %s: %w", w.activePath(), unwrapPath(err))
 	}
 	fi := FileInfo{
 		Name: name, Size: w.committed, StartPosition: w.start, EndPosition: w.pos,

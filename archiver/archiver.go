@@ -615,6 +615,7 @@ func (a *Archiver) flusher(ctx context.Context, w *archive.Writer, fail context.
 		case <-tick.C: // a safety net; Sync is a no-op when nothing is new
 		}
 		st := time.Now()
+		before := w.Durable()
 		if err := w.Sync(); err != nil {
 			var se *archive.SyncError
 			if errors.As(err, &se) {
@@ -630,6 +631,8 @@ func (a *Archiver) flusher(ctx context.Context, w *archive.Writer, fail context.
 		}
 		if err := w.SealError(); err != nil {
 			a.endSession(err)
+		} else if d := w.Durable(); d.File != before.File || d.Offset != before.Offset {
+			a.noteDiskBack() // something new is durable: the disk has room
 		}
 		a.observeSync(w, time.Since(st))
 		if a.SyncInterval > 0 {
