@@ -198,6 +198,11 @@ func (st *stream) run() error {
 				return err
 			}
 			if moved {
+				// A new generation after a gap: the replica cannot go on
+				// without the purged transactions.
+				if !st.sent.ContainsPosition(st.c.Start()) {
+					return gtidError("the archive of source %s has a gap after %q: the primary purged transactions before they were archived, and the next archived file (%s) begins at %q. Rebuild this replica from a snapshot taken after the gap", st.h.srv.cfg.Source, st.sent.String(), st.c.Name(), st.c.Start().String())
+				}
 				if err := st.sendRotate(st.c.Name(), false); err != nil {
 					return err
 				}
