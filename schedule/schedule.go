@@ -121,7 +121,7 @@ const (
 // next says which snapshot is due next and when: a base snapshot at once
 // (after a failure, at retryAt) when the current generation has none, and
 // a scheduled one Every after the newest snapshot, but not before
-// FirstWait has passed since start. kind is "" when none is due.
+// FirstWait (or Every, if shorter) has passed since start. kind is "" when none is due.
 func (s *Snapshotter) next(now, started, retryAt time.Time) (kind string, at time.Time) {
 	snaps, err := s.List()
 	if err != nil {
@@ -136,7 +136,7 @@ func (s *Snapshotter) next(now, started, retryAt time.Time) (kind string, at tim
 	if s.Every <= 0 {
 		return "", time.Time{}
 	}
-	at = started.Add(s.FirstWait)
+	at = started.Add(min(s.FirstWait, s.Every))
 	if len(snaps) > 0 {
 		at = maxTime(at, snaps[len(snaps)-1].Manifest.Started.Add(s.Every))
 	}
