@@ -152,6 +152,12 @@ func (a *Archiver) Writer() *archive.Writer {
 
 func (a *Archiver) setState(st understudy.State, err error) {
 	a.mu.Lock()
+	if st == understudy.StateStreaming && a.diskFull {
+		// Connected again, but nothing is durable until the disk has
+		// room: the state stays error until a sync succeeds.
+		a.mu.Unlock()
+		return
+	}
 	a.status.State = st
 	if err != nil {
 		now := time.Now().UTC()
@@ -348,6 +354,9 @@ func (a *Archiver) noteDiskBack() {
 	a.mu.Unlock()
 	if was {
 		a.Log.Info("archive disk has space again; archiving resumes")
+		if a.Writer() != nil {
+			a.setState(understudy.StateStreaming, nil)
+		}
 	}
 }
 
