@@ -85,8 +85,8 @@ func TestGenerationsAndGap(t *testing.T) {
 		{understudy.StopPoint{UntilGTID: pos(t, "3-7-7")}, 2},
 		{understudy.StopPoint{BeforeGTID: understudy.GTID{Domain: 3, ServerID: 7, Seq: 3}}, 1},
 		{understudy.StopPoint{BeforeGTID: understudy.GTID{Domain: 3, ServerID: 7, Seq: 4}}, 0}, // in the gap
-		{understudy.StopPoint{UntilGTID: pos(t, "3-7-4")}, 0},                                   // in the gap
-		{understudy.StopPoint{UntilGTID: pos(t, "3-7-9")}, 0},                                   // beyond
+		{understudy.StopPoint{UntilGTID: pos(t, "3-7-4")}, 0},                                  // in the gap
+		{understudy.StopPoint{UntilGTID: pos(t, "3-7-9")}, 0},                                  // beyond
 	} {
 		s, err := a.SpanFor(tc.stop)
 		if tc.gen == 0 {
@@ -98,6 +98,9 @@ func TestGenerationsAndGap(t *testing.T) {
 		if err != nil || s.Generation != tc.gen {
 			t.Fatalf("%s: span %d, err %v; want generation %d", tc.stop, s.Generation, err, tc.gen)
 		}
+	}
+	if rep, err := Verify(a); err != nil || len(rep.Problems) > 0 || rep.Transactions != 6 {
+		t.Fatalf("verify of an archive with a recorded gap: %+v, %v", rep, err)
 	}
 	// An export never crosses the gap.
 	res, err := Export(a, t.TempDir(), understudy.StopPoint{})
@@ -111,6 +114,9 @@ func TestGenerationsAndGap(t *testing.T) {
 	a, _ = Open(dir)
 	if err := a.CheckContinuity(); !errors.Is(err, understudy.ErrGap) {
 		t.Fatalf("unrecorded break: %v, want ErrGap", err)
+	}
+	if rep, _ := Verify(a); len(rep.Problems) == 0 {
+		t.Fatal("verify found no problem in a break that is not a recorded gap")
 	}
 }
 

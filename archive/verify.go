@@ -24,8 +24,10 @@ type VerifyReport struct {
 
 // Verify reads the whole archive: every event's CRC32, every sealed file's
 // sha256 against the manifest, the index against the data, and GTID
-// continuity: each file starts where the previous ended, and within a
-// domain sequence numbers only grow.
+// continuity: within a generation each file starts where the previous
+// ended, and within a domain sequence numbers only grow. A generation
+// begins at its recorded start position; the gap before it is history
+// (see Archive.Gaps), not a problem.
 func Verify(a *Archive) (VerifyReport, error) {
 	var rep VerifyReport
 	problem := func(file, format string, args ...any) {
@@ -33,12 +35,22 @@ func Verify(a *Archive) (VerifyReport, error) {
 	}
 	files := a.Files()
 	pos := understudy.Position{}
+	starts := map[string]Generation{}
+	for _, g := range a.Generations() {
+		starts[g.FirstFile] = g
+	}
 	for i, fi := range files {
 		rep.Files++
-		if i > 0 && !fi.StartPosition.Equal(files[i-1].EndPosition) {
+		newGen := i > 0 && fi.Generation != files[i-1].Generation
+		switch {
+		case newGen:
+			if g, ok := starts[fi.Name]; !ok || !g.StartPosition.Equal(fi.StartPosition) {
+				problem(fi.Name, "%v: generation %d begins here at %q, but the manifest records no such start", understudy.ErrGap, fi.Generation, fi.StartPosition.String())
+			}
+		case i > 0 && !fi.StartPosition.Equal(files[i-1].EndPosition):
 			problem(fi.Name, "%v: starts at %q but %s ends at %q", understudy.ErrGap, fi.StartPosition.String(), files[i-1].Name, files[i-1].EndPosition.String())
 		}
-		if i == 0 {
+		if i == 0 || newGen {
 			pos = fi.StartPosition
 		}
 		path := filepath.Join(a.Dir(), fi.Name)

@@ -56,7 +56,7 @@ type Writer struct {
 	// sealErr is the sealer's first failure: files sealed after it are not
 	// recorded either, so that the manifest stays in file order; the next
 	// recovery (Reopen, or a restart) records them all.
-	sealErr error
+	sealErr    error
 	sealq      chan FileInfo
 	sealing    sync.WaitGroup
 	recovering bool // seal synchronously

@@ -10,7 +10,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +22,7 @@ import (
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/binlogserver"
+	"github.com/understudy-db/understudy/history"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -61,6 +61,8 @@ type Result struct {
 	Position     understudy.Position `json:"gtid_position"`
 	Transactions int64               `json:"transactions_replayed"`
 	Resumed      bool                `json:"resumed"`
+	// Generation is the archive generation restored from.
+	Generation int `json:"generation"`
 	// Verified counts chunk checksums compared when the point is the
 	// snapshot's position (-1: not applicable).
 	Verified int           `json:"chunks_verified"`
@@ -93,26 +95,25 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := checkContinuity(a); err != nil {
+	if err := a.CheckContinuity(); err != nil {
 		return res, err
 	}
 	snaps, err := snapshot.List(o.SnapshotRoot)
 	if err != nil {
 		return res, err
 	}
-	if o.SnapshotID != "" {
-		var only []snapshot.Listed
-		for _, l := range snaps {
-			if l.Manifest.ID == o.SnapshotID {
-				only = append(only, l)
-			}
-		}
-		if len(only) == 0 {
-			return res, fmt.Errorf("there is no snapshot %s (see `understudy snapshots`)", o.SnapshotID)
-		}
-		snaps = only
+	if o.SnapshotID != "" && !hasSnapshot(snaps, o.SnapshotID) {
+		return res, fmt.Errorf("there is no snapshot %s (see `understudy snapshots`)", o.SnapshotID)
 	}
-	snap, err := chooseSnapshot(snaps, o.Stop, a)
+	// Only a point inside a restore window can be restored: never across a
+	// gap, never from a snapshot whose binlogs are gone.
+	tl := history.NewTimeline(o.Source, a, snaps)
+	wi, err := tl.Locate(o.Stop, o.SnapshotID)
+	if err != nil {
+		return res, err
+	}
+	win := tl.Windows[wi]
+	snap, err := chooseSnapshot(snaps, o.Stop, tl, wi, o.SnapshotID)
 	if err != nil {
 		return res, err
 	}
@@ -122,13 +123,26 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	defer release()
 	m := snap.Manifest
-	res.Snapshot, res.SnapshotPos = m.ID, m.Position
+	res.Snapshot, res.SnapshotPos, res.Generation = m.ID, m.Position, win.Generation
 	if o.Users && m.Users == "" {
 		return res, fmt.Errorf("--users: snapshot %s has no accounts (it was taken without snapshot.users: true)", m.ID)
 	}
-	end, txs, ids, err := plan(a, m.Position, o.Stop)
-	if err != nil {
-		return res, err
+	end, txs, ids := m.Position, int64(0), map[uint32]bool{}
+	if !win.PointOnly {
+		files, err := replayFiles(a, win.Generation, m.Position)
+		if err != nil {
+			return res, err
+		}
+		// The first file the replay needs, and with it every later one, is
+		// not pruned while restored.
+		releaseFiles, err := a.Hold(files[0])
+		if err != nil {
+			return res, fmt.Errorf("archived file %s: %w", files[0].Name, err)
+		}
+		defer releaseFiles()
+		if end, txs, ids, err = plan(a, files, m.Position, o.Stop); err != nil {
+			return res, err
+		}
 	}
 	res.Position, res.Transactions = end, txs
 
@@ -165,7 +179,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if len(existing) > 0 && !o.Force && !resuming {
 		return res, fmt.Errorf("target %s already has databases %s: restore refuses to overwrite them without --force", o.TargetAddr, strings.Join(existing, ", "))
 	}
-	o.Log.Info("restore plan", "snapshot", m.ID, "snapshot_position", m.Position.String(), "stop", o.Stop.String(),
+	o.Log.Info("restore plan", "generation", win.Generation, "snapshot", m.ID, "snapshot_position", m.Position.String(), "stop", o.Stop.String(),
 		"target_position", end.String(), "transactions", txs, "databases", dbs, "resuming", resuming)
 
 	// Load (again, unless an interrupted run of this restore loaded it;
@@ -219,65 +233,104 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	return res, saveState(stPath, st)
 }
 
-// checkContinuity refuses an archive with a gap between files.
-func checkContinuity(a *archive.Archive) error {
-	files := a.Files()
-	for i := 1; i < len(files); i++ {
-		if !files[i].StartPosition.Equal(files[i-1].EndPosition) {
-			return fmt.Errorf("%w: %s ends at %s but %s starts at %s", understudy.ErrGap, files[i-1].Name, files[i-1].EndPosition, files[i].Name, files[i].StartPosition)
+func hasSnapshot(snaps []snapshot.Listed, id string) bool {
+	for _, l := range snaps {
+		if l.Manifest.ID == id {
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
-// chooseSnapshot picks the newest snapshot at or before the stop point.
-func chooseSnapshot(snaps []snapshot.Listed, stop understudy.StopPoint, a *archive.Archive) (snapshot.Listed, error) {
-	if len(snaps) == 0 {
-		return snapshot.Listed{}, errors.New("there is no snapshot to restore from: take one with `understudy snapshot`")
-	}
+// chooseSnapshot picks the snapshot to restore from: the newest one at or
+// before the stop point that lies in window wi of the timeline (the window
+// that holds the point), so that the replay never crosses a gap nor needs
+// binlogs that are gone. With id, that snapshot, if it qualifies.
+func chooseSnapshot(snaps []snapshot.Listed, stop understudy.StopPoint, tl history.Timeline, wi int, id string) (snapshot.Listed, error) {
+	win := tl.Windows[wi]
 	for i := len(snaps) - 1; i >= 0; i-- {
 		m := snaps[i].Manifest
-		ok := true
-		switch {
-		case !stop.UntilGTID.IsZero():
-			ok = stop.UntilGTID.ContainsPosition(m.Position)
-		case !stop.BeforeGTID.IsZero():
-			ok = !m.Position.Contains(stop.BeforeGTID)
-		case !stop.UntilTime.IsZero():
-			ok = !m.Started.After(stop.UntilTime)
+		if id != "" && m.ID != id {
+			continue
 		}
-		if ok {
-			return snaps[i], nil
+		if j, ok := tl.WindowOf[m.ID]; !ok || j != wi {
+			if id != "" {
+				return snapshot.Listed{}, fmt.Errorf("snapshot %s cannot restore the point %s: the point lies in the restore window %s of generation %d, and the snapshot is not in it (%s)",
+					id, stop, win, win.Generation, describeWindowOf(tl, m.ID))
+			}
+			continue
 		}
+		if !atOrBefore(m, stop) {
+			if id != "" {
+				return snapshot.Listed{}, fmt.Errorf("the point %s is older than snapshot %s (taken at %s, GTID position %s)",
+					stop, m.ID, m.Started.UTC().Format(time.RFC3339), m.Position)
+			}
+			continue
+		}
+		return snaps[i], nil
 	}
-	return snapshot.Listed{}, fmt.Errorf("the point (%s) is older than the oldest snapshot (%s at %s, GTID position %s)",
-		stop, snaps[0].Manifest.ID, snaps[0].Manifest.Started.Format(time.RFC3339), snaps[0].Manifest.Position)
+	// Locate found the window by its oldest snapshot, which is at or
+	// before the point: not reached.
+	return snapshot.Listed{}, fmt.Errorf("no snapshot of the restore window %s is at or before the point %s", win, stop)
 }
 
-// plan walks the archive's index from the snapshot's position to the stop
-// point: the position the target will end at, the number of transactions
-// to replay and the server_ids they carry.
-func plan(a *archive.Archive, from understudy.Position, stop understudy.StopPoint) (understudy.Position, int64, map[uint32]bool, error) {
-	files := a.Files()
-	start := -1
-	for i := len(files) - 1; i >= 0; i-- {
-		if from.ContainsPosition(files[i].StartPosition) {
-			start = i
-			break
+func describeWindowOf(tl history.Timeline, id string) string {
+	j, ok := tl.WindowOf[id]
+	if !ok {
+		return "it is in no window"
+	}
+	w := tl.Windows[j]
+	if w.PointOnly {
+		return "its binlogs are not in the archive: it restores to its own position only"
+	}
+	return fmt.Sprintf("it is in the window %s of generation %d", w, w.Generation)
+}
+
+// atOrBefore reports whether the snapshot is at or before the stop point.
+func atOrBefore(m *snapshot.Manifest, stop understudy.StopPoint) bool {
+	switch {
+	case !stop.UntilGTID.IsZero():
+		return stop.UntilGTID.ContainsPosition(m.Position)
+	case !stop.BeforeGTID.IsZero():
+		return !m.Position.Contains(stop.BeforeGTID)
+	case !stop.UntilTime.IsZero():
+		return !m.Started.After(stop.UntilTime)
+	}
+	return true
+}
+
+// replayFiles returns the archived files a replay from the position from
+// reads: from the newest file of generation gen whose start position from
+// contains, to the generation's last file. Files of other generations are
+// never included.
+func replayFiles(a *archive.Archive, gen int, from understudy.Position) ([]archive.FileInfo, error) {
+	var files []archive.FileInfo
+	for _, fi := range a.Files() {
+		if fi.Generation == gen {
+			files = append(files, fi)
 		}
 	}
-	if start < 0 {
-		return from, 0, nil, fmt.Errorf("%w: the archive starts at %s, after the snapshot's position %s", understudy.ErrGap, files[0].StartPosition, from)
+	for i := len(files) - 1; i >= 0; i-- {
+		if from.ContainsPosition(files[i].StartPosition) {
+			return files[i:], nil
+		}
 	}
-	if !stop.UntilGTID.IsZero() && !a.Position().ContainsPosition(stop.UntilGTID) {
-		return from, 0, nil, fmt.Errorf("the point %s is beyond the archive, which ends at %s", stop.UntilGTID, a.Position())
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w: generation %d of the archive has no file", understudy.ErrGap, gen)
 	}
-	if !stop.UntilTime.IsZero() && int64(a.LastTime()) < stop.UntilTime.Unix() {
-		return from, 0, nil, fmt.Errorf("the point %s is beyond the archive: its last transaction was committed at %s; restore without a point to get everything archived",
-			stop.UntilTime.UTC().Format(time.RFC3339), time.Unix(int64(a.LastTime()), 0).UTC().Format(time.RFC3339))
+	return nil, fmt.Errorf("%w: the archive starts at %s, after the snapshot's position %s", understudy.ErrGap, files[0].StartPosition, from)
+}
+
+// plan walks the index of files (see replayFiles) from the snapshot's
+// position to the stop point: the position the target will end at, the
+// number of transactions to replay and the server_ids they carry.
+func plan(a *archive.Archive, files []archive.FileInfo, from understudy.Position, stop understudy.StopPoint) (understudy.Position, int64, map[uint32]bool, error) {
+	end := files[len(files)-1].EndPosition
+	if !stop.UntilGTID.IsZero() && !end.ContainsPosition(stop.UntilGTID) {
+		return from, 0, nil, fmt.Errorf("the point %s is beyond the archive, which ends at %s", stop.UntilGTID, end)
 	}
 	reached, n, ids := from, int64(0), map[uint32]bool{}
-	for _, fi := range files[start:] {
+	for _, fi := range files {
 		recs, err := a.Records(fi)
 		if err != nil {
 			return from, 0, nil, err
@@ -298,7 +351,7 @@ func plan(a *archive.Archive, from understudy.Position, stop understudy.StopPoin
 		}
 	}
 	if !stop.BeforeGTID.IsZero() {
-		return from, 0, nil, fmt.Errorf("GTID %s is not in the archive after the snapshot's position %s (the archive ends at %s)", stop.BeforeGTID, from, a.Position())
+		return from, 0, nil, fmt.Errorf("GTID %s is not in the archive after the snapshot's position %s (the archive ends at %s)", stop.BeforeGTID, from, end)
 	}
 	return reached, n, ids, nil
 }

@@ -229,9 +229,12 @@ func VerifyFiles(dir string, m *Manifest) []string {
 }
 
 // Hold marks the snapshot in dir as in use (a shared lock on its
-// manifest) until release is called: Prune leaves it alone meanwhile.
+// manifest) until release is called: Prune and Remove leave it alone
+// meanwhile. A snapshot removed while the lock was awaited is reported as
+// not existing (os.ErrNotExist).
 func Hold(dir string) (release func(), err error) {
-	f, err := os.Open(filepath.Join(dir, ManifestName))
+	path := filepath.Join(dir, ManifestName)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -239,14 +242,17 @@ func Hold(dir string) (release func(), err error) {
 		f.Close()
 		return nil, err
 	}
+	held, err1 := f.Stat()
+	now, err2 := os.Stat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
+		f.Close()
+		return nil, &os.PathError{Op: "hold", Path: dir, Err: os.ErrNotExist}
+	}
 	return func() { f.Close() }, nil
 }
 
 // Prune removes all but the keep newest complete snapshots under root and
 // returns the IDs removed. A snapshot in use (see Hold) is kept for now.
-// Each is first renamed to NAME.partial, so that a crash while it is being
-// deleted leaves nothing that looks complete (the next Take removes the
-// rest).
 func Prune(root string, keep int) ([]string, error) {
 	if keep <= 0 {
 		return nil, nil
@@ -257,30 +263,47 @@ func Prune(root string, keep int) ([]string, error) {
 	}
 	var removed []string
 	for _, l := range list[:max(0, len(list)-keep)] {
-		f, err := os.Open(filepath.Join(l.Dir, ManifestName))
+		ok, err := Remove(l.Dir)
+		if ok {
+			removed = append(removed, l.Manifest.ID)
+		}
+		if errors.Is(err, os.ErrNotExist) && !ok {
+			continue // removed since it was listed
+		}
 		if err != nil {
 			return removed, err
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				continue // a restore or verify is reading it
-			}
-			return removed, err
-		}
-		doomed := l.Dir + partialSuffix
-		err = os.Rename(l.Dir, doomed)
-		f.Close()
-		if err != nil {
-			return removed, err
-		}
-		if err := archive.SyncDir(root); err != nil {
-			return removed, err
-		}
-		if err := os.RemoveAll(doomed); err != nil {
-			return removed, err
-		}
-		removed = append(removed, l.Manifest.ID)
 	}
 	return removed, nil
+}
+
+// Remove removes the complete snapshot in dir, unless it is in use (see
+// Hold): then removed is false and err nil. It is first renamed to
+// NAME.partial and the parent directory fsynced, so that a crash while it
+// is being deleted leaves nothing that looks complete (the next Take
+// removes the rest). removed is true as soon as the snapshot is no longer
+// listed, even if deleting its files then failed.
+func Remove(dir string) (removed bool, err error) {
+	f, err := os.Open(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return false, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, nil // a restore or verify is reading it
+		}
+		return false, err
+	}
+	doomed := dir + partialSuffix
+	err = os.Rename(dir, doomed)
+	f.Close()
+	if err != nil {
+		return false, err
+	}
+	// From here on the snapshot is no longer listed: removed is true.
+	if err := archive.SyncDir(filepath.Dir(dir)); err != nil {
+		return true, err
+	}
+	return true, os.RemoveAll(doomed)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/history"
 )
 
 type exportOptions struct {
@@ -44,6 +45,10 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	a, err := archive.Open(cfg.SourceDir(o.source))
 	if err != nil {
 		return err
+	}
+	// Refused before anything is written.
+	if err := history.CheckArchived(a, stop); err != nil {
+		return fmt.Errorf("source %s: %w", o.source, err)
 	}
 	res, err := archive.Export(a, o.dir, stop)
 	if err != nil {

@@ -28,6 +28,10 @@ Usage:
   understudy run    --config understudy.yaml [--until-caught-up]
                                                  archive every source until SIGTERM
   understudy status --config understudy.yaml [--json]
+  understudy info   --config understudy.yaml [--source NAME] [--json]
+                                                 generations, gaps, restore windows, snapshots, disk
+  understudy prune  --config understudy.yaml [--source NAME] [--dry-run] [--json]
+                                                 apply retention (run does it by itself)
   understudy serve  --config understudy.yaml --source NAME [--listen ADDR]
                     [--until-gtid G | --until-time T | --before-gtid G]
   understudy snapshot  --config understudy.yaml --source NAME [--threads N] [--json]
@@ -65,6 +69,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "info":
+		err = cmdInfo(ctx, args[1:], stdout, stderr)
+	case "prune":
+		err = cmdPrune(ctx, args[1:], stdout, stderr)
 	case "serve":
 		err = cmdServe(ctx, args[1:], stdout, stderr)
 	case "snapshot":

@@ -18,10 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/archiver"
 	"github.com/understudy-db/understudy/binlogserver"
 	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/replication"
+	"github.com/understudy-db/understudy/schedule"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -67,6 +69,10 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			a.SyncInterval = cfg.Archive.SyncInterval.D()
 		}
 		a.MaxFileSize = int64(cfg.Archive.MaxFileSize)
+		a.MaxFileAge = cfg.Archive.FileAge()
+		a.StartMode, a.GapMode = cfg.Archive.StartMode(), cfg.Archive.GapMode()
+		minFree := cfg.Archive.MinFreeSpace()
+		a.LowDisk, a.MinFree = minFree.Below, minFree.String()
 		a.UntilCaughtUp = o.untilCaughtUp
 		archivers = append(archivers, a)
 		if cfg.Sources[i].Serve != nil && !o.untilCaughtUp {
@@ -96,7 +102,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			w.Header().Set("Content-Type", "application/json")
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
-			enc.Encode(statuses(archivers))
+			enc.Encode(statuses(cfg, archivers))
 		})
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
@@ -121,16 +127,10 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			serveErrs[i] = srv.Serve(ctx, ln)
 		}()
 	}
-	for i := range cfg.Sources {
-		s := &cfg.Sources[i]
-		if s.Snapshot == nil || s.Snapshot.Every <= 0 || o.untilCaughtUp {
-			continue
+	if !o.untilCaughtUp {
+		for i := range cfg.Sources {
+			startSchedules(ctx, &wg, cfg, &cfg.Sources[i], archivers[i], log)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			scheduleSnapshots(ctx, cfg, s, log)
-		}()
 	}
 	errs := make([]error, len(archivers))
 	for i, a := range archivers {
@@ -148,10 +148,15 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	return errors.Join(append(errs, serveErrs...)...)
 }
 
-func statuses(as []*archiver.Archiver) []understudy.SourceStatus {
+func statuses(cfg *config.Config, as []*archiver.Archiver) []understudy.SourceStatus {
 	out := make([]understudy.SourceStatus, len(as))
 	for i, a := range as {
 		out[i] = a.Status()
+		ws, _, err := sourceWindows(cfg, a.Source.Name)
+		if err != nil {
+			out[i].Warnings = append(out[i].Warnings, "restore windows: "+err.Error())
+		}
+		out[i].RestoreWindows = ws
 	}
 	return out
 }
@@ -211,24 +216,63 @@ func newBinlogServer(cfg *config.Config, s *config.Source, stop understudy.StopP
 	}}, nil
 }
 
-// scheduleSnapshots takes a snapshot of s every snapshot.every, counting
-// from the newest one, until ctx ends. Failures are logged and retried at
-// the next turn.
-func scheduleSnapshots(ctx context.Context, cfg *config.Config, s *config.Source, log *slog.Logger) {
-	every := s.Snapshot.Every.D()
-	for {
-		wait := min(30*time.Second, every) // let the archiver connect first
-		if list, err := snapshot.List(cfg.SnapshotDir(s.Name)); err == nil && len(list) > 0 {
-			wait = max(wait, every-time.Since(list[len(list)-1].Manifest.Started))
-		}
-		log.Info("next snapshot scheduled", "source", s.Name, "in", wait.Round(time.Second).String())
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if _, _, err := takeSnapshot(ctx, cfg, s, 0, log, nil); err != nil && ctx.Err() == nil {
-			log.Error("scheduled snapshot failed", "source", s.Name, "err", err)
-		}
+// startSchedules starts the snapshot schedule and the pruning of a source
+// (see package schedule), when its config asks for them.
+func startSchedules(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, s *config.Source, a *archiver.Archiver, log *slog.Logger) {
+	ret := cfg.ResolveRetention(s)
+	var pruner *schedule.Pruner
+	if ret.Enabled {
+		pruner = schedule.NewPruner(s.Name, func(ctx context.Context) error {
+			w := a.Writer()
+			if w == nil {
+				return nil // the archive is not open yet: next pass
+			}
+			rep, err := pruneSource(ctx, cfg, s, w, false, log)
+			if rep.Removed != nil && (len(rep.Removed.Snapshots) > 0 || len(rep.Removed.Files) > 0) {
+				log.Info("retention removed", "source", s.Name, "snapshots", rep.Removed.Snapshots, "files", rep.Removed.Files,
+					"anchor", rep.Anchor, "policy", rep.Policy)
+			}
+			return err
+		}, log)
+		wg.Add(1)
+		go func() { defer wg.Done(); pruner.Run(ctx) }()
 	}
+	if s.Snapshot == nil {
+		return
+	}
+	st, err := cfg.ResolveSnapshot(s)
+	if err != nil {
+		log.Error("snapshot settings", "source", s.Name, "err", err)
+		return
+	}
+	if st.Every <= 0 && !st.OnStart {
+		return
+	}
+	sn := schedule.NewSnapshotter(s.Name, log)
+	sn.Every, sn.OnStart = st.Every, st.OnStart
+	sn.Take = func(ctx context.Context) (*snapshot.Manifest, error) {
+		m, _, err := takeSnapshot(ctx, cfg, s, 0, log, nil)
+		return m, err
+	}
+	sn.List = func() ([]snapshot.Listed, error) { return snapshot.List(cfg.SnapshotDir(s.Name)) }
+	sn.Generation = func() (int, understudy.Position, bool) {
+		w := a.Writer()
+		if w == nil || !w.Began() {
+			return 0, understudy.Position{}, false
+		}
+		g := w.Generation()
+		return g.ID, g.StartPosition, true
+	}
+	if pruner != nil {
+		sn.After = func(context.Context) { pruner.Kick() }
+	}
+	prev := a.OnGeneration
+	a.OnGeneration = func(g archive.Generation) {
+		if prev != nil {
+			prev(g)
+		}
+		sn.GenerationBegan()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); sn.Run(ctx) }()
 }

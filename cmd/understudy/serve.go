@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 
+	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/binlogserver"
+	"github.com/understudy-db/understudy/history"
 )
 
 type serveOptions struct {
@@ -40,6 +42,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg, s, err := openSource(o.config, o.source)
 	if err != nil {
 		return err
+	}
+	if !stop.IsZero() {
+		// A replica would otherwise wait forever for a point the archive
+		// does not hold.
+		a, err := archive.Open(cfg.SourceDir(o.source))
+		if err != nil {
+			return err
+		}
+		if err := history.CheckArchived(a, stop); err != nil {
+			return fmt.Errorf("source %s: %w", o.source, err)
+		}
 	}
 	bs, err := newBinlogServer(cfg, s, stop, newLogger(stderr, o.debug, false))
 	if err != nil {

@@ -48,6 +48,13 @@ func cmdSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	if cfg.ResolveRetention(s).Enabled {
+		if rep, err := pruneOutsideRun(ctx, cfg, s, log); err != nil {
+			return fmt.Errorf("snapshot %s of %s taken, but retention failed: %w", m.ID, o.source, err)
+		} else if rep.Removed != nil && len(rep.Removed.Snapshots) > 0 {
+			log.Info("older snapshots removed by retention", "source", o.source, "removed", rep.Removed.Snapshots)
+		}
+	}
 	if o.json {
 		return json.NewEncoder(stdout).Encode(summarize(dir, m))
 	}
@@ -84,13 +91,6 @@ func takeSnapshot(ctx context.Context, cfg *config.Config, s *config.Source, thr
 	}
 	log.Info("snapshot taken", "source", s.Name, "id", m.ID, "gtid_position", m.Position.String(), "rows", m.Rows(),
 		"bytes", m.Size(), "duration", m.Finished.Sub(m.Started).String(), "commit_block_ms", m.CommitBlockMillis)
-	removed, err := snapshot.Prune(cfg.SnapshotDir(s.Name), st.Keep)
-	if len(removed) > 0 {
-		log.Info("older snapshots removed", "source", s.Name, "keep", st.Keep, "removed", removed)
-	}
-	if err != nil {
-		return m, dir, fmt.Errorf("snapshot %s of %s taken, but removing older snapshots (keep: %d) failed: %w", m.ID, s.Name, st.Keep, err)
-	}
 	return m, dir, nil
 }
 

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/config"
+	"github.com/understudy-db/understudy/history"
 )
 
 type statusOptions struct {
@@ -77,6 +80,14 @@ func collectStatus(ctx context.Context, cfg *config.Config) ([]understudy.Source
 		if fs := a.Files(); len(fs) > 0 {
 			st.ArchiveFile = fs[len(fs)-1].Name
 		}
+		if gens := a.Generations(); len(gens) > 0 {
+			g := gens[len(gens)-1]
+			st.Generation, st.ArchiveStart, st.ArchiveStartReason = g.ID, g.StartPosition.String(), g.Reason
+		}
+		st.RestoreWindows, st.Gaps, err = sourceWindows(cfg, s.Name)
+		if err != nil {
+			st.LastError = err.Error()
+		}
 		out = append(out, st)
 	}
 	return out, nil
@@ -95,7 +106,10 @@ func sameSources(cfg *config.Config, st []understudy.SourceStatus) bool {
 }
 
 func printStatus(w io.Writer, st []understudy.SourceStatus) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// The table is laid out first, then each source's row is followed by
+	// its restore windows and gaps, which would break the columns.
+	var buf bytes.Buffer
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tSTATE\tGTID POSITION\tLAST COMMIT\tBEHIND\tARCHIVED\tLAST ERROR")
 	for _, s := range st {
 		last, behind := "-", "-"
@@ -112,6 +126,20 @@ func printStatus(w io.Writer, st []understudy.SourceStatus) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.State, pos, last, behind, humanBytes(s.BytesArchived), s.LastError)
 	}
 	tw.Flush()
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	fmt.Fprintln(w, lines[0])
+	for i, s := range st {
+		if i+1 < len(lines) {
+			fmt.Fprintln(w, lines[i+1])
+		}
+		for _, g := range s.Gaps {
+			fmt.Fprintf(w, "  GAP before generation %d: %s\n", g.Generation, history.GapDetail(g))
+		}
+		fmt.Fprintf(w, "  restore windows: %s\n", describeWindows(s.RestoreWindows))
+		for _, warn := range s.Warnings {
+			fmt.Fprintf(w, "  WARNING: %s\n", warn)
+		}
+	}
 }
 
 func humanBytes(n int64) string {

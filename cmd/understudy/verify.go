@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/history"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -37,6 +40,13 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	gaps, gens := a.Gaps(), a.Generations()
+	if gaps == nil {
+		gaps = []understudy.Gap{}
+	}
+	if gens == nil {
+		gens = []archive.Generation{}
+	}
 	type snapReport struct {
 		ID       string   `json:"id"`
 		Position string   `json:"gtid_position"`
@@ -64,11 +74,18 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		snaps = append(snaps, snapReport{ID: l.Manifest.ID, Position: l.Manifest.Position.String(), Problems: p})
 	}
 	if asJSON {
-		json.NewEncoder(stdout).Encode(map[string]any{"archive": rep, "snapshots": snaps, "ok": problems == 0})
+		json.NewEncoder(stdout).Encode(map[string]any{"archive": rep, "snapshots": snaps, "ok": problems == 0, "gaps": gaps, "generations": gens})
 	} else {
 		fmt.Fprintf(stdout, "archive of %s: %d files, %d transactions, %s checked: %d problems\n", source, rep.Files, rep.Transactions, humanBytes(rep.Bytes), len(rep.Problems))
 		for _, p := range rep.Problems {
 			fmt.Fprintf(stdout, "  %s: %s\n", p.File, p.Detail)
+		}
+		for _, g := range gens {
+			if g.Gap != nil {
+				fmt.Fprintf(stdout, "GAP before generation %d: %s (detected %s; the primary said: %s). This is recorded history, not damage: points inside the gap cannot be restored\n",
+					g.ID, history.GapDetail(*g.Gap), g.Gap.Detected.UTC().Format(time.RFC3339), g.Gap.Reason)
+			}
+			fmt.Fprintf(stdout, "generation %d: begins at GTID position %s (%s), first file %s\n", g.ID, fmtPos(g.StartPosition.String()), g.Reason, g.FirstFile)
 		}
 		for _, s := range snaps {
 			fmt.Fprintf(stdout, "snapshot %s (%s): %d problems\n", s.ID, s.Position, len(s.Problems))
