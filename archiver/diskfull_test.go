@@ -53,7 +53,11 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 	p.Exec(t, "CREATE TABLE app.blobs (id INT AUTO_INCREMENT PRIMARY KEY, b LONGBLOB)")
 	dir := t.TempDir()
 	resize := mountTmpfs(t, dir, "1m")
-	r := start(t, p, dir, nil, func(a *Archiver) { a.DiskEvery = 200 * time.Millisecond; a.LowDisk = func(free, total uint64) bool { return free < total/2 }; a.MinFree = "50%" })
+	r := start(t, p, dir, nil, func(a *Archiver) {
+		a.DiskEvery = 200 * time.Millisecond
+		a.LowDisk = func(free, total uint64) bool { return free < total/2 }
+		a.MinFree = "50%"
+	})
 	<-r.gens
 	for i := 0; i < 12; i++ { // about 1.2 MB of row data: more than the filesystem holds
 		p.Exec(t, "INSERT INTO app.blobs (b) VALUES (REPEAT(SHA2(?, 256), 1600))", i)
