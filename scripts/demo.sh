@@ -149,3 +149,6 @@ kill -TERM "${PIDS[2]}"
 wait "${PIDS[2]}" || true
 tail -n 3 "$WORK/understudy.log"
 bin/understudy status --config "$WORK/understudy.yaml"
+
+say "understudy info --source primary1: generations, restore windows, snapshots, files, disk"
+bin/understudy info --config "$WORK/understudy.yaml" --source primary1
