@@ -44,15 +44,25 @@ func TestGenerationsAndGap(t *testing.T) {
 	if err != nil || g2.ID != 2 || g2.FirstFile != "binlog.000002" || g2.Gap.Generation != 2 {
 		t.Fatalf("second generation %+v, %v", g2, err)
 	}
-	// A crash before the generation's first file exists: recovery resumes
-	// at the generation's start.
+	// A crash before the generation's first file exists, and before the
+	// previous file's seal was recorded: recovery seals that file (it
+	// belongs to generation 1) and resumes at the generation's start.
 	crash(w)
+	m, _ := readManifest(dir)
+	if len(m.Files) != 1 {
+		t.Fatalf("manifest files %+v", m.Files)
+	}
+	m.Files = nil
+	writeManifest(dir, m)
 	w, err = OpenWriter(dir, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := w.Position().String(); got != "3-7-5" {
 		t.Fatalf("position after recovery %q, want the generation's start 3-7-5", got)
+	}
+	if m, _ := readManifest(dir); len(m.Files) != 1 || m.Files[0].Name != "binlog.000001" || m.Files[0].EndPosition.String() != "3-7-3" {
+		t.Fatalf("recovery did not seal generation 1's last file: %+v", m.Files)
 	}
 	w.SetFormat(fde)
 	for _, g := range groups[5:] {
@@ -108,7 +118,7 @@ func TestGenerationsAndGap(t *testing.T) {
 		t.Fatalf("export of the newest generation: %+v, %v", res, err)
 	}
 	// A break that is not a recorded gap is still an error.
-	m, _ := readManifest(dir)
+	m, _ = readManifest(dir)
 	m.Generations = m.Generations[:1]
 	writeManifest(dir, m)
 	a, _ = Open(dir)

@@ -135,6 +135,42 @@ func (a *Archive) DescribeSpans() string {
 	return "the archive holds " + strings.Join(parts, "; ")
 }
 
+// GenerationOf returns the generation of the archived file name, as the
+// manifest in dir records it.
+func GenerationOf(dir, name string) (int, error) {
+	n, ok := fileNumber(name)
+	if !ok {
+		return 0, fmt.Errorf("%q is not an archived file name", name)
+	}
+	m, err := readManifest(dir)
+	if err != nil {
+		return 0, err
+	}
+	return m.generationOf(n), nil
+}
+
+// OpenHeld opens the archive in dir and holds its first file (see Hold),
+// so that retention removes nothing while the caller reads the whole
+// archive. It retries when pruning removed that file in between.
+func OpenHeld(dir string) (*Archive, func(), error) {
+	for try := 0; ; try++ {
+		a, err := Open(dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(a.files) == 0 {
+			return a, func() {}, nil
+		}
+		release, err := a.Hold(a.files[0])
+		if err == nil {
+			return a, release, nil
+		}
+		if !errors.Is(err, ErrPruned) || try == 5 {
+			return nil, nil, err
+		}
+	}
+}
+
 // ErrNotHeld means a stop point lies outside what the archive holds.
 var ErrNotHeld = errors.New("not in the archive")
 

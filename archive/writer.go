@@ -151,7 +151,9 @@ func (w *Writer) recover() error {
 	if err != nil {
 		return err
 	}
+	w.manifestMu.Lock()
 	w.manifest = m
+	w.manifestMu.Unlock()
 	if tmps, _ := filepath.Glob(filepath.Join(w.dir, "*"+tmpSuffix)); len(tmps) > 0 {
 		for _, t := range tmps {
 			os.Remove(t)
@@ -187,24 +189,28 @@ func (w *Writer) recover() error {
 		}
 		w.num = n
 	}
-	// A generation recorded before a crash kept its first file from being
-	// created: the archive resumes at the generation's start.
+	newest := 0 // the first file of the newest recorded generation
 	if len(m.Generations) > 0 {
-		g := m.Generations[len(m.Generations)-1]
-		if first, ok := fileNumber(g.FirstFile); ok && first > w.num {
-			w.pos, w.lastTime = g.StartPosition, 0
-			w.num = first - 1
-		}
+		newest, _ = fileNumber(m.Generations[len(m.Generations)-1].FirstFile)
 	}
 	for i, n := range unsealed {
 		if err := w.openActive(n); err != nil {
 			return err
 		}
-		if i < len(unsealed)-1 {
+		// Every file but the last is sealed, and so is the last when a
+		// newer generation was recorded after it (a crash between the
+		// generation and its first file, with the seal not recorded).
+		if i < len(unsealed)-1 || n < newest {
 			if err := w.seal(); err != nil {
 				return err
 			}
 		}
+	}
+	// A generation recorded before a crash kept its first file from being
+	// created: the archive resumes at the generation's start.
+	if newest > w.num {
+		w.pos, w.lastTime = m.Generations[len(m.Generations)-1].StartPosition, 0
+		w.num = newest - 1
 	}
 	w.durable = w.durableLocked()
 	return nil
@@ -254,6 +260,11 @@ func (w *Writer) StartGeneration(start understudy.Position, reason string, gap *
 	w.sealing.Wait()
 	w.manifestMu.Lock()
 	defer w.manifestMu.Unlock()
+	if w.sealErr != nil {
+		// The sealed file is not in the manifest: recovery records it
+		// first, then the generation can begin.
+		return Generation{}, fmt.Errorf("new generation: the previous file is not recorded yet: %w", w.sealErr)
+	}
 	m := w.manifest
 	m.Generations = append([]Generation(nil), m.Generations...)
 	if len(m.Generations) == 0 && len(m.Files) > 0 {
@@ -886,6 +897,11 @@ func (w *Writer) Prune(keepFrom string) ([]FileInfo, error) {
 	if !ok {
 		return nil, fmt.Errorf("%q is not an archived file name", keepFrom)
 	}
+	// syncMu first (the writer's lock order: syncMu, mu, manifestMu):
+	// recovery (Reopen) rereads the manifest under syncMu, and must not
+	// interleave with this rewrite of it.
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
 	w.manifestMu.Lock()
 	defer w.manifestMu.Unlock()
 	m := w.manifest

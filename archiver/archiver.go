@@ -189,6 +189,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 	a.writer = w
 	a.mu.Unlock()
 	defer func() {
+		a.mu.Lock()
+		a.writer = nil // nothing may use it once the lock is released
+		a.mu.Unlock()
 		if err := w.Close(); err != nil {
 			a.Log.Error("closing archive", "err", err)
 		}
@@ -233,10 +236,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 			a.Log.Info("caught up with the primary", "position", w.Position().String())
 			return nil
 		}
-		var sf syncFailure
-		if errors.As(context.Cause(ctx), &sf) || errors.As(err, &sf) {
-			a.setState(understudy.StateError, sf.err)
-			return &understudy.Error{Op: "sync archive", Source: a.Source.Name, Err: sf.err, Hint: "check the disk, then restart understudy; it resumes from what is on disk"}
+		if serr := fsyncFailure(context.Cause(ctx), err); serr != nil {
+			a.setState(understudy.StateError, serr)
+			return &understudy.Error{Op: "sync archive", Source: a.Source.Name, Err: serr, Hint: "check the disk, then restart understudy; it resumes from what is on disk"}
 		}
 		if rerr := a.reopen(ctx, w); rerr != nil {
 			return rerr
@@ -254,7 +256,6 @@ func (a *Archiver) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		a.noteDiskBack()
 		if errors.Is(err, understudy.ErrPurged) && a.GapMode != GapStop {
 			gerr := a.newGeneration(ctx, w, err)
 			if gerr == nil {
@@ -277,6 +278,23 @@ func (a *Archiver) Run(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, a.MaxBackoff)
 	}
+}
+
+// fsyncFailure returns the failed fsync among the causes of a session's
+// end, if any: whether the flusher, an inline sync (semi-sync, a seal on
+// rotation, a new generation) or recovery hit it, the source stops.
+func fsyncFailure(errs ...error) error {
+	for _, err := range errs {
+		var sf syncFailure
+		if errors.As(err, &sf) {
+			return sf.err
+		}
+		var se *archive.SyncError
+		if errors.As(err, &se) {
+			return se
+		}
+	}
+	return nil
 }
 
 // diskRetry is how often a full disk is tried again.
@@ -345,6 +363,22 @@ func (a *Archiver) noteDiskFull(err error) {
 		}
 	}
 	a.setState(understudy.StateError, fmt.Errorf("archive disk full (archiving resumes by itself once space is freed): %w", err))
+}
+
+func (a *Archiver) diskFullNow() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.diskFull
+}
+
+// freeBytes is the space available to unprivileged users under dir (0 when
+// unknown).
+func freeBytes(dir string) uint64 {
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil {
+		return 0
+	}
+	return st.Bavail * uint64(st.Bsize)
 }
 
 func (a *Archiver) noteDiskBack() {
@@ -511,6 +545,11 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 			a.mu.Lock()
 			a.caughtUp = true
 			a.mu.Unlock()
+			// An idle primary after a full disk: nothing new to write
+			// proves the room, so the filesystem is asked.
+			if a.diskFullNow() && freeBytes(a.Dir) >= 1<<20 {
+				a.noteDiskBack()
+			}
 			// An idle primary: seal an old active file (max_file_age).
 			if sealed, err := w.RotateIfDue(); err != nil {
 				return err
@@ -639,6 +678,12 @@ func (a *Archiver) flusher(ctx context.Context, w *archive.Writer, fail context.
 			continue
 		}
 		if err := w.SealError(); err != nil {
+			var se *archive.SyncError
+			if errors.As(err, &se) {
+				a.Log.Error("fsync of the manifest failed; stopping this source", "err", err)
+				fail(syncFailure{err})
+				return
+			}
 			a.endSession(err)
 		} else if d := w.Durable(); d.File != before.File || d.Offset != before.Offset {
 			a.noteDiskBack() // something new is durable: the disk has room

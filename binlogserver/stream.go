@@ -44,6 +44,7 @@ type stream struct {
 	until    understudy.Position // @slave_until_gtid
 	held     bool                // at the server's stop point: heartbeats only
 	offset   int64               // end of the last event read in the current file
+	gen      int                 // the archive generation being streamed
 }
 
 // dump answers COM_BINLOG_DUMP: it checks the request, then streams until
@@ -96,7 +97,7 @@ func (h *session) dump(data []byte) error {
 		h: h, ctx: ctx, c: c, w: bufio.NewWriterSize(nc, 256<<10), seq: h.conn.Sequence,
 		checksum: strings.EqualFold(h.vars["master_binlog_checksum"], "CRC32"),
 		annotate: flags&dumpSendAnnotate != 0, hb: time.Duration(hbNanos),
-		skip: start, sent: start, until: until, verified: map[uint32]bool{},
+		skip: start, sent: start, until: until, verified: map[uint32]bool{}, gen: first.Generation,
 	}
 	for _, g := range start.GTIDs() {
 		if s, ok := first.StartPosition.Domain(g.Domain); ok && s == g {
@@ -200,7 +201,11 @@ func (st *stream) run() error {
 			if moved {
 				// A new generation after a gap: the replica cannot go on
 				// without the purged transactions.
-				if !st.sent.ContainsPosition(st.c.Start()) {
+				gen, err := archive.GenerationOf(st.h.srv.cfg.Dir, st.c.Name())
+				if err != nil {
+					return gtidError("the archive of source %s cannot be read: %v", st.h.srv.cfg.Source, err)
+				}
+				if gen != st.gen {
 					return gtidError("the archive of source %s has a gap after %q: the primary purged transactions before they were archived, and the next archived file (%s) begins at %q. Rebuild this replica from a snapshot taken after the gap", st.h.srv.cfg.Source, st.sent.String(), st.c.Name(), st.c.Start().String())
 				}
 				if err := st.sendRotate(st.c.Name(), false); err != nil {

@@ -67,6 +67,18 @@ func Apply(ctx context.Context, plan PrunePlan, w *archive.Writer, snapRoot stri
 	if w == nil {
 		return res, errors.New("removing archived files needs the archive's writer")
 	}
+	if len(res.HeldSnapshots) > 0 {
+		// A restore or verify that holds a snapshot has not necessarily
+		// held its binlogs yet: keep them too.
+		keep, err := filesOfHeld(w.Dir(), plan, res.HeldSnapshots)
+		if err != nil {
+			return res, err
+		}
+		if keep != "" && fileBefore(keep, plan.KeepFromFile) {
+			log.Info("keeping the binlogs of a snapshot in use", "from", keep)
+			plan.KeepFromFile = keep
+		}
+	}
 	files, err := w.Prune(plan.KeepFromFile)
 	res.Files = files
 	if len(files) > 0 {
@@ -76,4 +88,45 @@ func Apply(ctx context.Context, plan PrunePlan, w *archive.Writer, snapRoot stri
 		return res, fmt.Errorf("removing archived files before %s: %w", plan.KeepFromFile, err)
 	}
 	return res, nil
+}
+
+// filesOfHeld returns the first archived file that the held snapshots'
+// replays read (the earliest), "" when none is in the archive.
+func filesOfHeld(dir string, plan PrunePlan, held []string) (string, error) {
+	a, err := archive.Open(dir)
+	if err != nil {
+		return "", err
+	}
+	gens := completeGenerations(a.Generations(), a.Spans())
+	files := a.Files()
+	isHeld := map[string]bool{}
+	for _, id := range held {
+		isHeld[id] = true
+	}
+	first := ""
+	for _, l := range plan.Snapshots {
+		if !isHeld[l.Manifest.ID] {
+			continue
+		}
+		pos := l.Manifest.Position
+		g := generationOf(gens, pos)
+		for i := len(files) - 1; i >= 0; i-- {
+			if files[i].Generation == g && pos.ContainsPosition(files[i].StartPosition) {
+				if first == "" || fileBefore(files[i].Name, first) {
+					first = files[i].Name
+				}
+				break
+			}
+		}
+	}
+	return first, nil
+}
+
+// fileBefore reports whether archived file a is numbered before b (the
+// names are zero-padded to the same width until a million files).
+func fileBefore(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
 }

@@ -82,7 +82,7 @@ func writeArchive(t *testing.T, gens []archive.Generation, prunedThrough int, fi
 }
 
 func snap(t *testing.T, id string, seq int, h float64) snapshot.Listed {
-	return snapshot.Listed{Dir: "/snapshots/" + id, Manifest: &snapshot.Manifest{Version: 1, ID: id, Position: seqPos(t, seq), Started: at(h), Finished: at(h).Add(time.Minute)}}
+	return snapshot.Listed{Dir: "/snapshots/" + id, Manifest: &snapshot.Manifest{Version: 1, ID: id, Position: seqPos(t, seq), Started: at(h), PositionTime: at(h), Finished: at(h).Add(time.Minute)}}
 }
 
 // gapArchive is generation 1 (from the empty position to 1-1-900, commits
@@ -361,10 +361,9 @@ func TestPlan(t *testing.T) {
 			policy:  Policy{KeepLast: 2, MinSnapshots: 2},
 			removed: []string{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"}, reason: "never removed with snapshot.keep"},
 		{name: "no rule: nothing goes", files: files, snaps: snaps, policy: Policy{PruneBinlogs: true}, reason: "no retention rule"},
-		{name: "no window, keep_daily: the newest snapshot is the anchor", files: files, snaps: snaps,
+		{name: "no window, keep_daily: the newest snapshot is the anchor, and no binlog goes", files: files, snaps: snaps,
 			policy: Policy{MinSnapshots: 1, KeepDaily: 2, PruneBinlogs: true}, anchor: "d9",
-			removed: []string{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"}, keepFromFile: "binlog.000010",
-			gone: []string{"binlog.000001", "binlog.000002", "binlog.000003", "binlog.000004", "binlog.000005", "binlog.000006", "binlog.000007", "binlog.000008", "binlog.000009"}},
+			removed: []string{"d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7"}, reason: "only with a retention window"},
 		{name: "the active file never goes, nor an unsealed one", files: unsealed(files, 4), snaps: snaps,
 			policy: Policy{Window: 3 * day, MinSnapshots: 1, PruneBinlogs: true}, anchor: "d6",
 			removed: []string{"d0", "d1", "d2", "d3", "d4", "d5"}, keepFromFile: "binlog.000004",
@@ -424,7 +423,7 @@ func TestPlanGrandfatherFatherSon(t *testing.T) {
 	mk := func(stamps ...string) []snapshot.Listed {
 		var out []snapshot.Listed
 		for i, s := range stamps {
-			out = append(out, snapshot.Listed{Dir: "/s/" + s, Manifest: &snapshot.Manifest{ID: s[:16], Position: seqPos(t, i*10), Started: d(s)}})
+			out = append(out, snapshot.Listed{Dir: "/s/" + s, Manifest: &snapshot.Manifest{ID: s[:16], Position: seqPos(t, i*10), Started: d(s), PositionTime: d(s)}})
 		}
 		return out
 	}
@@ -525,7 +524,7 @@ func TestApply(t *testing.T) {
 	for i, id := range []string{"a", "b", "c"} {
 		sd := filepath.Join(root, id)
 		os.MkdirAll(sd, 0o755)
-		man := snapshot.Manifest{Version: 1, ID: id, Position: seqPos(t, i*100+50), Started: at(float64(i) + 0.75)}
+		man := snapshot.Manifest{Version: 1, ID: id, Position: seqPos(t, i*100+50), Started: at(float64(i) + 0.75), PositionTime: at(float64(i) + 0.75)}
 		b, _ := json.Marshal(man)
 		if err := os.WriteFile(filepath.Join(sd, snapshot.ManifestName), b, 0o644); err != nil {
 			t.Fatal(err)
@@ -571,9 +570,18 @@ func TestApply(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "a.partial")); !os.IsNotExist(err) {
 		t.Fatalf("snapshot a left as .partial: %v", err)
 	}
+	// The file is released but the snapshot is still held (a restore
+	// that has not held its binlogs yet): its binlogs stay.
+	releaseFile()
+	res, err = Apply(context.Background(), p, w, root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Files) != 0 || !reflect.DeepEqual(res.HeldSnapshots, []string{"b"}) {
+		t.Fatalf("with snapshot b held: files %v removed, held %v", names(res.Files), res.HeldSnapshots)
+	}
 	// Released, the next pass removes the rest.
 	releaseSnap()
-	releaseFile()
 	res, err = Apply(context.Background(), p, w, root, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -117,8 +117,8 @@ type PrunePlan struct {
 // rules works the same with an anchor at now: the newest snapshot. With
 // PruneBinlogs, the files that end before the anchor go: every file before
 // the newest file of the anchor's generation whose start position the
-// anchor's position contains (older generations included). No file goes
-// when there is no snapshot (the binlogs are the only copy then), nor when
+// anchor's position contains (older generations included). Files go only
+// with a Window, and no file goes when there is no snapshot (the binlogs are the only copy then), nor when
 // the anchor's binlogs are not in the archive, and the active file never
 // goes.
 //
@@ -208,7 +208,7 @@ func plan(now time.Time, files []archive.FileInfo, gens []archive.Generation, sn
 	cutoff := now.Add(-max(p.Window, 0))
 	anchor := 0
 	for i := len(list) - 1; i >= 0; i-- {
-		if !list[i].Manifest.Started.After(cutoff) {
+		if !list[i].Manifest.ConsistentAt().After(cutoff) {
 			anchor = i
 			break
 		}
@@ -219,7 +219,7 @@ func plan(now time.Time, files []archive.FileInfo, gens []archive.Generation, sn
 	switch {
 	case p.Window <= 0:
 		why = "the anchor: the newest snapshot (no retention window)"
-	case list[anchor].Manifest.Started.After(cutoff):
+	case list[anchor].Manifest.ConsistentAt().After(cutoff):
 		why = fmt.Sprintf("the anchor: the oldest snapshot, and none was taken before the window (%s, since %s)", FormatDuration(p.Window), cutoff.UTC().Format(time.RFC3339))
 	default:
 		why = fmt.Sprintf("the anchor: the newest snapshot taken before the window (%s, since %s)", FormatDuration(p.Window), cutoff.UTC().Format(time.RFC3339))
@@ -237,6 +237,12 @@ func plan(now time.Time, files []archive.FileInfo, gens []archive.Generation, sn
 
 	if !p.PruneBinlogs {
 		out.FilesReason = "retention does not remove binlogs"
+		return finish()
+	}
+	if p.Window <= 0 {
+		// Without a window nobody asked for a point-in-time horizon:
+		// binlogs are only ever removed to bound one.
+		out.FilesReason = "binlogs are removed only with a retention window (retention.window)"
 		return finish()
 	}
 	g := generationOf(gens, am.Position)

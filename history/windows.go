@@ -156,7 +156,7 @@ func windows(gens []archive.Generation, spans []archive.Span, snaps []snapshot.L
 				of[m.ID] = i // inside the generation's full window
 				continue
 			}
-			w := understudy.Window{Generation: g, Snapshot: m.ID, From: m.Position, FromTime: m.Started.UTC(), To: span.End}
+			w := understudy.Window{Generation: g, Snapshot: m.ID, From: m.Position, FromTime: m.ConsistentAt().Truncate(time.Second).UTC(), To: span.End}
 			w.ToTime = w.FromTime
 			if span.LastTime != 0 {
 				if t := time.Unix(int64(span.LastTime), 0).UTC(); t.After(w.ToTime) {
@@ -169,8 +169,8 @@ func windows(gens []archive.Generation, spans []archive.Span, snaps []snapshot.L
 			continue
 		}
 		of[m.ID] = len(ws)
-		ws = append(ws, understudy.Window{Generation: g, Snapshot: m.ID, From: m.Position, FromTime: m.Started.UTC(),
-			To: m.Position, ToTime: m.Started.UTC(), PointOnly: true})
+		ws = append(ws, understudy.Window{Generation: g, Snapshot: m.ID, From: m.Position, FromTime: m.ConsistentAt().Truncate(time.Second).UTC(),
+			To: m.Position, ToTime: m.ConsistentAt().Truncate(time.Second).UTC(), PointOnly: true})
 	}
 	idx := make([]int, len(ws))
 	for i := range idx {

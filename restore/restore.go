@@ -294,7 +294,9 @@ func atOrBefore(m *snapshot.Manifest, stop understudy.StopPoint) bool {
 	case !stop.BeforeGTID.IsZero():
 		return !m.Position.Contains(stop.BeforeGTID)
 	case !stop.UntilTime.IsZero():
-		return !m.Started.After(stop.UntilTime)
+		// Commit times are whole seconds: a snapshot consistent at
+		// 10:00:00.5 holds only commits stamped 10:00:00 or earlier.
+		return !m.ConsistentAt().Truncate(time.Second).After(stop.UntilTime)
 	}
 	return true
 }

@@ -65,8 +65,12 @@ func (s *Snapshotter) GenerationBegan() {
 func (s *Snapshotter) Run(ctx context.Context) error {
 	started := time.Now()
 	var retryAt time.Time
+	// baseDone holds the generations a base snapshot was taken for: one
+	// that still does not cover its generation's start (snapshot.from a
+	// replica that lags, say) is not taken again and again.
+	baseDone := map[int]bool{}
 	for {
-		kind, at := s.next(time.Now(), started, retryAt)
+		kind, at := s.next(time.Now(), started, retryAt, baseDone)
 		if kind == "" {
 			select {
 			case <-ctx.Done():
@@ -88,9 +92,11 @@ func (s *Snapshotter) Run(ctx context.Context) error {
 			t.Stop()
 			continue // decide again: a base snapshot may be due, or no longer
 		}
+		var gen int
+		var genStart understudy.Position
 		if kind == kindBase {
-			id, start, _ := s.Generation()
-			s.Log.Info("taking a base snapshot: the archive's generation has none yet", "generation", id, "generation_start", start.String())
+			gen, genStart, _ = s.Generation()
+			s.Log.Info("taking a base snapshot: the archive's generation has none yet", "generation", gen, "generation_start", genStart.String())
 		}
 		m, err := s.Take(ctx)
 		if ctx.Err() != nil {
@@ -107,6 +113,13 @@ func (s *Snapshotter) Run(ctx context.Context) error {
 		}
 		retryAt = time.Time{}
 		s.Log.Info("snapshot taken", "kind", kind, "id", m.ID, "gtid_position", m.Position.String())
+		if kind == kindBase {
+			baseDone[gen] = true
+			if !m.Position.ContainsPosition(genStart) {
+				s.Log.Warn("the base snapshot does not reach the generation's start (is snapshot.from a replica that lags?); the next one is taken on the schedule",
+					"generation", gen, "generation_start", genStart.String(), "snapshot_position", m.Position.String())
+			}
+		}
 		if s.After != nil {
 			s.After(ctx)
 		}
@@ -122,14 +135,14 @@ const (
 // (after a failure, at retryAt) when the current generation has none, and
 // a scheduled one Every after the newest snapshot, but not before
 // FirstWait (or Every, if shorter) has passed since start. kind is "" when none is due.
-func (s *Snapshotter) next(now, started, retryAt time.Time) (kind string, at time.Time) {
+func (s *Snapshotter) next(now, started, retryAt time.Time, baseDone map[int]bool) (kind string, at time.Time) {
 	snaps, err := s.List()
 	if err != nil {
 		s.Log.Error("listing snapshots", "err", err)
 		return kindScheduled, now.Add(s.Retry)
 	}
 	if s.OnStart {
-		if _, start, ok := s.Generation(); ok && !hasSnapshotFrom(snaps, start) {
+		if id, start, ok := s.Generation(); ok && !baseDone[id] && !hasSnapshotFrom(snaps, start) {
 			return kindBase, maxTime(now, retryAt)
 		}
 	}

@@ -163,3 +163,22 @@ func TestPrunerKick(t *testing.T) {
 		p.Kick()
 	}
 }
+
+// TestBaseSnapshotThatDoesNotCover: a base snapshot that still does not
+// reach the generation's start (taken from a lagging replica) is not taken
+// again in a loop.
+func TestBaseSnapshotThatDoesNotCover(t *testing.T) {
+	f := &fakeSource{taken: make(chan string, 10), gen: 1, start: pos(t, "1-1-500"), began: true, pos: pos(t, "1-1-400")}
+	s := f.snapshotter(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	expect(t, f.taken, "1-1-400")
+	expectNone(t, f.taken, 300*time.Millisecond)
+	// A new generation gets its own base snapshot.
+	f.mu.Lock()
+	f.gen, f.start, f.pos = 2, pos(t, "1-1-900"), pos(t, "1-1-950")
+	f.mu.Unlock()
+	s.GenerationBegan()
+	expect(t, f.taken, "1-1-950")
+}

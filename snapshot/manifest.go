@@ -43,7 +43,10 @@ type Manifest struct {
 	// snapshot instant, when taken from a replica.
 	ReplicaGTIDSlavePos string    `json:"replica_gtid_slave_pos,omitempty"`
 	Started             time.Time `json:"started"`
-	Finished            time.Time `json:"finished"`
+	// PositionTime is when Position was read: the snapshot's data is the
+	// state of that instant (absent in snapshots of older versions).
+	PositionTime time.Time `json:"position_time,omitempty"`
+	Finished     time.Time `json:"finished"`
 	// CommitBlockMillis is how long commits were blocked on the server
 	// while the workers opened their snapshots.
 	CommitBlockMillis float64 `json:"commit_block_ms"`
@@ -111,6 +114,16 @@ type Chunk struct {
 	Bytes int64 `json:"bytes"`
 	// Compressed is the size of the file.
 	Compressed int64 `json:"compressed_bytes"`
+}
+
+// ConsistentAt is the instant whose state the snapshot holds: when its
+// position was read. For a snapshot without that record, its finish time,
+// which is never earlier: a restore to a time never lands past it.
+func (m *Manifest) ConsistentAt() time.Time {
+	if !m.PositionTime.IsZero() {
+		return m.PositionTime
+	}
+	return m.Finished
 }
 
 // Rows counts the rows of all tables.

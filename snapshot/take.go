@@ -205,6 +205,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		q = "SELECT @@global.gtid_slave_pos"
 	}
 	err = main.QueryRowContext(ctx, q).Scan(&pos)
+	m.PositionTime = time.Now().UTC()
 	if _, eerr := main.ExecContext(ctx, "BACKUP STAGE END"); err == nil {
 		err = eerr
 	}

@@ -273,22 +273,28 @@ func TestRetention(t *testing.T) {
 	// Restore the oldest point while run keeps snapshotting and pruning: the
 	// snapshot and files it reads are held.
 	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
-	done := make(chan struct{})
+	stopWrites, done := make(chan struct{}), make(chan error, 1)
+	db := p.DB(t)
 	go func() {
-		defer close(done)
-		for end := time.Now().Add(20 * time.Second); time.Now().Before(end); {
+		for {
 			select {
-			case <-done:
+			case <-stopWrites:
+				done <- nil
 				return
-			default:
+			case <-time.After(300 * time.Millisecond):
 			}
-			p.Exec(t, "INSERT INTO app.t (v) VALUES ('during the restore')")
-			time.Sleep(300 * time.Millisecond)
+			if _, err := db.Exec("INSERT INTO app.t (v) VALUES ('during the restore')"); err != nil {
+				done <- err
+				return
+			}
 		}
 	}()
 	restoreInto(t, cfg, target, "--until-gtid", inside.pos)
+	close(stopWrites)
+	if err := <-done; err != nil {
+		t.Fatalf("writes during the restore: %v", err)
+	}
 	checksumsEqual(t, inside.sums, target.Checksums(t, "app"), "restore of the oldest point in the window")
-	<-done
 
 	other := mariadbtest.Start(t, mariadbtest.Options{ServerID: 81, NoBinlog: true})
 	restoreRefused(t, cfg, other, "restore window", "--until-gtid", before.pos)

@@ -32,10 +32,13 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	a, err := archive.Open(cfg.SourceDir(source))
+	// Held: retention in a running `understudy run` removes nothing
+	// while it is read.
+	a, release, err := archive.OpenHeld(cfg.SourceDir(source))
 	if err != nil {
 		return err
 	}
+	defer release()
 	rep, err := archive.Verify(a)
 	if err != nil {
 		return err
