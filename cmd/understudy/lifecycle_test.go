@@ -310,3 +310,42 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("after the restore, %s was never pruned", files[0].Name)
 	}
 }
+
+// TestReplicaStopsAtAGap: a replica of understudy's binlog server that
+// reaches the end of a generation gets ERR 1236 naming the gap, and never
+// silently skips the purged transactions.
+func TestReplicaStopsAtAGap(t *testing.T) {
+	p := startPrimary(t, 1, 1)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001, serve: addr})
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(100))")
+	insertRows(t, p, 10)
+	stop := startRun(t, cfg)
+	r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
+	startReplicaOf(t, r, "u", addr, "")
+	gen1 := p.GTIDBinlogPos(t)
+	waitReplica(t, r, "u", gen1, 60*time.Second)
+	stop()
+
+	insertRows(t, p, 10) // purged before understudy sees them
+	purgeBinlogs(t, p)
+	insertRows(t, p, 10)
+	startRun(t, cfg)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := replicaStatus(t, r, "u")
+		if strings.Contains(st["Last_IO_Error"], "has a gap after") {
+			t.Logf("replica: %s", st["Last_IO_Error"])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never got the gap error: %v", replicaError(t, r, "u"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := r.QueryString(t, "SELECT @@global.gtid_slave_pos"); got != gen1 {
+		t.Fatalf("replica at %s, want it held at the end of generation 1 (%s)", got, gen1)
+	}
+}
