@@ -45,7 +45,7 @@ func Export(a *Archive, outDir string, stop understudy.StopPoint) (ExportResult,
 		return res, err
 	}
 	defer release()
-	reached := understudy.Position{}
+	walk := NewWalker(stop, span.Start)
 	for _, fi := range span.Files {
 		if res.Reached {
 			break
@@ -57,14 +57,11 @@ func Export(a *Archive, outDir string, stop understudy.StopPoint) (ExportResult,
 		if len(recs) == 0 {
 			continue
 		}
-		if res.Position.IsZero() {
-			reached = fi.StartPosition
-		}
 		r, err := a.OpenFile(fi)
 		if err != nil {
 			return res, err
 		}
-		n, err := exportFile(r, recs, filepath.Join(outDir, fi.Name), stop, &reached, &res)
+		n, err := exportFile(r, recs, filepath.Join(outDir, fi.Name), walk, &res)
 		r.Close()
 		if err != nil {
 			return res, fmt.Errorf("exporting %s: %w", fi.Name, err)
@@ -82,7 +79,7 @@ func Export(a *Archive, outDir string, stop understudy.StopPoint) (ExportResult,
 	return res, nil
 }
 
-func exportFile(r *FileReader, recs []Record, path string, stop understudy.StopPoint, reached *understudy.Position, res *ExportResult) (int64, error) {
+func exportFile(r *FileReader, recs []Record, path string, walk *Walker, res *ExportResult) (int64, error) {
 	tmp := path + tmpSuffix
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -92,13 +89,18 @@ func exportFile(r *FileReader, recs []Record, path string, stop understudy.StopP
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	w := binlog.NewWriter(bw, 0, r.Checksum)
-	if err := w.WriteHeader(r.FormatDescription, *reached, 0); err != nil {
+	if err := w.WriteHeader(r.FormatDescription, walk.Reached(), 0); err != nil {
 		return 0, err
 	}
 	var n int64
 	ev := r.Events(r.DataStart, int64(recs[len(recs)-1].End))
 	for _, rec := range recs {
-		include, done := stop.Decide(rec.GTID, rec.Time, *reached)
+		step := walk.Next(rec.GTID, rec.Time)
+		if step == Stop {
+			res.Reached = true
+			break
+		}
+		include := step == Apply
 		// Events of the archive between transactions (INCIDENT and the like)
 		// go with the transaction that follows them.
 		for ev.Offset() < int64(rec.End) {
@@ -117,11 +119,10 @@ func exportFile(r *FileReader, recs []Record, path string, stop understudy.StopP
 		}
 		if include {
 			n++
-			*reached = reached.With(rec.GTID)
-			res.Position = *reached
+			res.Position = walk.Reached()
 			res.Transactions++
 		}
-		if done {
+		if walk.Done() {
 			res.Reached = true
 			break
 		}

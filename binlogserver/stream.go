@@ -45,6 +45,7 @@ type stream struct {
 	held     bool                // at the server's stop point: heartbeats only
 	offset   int64               // end of the last event read in the current file
 	gen      int                 // the archive generation being streamed
+	walk     *archive.Walker     // the server's stop point, if any
 }
 
 // dump answers COM_BINLOG_DUMP: it checks the request, then streams until
@@ -98,6 +99,10 @@ func (h *session) dump(data []byte) error {
 		checksum: strings.EqualFold(h.vars["master_binlog_checksum"], "CRC32"),
 		annotate: flags&dumpSendAnnotate != 0, hb: time.Duration(hbNanos),
 		skip: start, sent: start, until: until, verified: map[uint32]bool{}, gen: first.Generation,
+	}
+	if stop := h.srv.cfg.Stop; !stop.IsZero() {
+		st.walk = archive.NewWalker(stop, start)
+		st.held = st.walk.Done()
 	}
 	for _, g := range start.GTIDs() {
 		if s, ok := first.StartPosition.Domain(g.Domain); ok && s == g {
@@ -268,17 +273,20 @@ func (st *stream) send(rec archive.Record) error {
 		st.offset = int64(rec.End)
 		return nil
 	}
-	if stop := st.h.srv.cfg.Stop; !stop.IsZero() {
-		include, done := stop.Decide(g, rec.Time, st.sent)
-		if !include {
+	if st.walk != nil {
+		switch st.walk.Next(g, rec.Time) {
+		case archive.Stop:
 			st.held = true
-			st.h.log.Info("replica held at the stop point", "stop", stop.String(), "gtid_position", st.sent.String())
+			st.h.log.Info("replica held at the stop point", "stop", st.h.srv.cfg.Stop.String(), "gtid_position", st.sent.String())
+			return nil
+		case archive.Skip: // another domain beyond an --until-gtid point
+			st.offset = int64(rec.End)
 			return nil
 		}
-		if done {
+		if st.walk.Done() {
 			defer func() {
 				st.held = true
-				st.h.log.Info("replica reached the stop point", "stop", stop.String(), "gtid_position", st.sent.String())
+				st.h.log.Info("replica reached the stop point", "stop", st.h.srv.cfg.Stop.String(), "gtid_position", st.sent.String())
 			}()
 		}
 	}
