@@ -118,3 +118,25 @@ func TestChooseSnapshotInTheWindowOfThePoint(t *testing.T) {
 		t.Fatalf("a position before generation 2's first file: %v", err)
 	}
 }
+
+// TestUntilTimeUsesTheSnapshotsPositionTime: a snapshot started at 10:00:00
+// whose position was read at 10:00:05 holds commits up to 10:00:05; it can
+// restore --until-time 10:00:05 or later, never 10:00:02 (the restore
+// would land after the point). A snapshot without position_time counts as
+// consistent when it finished.
+func TestUntilTimeUsesTheSnapshotsPositionTime(t *testing.T) {
+	at := func(sec int) time.Time { return time.Date(2026, 11, 20, 10, 0, sec, 0, time.UTC) }
+	m := &snapshot.Manifest{Started: at(0), PositionTime: at(5).Add(300 * time.Millisecond), Finished: at(9)}
+	for _, tc := range []struct {
+		until time.Time
+		ok    bool
+	}{{at(2), false}, {at(4), false}, {at(5), true}, {at(6), true}} {
+		if got := atOrBefore(m, understudy.StopPoint{UntilTime: tc.until}); got != tc.ok {
+			t.Fatalf("until %s: usable %v, want %v", tc.until.Format(time.TimeOnly), got, tc.ok)
+		}
+	}
+	old := &snapshot.Manifest{Started: at(0), Finished: at(9)}
+	if atOrBefore(old, understudy.StopPoint{UntilTime: at(5)}) || !atOrBefore(old, understudy.StopPoint{UntilTime: at(9)}) {
+		t.Fatal("a snapshot without position_time is not judged by its finish time")
+	}
+}
