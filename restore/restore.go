@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -168,6 +169,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if !known[d] {
 			return res, fmt.Errorf("database %q is not in snapshot %s", d, m.ID)
 		}
+	}
+	if _, err := wildDoTables(o.Databases); err != nil {
+		return res, err
 	}
 	st, stPath := loadState(o, m.ID)
 	resuming := st.Stage != ""
@@ -331,7 +335,7 @@ func plan(a *archive.Archive, files []archive.FileInfo, from understudy.Position
 	if !stop.UntilGTID.IsZero() && !end.ContainsPosition(stop.UntilGTID) {
 		return from, 0, nil, fmt.Errorf("the point %s is beyond the archive, which ends at %s", stop.UntilGTID, end)
 	}
-	reached, n, ids := from, int64(0), map[uint32]bool{}
+	walk, n, ids := archive.NewWalker(stop, from), int64(0), map[uint32]bool{}
 	for _, fi := range files {
 		recs, err := a.Records(fi)
 		if err != nil {
@@ -341,28 +345,38 @@ func plan(a *archive.Archive, files []archive.FileInfo, from understudy.Position
 			if from.Contains(r.GTID) {
 				continue
 			}
-			include, done := stop.Decide(r.GTID, r.Time, reached)
-			if include {
-				reached = reached.With(r.GTID)
+			switch walk.Next(r.GTID, r.Time) {
+			case archive.Stop:
+				return walk.Reached(), n, ids, nil
+			case archive.Apply:
 				ids[r.GTID.ServerID] = true
 				n++
 			}
-			if done || (!include && stop.UntilGTID.IsZero()) {
-				return reached, n, ids, nil
+			if walk.Done() {
+				return walk.Reached(), n, ids, nil
 			}
 		}
 	}
+	reached := walk.Reached()
 	if !stop.BeforeGTID.IsZero() {
 		return from, 0, nil, fmt.Errorf("GTID %s is not in the archive after the snapshot's position %s (the archive ends at %s)", stop.BeforeGTID, from, end)
 	}
 	return reached, n, ids, nil
 }
 
+// existingDatabases returns those of dbs that the target has with
+// something in them: a table (base, view, sequence, system-versioned), a
+// routine (procedure, function, package) or an event. An empty database,
+// such as the `test` database of a stock mariadb-install-db, is no
+// conflict: the load drops and creates it like a missing one.
 func existingDatabases(ctx context.Context, db *sql.DB, dbs []string) ([]string, error) {
 	var out []string
 	for _, d := range dbs {
 		var n int
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", d).Scan(&n); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT
+			(SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?) +
+			(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?) +
+			(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?)`, d, d, d).Scan(&n); err != nil {
 			return nil, err
 		}
 		if n > 0 {
@@ -370,6 +384,127 @@ func existingDatabases(ctx context.Context, db *sql.DB, dbs []string) ([]string,
 		}
 	}
 	return out, nil
+}
+
+// restoredDomains returns the target's gtid_slave_pos cur with the GTID
+// domains of the restored source (those of from and end) replaced by
+// from's: the domains of other primaries, which the target may replicate
+// from over connections of its own, are kept as they are.
+func restoredDomains(cur, from, end understudy.Position) understudy.Position {
+	ours := map[uint32]bool{}
+	for _, g := range append(from.GTIDs(), end.GTIDs()...) {
+		ours[g.Domain] = true
+	}
+	var keep []understudy.GTID
+	for _, g := range cur.GTIDs() {
+		if !ours[g.Domain] {
+			keep = append(keep, g)
+		}
+	}
+	return understudy.NewPosition(append(keep, from.GTIDs()...)...)
+}
+
+// runningConnections returns the target's replication connections other
+// than restore's own whose IO or SQL thread runs, with the threads that
+// run ("IO_THREAD", "SQL_THREAD").
+func runningConnections(ctx context.Context, t *sql.DB) (map[string][]string, error) {
+	rows, err := t.QueryContext(ctx, "SHOW ALL SLAVES STATUS")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		var name string
+		var threads []string
+		for i, c := range cols {
+			switch {
+			case c == "Connection_name":
+				name = vals[i].String
+			case c == "Slave_IO_Running" && vals[i].String != "No" && vals[i].String != "":
+				threads = append(threads, "IO_THREAD")
+			case c == "Slave_SQL_Running" && vals[i].String == "Yes":
+				threads = append(threads, "SQL_THREAD")
+			}
+		}
+		if name != ConnName && len(threads) > 0 {
+			out[name] = threads
+		}
+	}
+	return out, rows.Err()
+}
+
+// setSlavePos sets the target's gtid_slave_pos to the snapshot's position
+// from in the restored source's domains, keeping every other domain.
+// MariaDB sets gtid_slave_pos only while no replication thread runs: the
+// target's other connections (a multi-source replica of other primaries)
+// are stopped for that moment, their positions read once they are
+// stopped, and started again.
+func setSlavePos(ctx context.Context, t *sql.DB, addr string, from, end understudy.Position, log *slog.Logger) error {
+	running, err := runningConnections(ctx, t)
+	if err != nil {
+		return fmt.Errorf("target %s: SHOW ALL SLAVES STATUS: %w", addr, err)
+	}
+	if len(running) > 0 {
+		log.Info("stopping the target's replication connections for a moment to set gtid_slave_pos", "connections", running)
+	}
+	quote := func(name string) string { return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(name) + "'" }
+	for name := range running {
+		if _, err := t.ExecContext(ctx, "STOP SLAVE "+quote(name)); err != nil {
+			return fmt.Errorf("target %s: stopping replication connection %s to set gtid_slave_pos: %w", addr, quote(name), err)
+		}
+	}
+	var errs []error
+	var cur string
+	err = t.QueryRowContext(ctx, "SELECT @@global.gtid_slave_pos").Scan(&cur)
+	var curPos understudy.Position
+	if err == nil {
+		curPos, err = understudy.ParsePosition(cur)
+	}
+	if err == nil {
+		q := "SET GLOBAL gtid_slave_pos = '" + restoredDomains(curPos, from, end).String() + "'"
+		if _, err = t.ExecContext(ctx, q); err != nil {
+			err = fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("target %s: %w", addr, err))
+	}
+	for name, threads := range running {
+		if _, err := t.ExecContext(context.WithoutCancel(ctx), "START SLAVE "+quote(name)+" "+strings.Join(threads, ", ")); err != nil {
+			errs = append(errs, fmt.Errorf("target %s: starting replication connection %s again: %w", addr, quote(name), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// wildDoTables is the replicate_wild_do_table value that applies every
+// change to the databases dbs and nothing else: a pattern `db.%` per
+// database, with the wildcards of its name escaped. MariaDB matches it
+// against the database of each table a statement or row event changes
+// (not against the default database, as replicate_do_db does), and
+// against the database CREATE, ALTER and DROP DATABASE name.
+func wildDoTables(dbs []string) (string, error) {
+	var pats []string
+	for _, d := range dbs {
+		if strings.Contains(d, ",") {
+			return "", fmt.Errorf("--databases: database %q has a comma in its name, which the target's replication filter (replicate_wild_do_table, a comma-separated list) cannot name", d)
+		}
+		pats = append(pats, strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(d)+".%")
+	}
+	return strings.Join(pats, ","), nil
 }
 
 func loadState(o Options, snap string) (state, string) {
@@ -415,7 +550,7 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 		return fmt.Errorf("target %s: gtid_slave_pos: %w", o.TargetAddr, err)
 	}
 	if fresh || txs == 0 || !curPos.ContainsPosition(from) {
-		if err := exec("SET GLOBAL gtid_slave_pos = '" + from.String() + "'"); err != nil {
+		if err := setSlavePos(ctx, t, o.TargetAddr, from, end, o.Log); err != nil {
 			return err
 		}
 	}
@@ -466,10 +601,22 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 		t.ExecContext(context.Background(), "STOP SLAVE '"+ConnName+"'")
 		t.ExecContext(context.Background(), "RESET SLAVE '"+ConnName+"' ALL")
 	}()
+	// The connection's filters outlive RESET SLAVE ALL: both are set, so
+	// that none is left from an earlier restore. replicate_do_db would
+	// filter by the default database, skipping `CREATE TABLE a.t2` issued
+	// while another database is current: the databases are chosen by the
+	// database of each change instead (see wildDoTables).
+	do := ""
 	if len(o.Databases) > 0 {
-		if err := exec(fmt.Sprintf("SET GLOBAL %s.replicate_do_db = '%s'", ConnName, strings.Join(dbs, ","))); err != nil {
+		if do, err = wildDoTables(dbs); err != nil {
 			return err
 		}
+	}
+	if err := exec(fmt.Sprintf("SET GLOBAL %s.replicate_do_db = ''", ConnName)); err != nil {
+		return err
+	}
+	if _, err := t.ExecContext(ctx, fmt.Sprintf("SET GLOBAL %s.replicate_wild_do_table = ?", ConnName), do); err != nil {
+		return fmt.Errorf("target %s: SET GLOBAL %s.replicate_wild_do_table = '%s': %w", o.TargetAddr, ConnName, do, err)
 	}
 	if err := exec("START SLAVE '" + ConnName + "'"); err != nil {
 		return err
@@ -530,11 +677,24 @@ func replicaError(ctx context.Context, t *sql.DB) string {
 	if !rows.Next() || rows.Scan(ptrs...) != nil {
 		return ""
 	}
-	var out []string
+	st := map[string]string{}
 	for i, c := range cols {
-		if c == "Last_SQL_Error" && vals[i].String != "" || c == "Last_IO_Error" && strings.Contains(vals[i].String, "fatal") {
-			out = append(out, vals[i].String)
-		}
+		st[c] = vals[i].String
+	}
+	// The binlog server's own errors (a damaged archive, say) arrive as
+	// "Got fatal error 1236 from master …: '<message>'" and stop the IO
+	// thread. A stopped thread never resumes by itself: whatever stopped it
+	// ends the replay. An IO error of a running thread (a reconnect) is
+	// retried by the target and is not one, unless fatal.
+	var out []string
+	if e := st["Last_IO_Error"]; e != "" && (st["Slave_IO_Running"] == "No" || strings.Contains(e, "fatal")) {
+		out = append(out, e)
+	}
+	if e := st["Last_SQL_Error"]; e != "" {
+		out = append(out, e)
+	}
+	if len(out) == 0 && st["Slave_IO_Running"] == "No" && st["Slave_SQL_Running"] == "No" {
+		out = append(out, "replication on the target was stopped (STOP SLAVE?)")
 	}
 	return strings.Join(out, "; ")
 }

@@ -48,6 +48,11 @@ type Options struct {
 	BinlogFormat string   // binlog_format; "" means "ROW"
 	SemiSync     bool     // rpl_semi_sync_master_enabled=ON with a 10 s timeout
 	Args         []string // extra mariadbd arguments, appended last, e.g. "--max-binlog-size=4096"
+	// Stock installs the server the way a user does: mariadb-install-db
+	// with its defaults, so it has the empty `test` database (and root
+	// authenticates by unix socket). Only an account root@127.0.0.1 without
+	// a password is added, for the tests' connections.
+	Stock bool
 }
 
 // Server is a running (or stopped) mariadbd started by Start. Its methods are
@@ -93,7 +98,7 @@ func Start(tb testing.TB, opts Options) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tmpl, built, err := templateDir()
+	tmpl, built, err := templateDir(opts.Stock)
 	if err != nil {
 		tb.Fatalf("mariadbtest: %v", err)
 	}
@@ -231,20 +236,26 @@ func (s *Server) CreateUser(tb testing.TB, user, password string, grants ...stri
 	}
 }
 
-// Checksums returns the CHECKSUM TABLE result of every base table in the given
+// Checksums returns a checksum of every table and sequence in the given
 // databases, keyed by "db.table". A missing database contributes nothing.
+// A base table's is its CHECKSUM TABLE result. A system-versioned table's
+// covers every row, its history included, with its ROW START and ROW END
+// (the current rows only when its periods are transaction IDs, which no
+// other server shares). A sequence's is its state: next_not_cached_value,
+// minimum_value, maximum_value, start_value, increment, cache_size,
+// cycle_option and cycle_count.
 func (s *Server) Checksums(tb testing.TB, databases ...string) map[string]string {
 	tb.Helper()
 	db := s.DB(tb)
 	sums := make(map[string]string)
 	for _, schema := range databases {
-		var tables []string
-		rows, err := db.Query(`SELECT TABLE_NAME FROM information_schema.TABLES
-			WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'`, schema)
+		var tables, types []string
+		rows, err := db.Query(`SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES
+			WHERE TABLE_SCHEMA = ? AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')`, schema)
 		for err == nil && rows.Next() {
-			var name string
-			err = rows.Scan(&name)
-			tables = append(tables, name)
+			var name, typ string
+			err = rows.Scan(&name, &typ)
+			tables, types = append(tables, name), append(types, typ)
 		}
 		if rows != nil {
 			rows.Close()
@@ -253,8 +264,17 @@ func (s *Server) Checksums(tb testing.TB, databases ...string) map[string]string
 		if err != nil {
 			tb.Fatalf("mariadbtest: port %d: listing tables of %s: %v", s.Port, schema, err)
 		}
-		for _, table := range tables {
-			q := "CHECKSUM TABLE " + quoteIdent(schema) + "." + quoteIdent(table)
+		for i, table := range tables {
+			qt := quoteIdent(schema) + "." + quoteIdent(table)
+			switch types[i] {
+			case "SEQUENCE":
+				sums[schema+"."+table] = "sequence " + s.QueryString(tb, "SELECT CONCAT_WS(' ', next_not_cached_value, minimum_value, maximum_value, start_value, increment, cache_size, cycle_option, cycle_count) FROM "+qt)
+				continue
+			case "SYSTEM VERSIONED":
+				sums[schema+"."+table] = s.versionedChecksum(tb, schema, table)
+				continue
+			}
+			q := "CHECKSUM TABLE " + qt
 			var name string
 			var sum sql.NullString
 			if err := db.QueryRow(q).Scan(&name, &sum); err != nil {
@@ -264,6 +284,67 @@ func (s *Server) Checksums(tb testing.TB, databases ...string) map[string]string
 		}
 	}
 	return sums
+}
+
+// versionedChecksum returns the row count and a checksum of every row of a
+// system-versioned table, history included (FOR SYSTEM_TIME ALL), with
+// its periods in UTC; of its current rows without its periods when they
+// are transaction IDs.
+func (s *Server) versionedChecksum(tb testing.TB, schema, table string) string {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := s.DB(tb).Conn(ctx)
+	if err != nil {
+		tb.Fatalf("mariadbtest: port %d: %v", s.Port, err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
+		tb.Fatalf("mariadbtest: port %d: %v", s.Port, err)
+	}
+	var cols []string
+	explicit, trx := false, false
+	rows, err := c.QueryContext(ctx, `SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), DATA_TYPE FROM information_schema.COLUMNS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, schema, table)
+	for err == nil && rows.Next() {
+		var name, gen, typ string
+		if err = rows.Scan(&name, &gen, &typ); err != nil {
+			break
+		}
+		if gen == "ROW START" || gen == "ROW END" {
+			explicit = true
+			if typ != "timestamp" {
+				trx = true
+				continue
+			}
+		}
+		cols = append(cols, quoteIdent(name))
+	}
+	if rows != nil {
+		rows.Close()
+		err = errors.Join(err, rows.Err())
+	}
+	if err != nil {
+		tb.Fatalf("mariadbtest: port %d: columns of %s.%s: %v", s.Port, schema, table, err)
+	}
+	from := quoteIdent(schema) + "." + quoteIdent(table)
+	if !trx {
+		from += " FOR SYSTEM_TIME ALL"
+		if !explicit {
+			cols = append(cols, "`row_start`", "`row_end`")
+		}
+	}
+	var vals, nulls []string
+	for _, c := range cols {
+		vals = append(vals, "CAST("+c+" AS BINARY)")
+		nulls = append(nulls, "ISNULL("+c+")")
+	}
+	e := fmt.Sprintf("CONCAT_WS('#', %s, CONCAT(%s))", strings.Join(vals, ", "), strings.Join(nulls, ", "))
+	q := fmt.Sprintf("SELECT CONCAT('versioned ', COUNT(*), ' ', COALESCE(BIT_XOR((CRC32(%s) << 32) | CRC32C(%s)), 0)) FROM %s", e, e, from)
+	var sum string
+	if err := c.QueryRowContext(ctx, q).Scan(&sum); err != nil {
+		tb.Fatalf("mariadbtest: port %d: %s: %v", s.Port, q, err)
+	}
+	return sum
 }
 
 // GTIDBinlogPos returns @@global.gtid_binlog_pos, e.g. "0-1-42".
@@ -446,33 +527,46 @@ func (s *Server) logTail(offset int64) string {
 	return string(b)
 }
 
-var template struct {
+type templateOnce struct {
 	once sync.Once
 	dir  string
 	err  error
 }
 
+// templates are the template datadirs: [0] for the tests' servers,
+// [1] for Options.Stock.
+var templates [2]templateOnce
+
 // templateDir returns the template datadir, building it on first use; built
 // is how long that took when this call built it, otherwise 0.
-func templateDir() (dir string, built time.Duration, err error) {
-	template.once.Do(func() {
+func templateDir(stock bool) (dir string, built time.Duration, err error) {
+	t := &templates[0]
+	if stock {
+		t = &templates[1]
+	}
+	t.once.Do(func() {
 		began := time.Now()
-		template.dir, template.err = buildTemplate()
+		t.dir, t.err = buildTemplate(stock)
 		built = time.Since(began)
 	})
-	return template.dir, built, template.err
+	return t.dir, built, t.err
 }
 
 // buildTemplate runs mariadb-install-db into a directory named after this
 // process. The directory outlives the process; the next build removes those
-// left by processes that are gone.
-func buildTemplate() (string, error) {
+// left by processes that are gone. Unless stock, root has no password and
+// there is no `test` database.
+func buildTemplate(stock bool) (string, error) {
 	installDB, err := lookBin("mariadb-install-db")
 	if err != nil {
 		return "", err
 	}
 	removeStale()
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-template", dirPrefix, os.Getpid()))
+	name := "template"
+	if stock {
+		name = "stock-template"
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-%s", dirPrefix, os.Getpid(), name))
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
 	}
@@ -484,9 +578,22 @@ func buildTemplate() (string, error) {
 		if err := os.MkdirAll(tmp, 0o755); err != nil {
 			return "", err
 		}
-		cmd := exec.Command(installDB, "--no-defaults", "--datadir="+dir, "--user="+osUser(),
-			"--auth-root-authentication-method=normal", "--skip-test-db", "--tmpdir="+tmp,
-			"--innodb-log-file-size=48M") // same redo log size as the servers, avoiding a resize
+		args := []string{"--no-defaults", "--datadir=" + dir, "--user=" + osUser(), "--tmpdir=" + tmp,
+			"--innodb-log-file-size=48M"} // same redo log size as the servers, avoiding a resize
+		if stock {
+			// As a user installs: the defaults, with the `test` database
+			// and root by unix socket; plus root over TCP for the tests,
+			// with the privileges the install gives root.
+			extra := filepath.Join(tmp, "tcp-root.sql")
+			sql := "REPLACE INTO mysql.global_priv VALUES ('127.0.0.1', 'root', '{\"access\":18446744073709551615}');\n"
+			if err := os.WriteFile(extra, []byte(sql), 0o644); err != nil {
+				return "", err
+			}
+			args = append(args, "--extra-file="+extra)
+		} else {
+			args = append(args, "--auth-root-authentication-method=normal", "--skip-test-db")
+		}
+		cmd := exec.Command(installDB, args...)
 		if out, err = cmd.CombinedOutput(); err == nil {
 			return dir, nil
 		}
