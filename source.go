@@ -59,6 +59,10 @@ type SourceStatus struct {
 	Reconnects    int64      `json:"reconnects"`
 	LastError     string     `json:"last_error,omitempty"`
 	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
+	// ServeLastError is the last error the source's binlog server sent a
+	// replica (a damaged archive, say), and ServeLastErrorTime when.
+	ServeLastError     string     `json:"serve_last_error,omitempty"`
+	ServeLastErrorTime *time.Time `json:"serve_last_error_time,omitempty"`
 	// PrimaryBinlog is the primary's binlog file being read.
 	PrimaryBinlog  string `json:"primary_binlog,omitempty"`
 	PrimaryVersion string `json:"primary_version,omitempty"`

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -106,10 +105,12 @@ func exportFile(r *FileReader, recs []Record, path string, walk *Walker, res *Ex
 		for ev.Offset() < int64(rec.End) {
 			e, err := ev.Next()
 			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
+				// The index says the transaction ends at rec.End: an event
+				// that cannot be read before it is damage.
+				if !errors.Is(err, understudy.ErrCorrupt) {
+					err = fmt.Errorf("%w: %v", understudy.ErrCorrupt, err)
 				}
-				return n, err
+				return n, fmt.Errorf("transaction %s at offset %d: %w", rec.GTID, ev.Offset(), err)
 			}
 			if include {
 				if err := w.WriteEvent(e); err != nil {

@@ -6,8 +6,13 @@
 package archive
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -44,8 +49,13 @@ func fileNumber(name string) (int, bool) {
 // Manifest lists the sealed files of a source's archive, oldest first,
 // its generations and what retention removed.
 type Manifest struct {
-	Version int        `json:"version"`
-	Files   []FileInfo `json:"files"`
+	// ManifestSHA256 protects the manifest itself (see MarshalChecked). It
+	// is set in the file, not in memory: writeManifest computes it, and
+	// readManifest checks it. A manifest written before it existed has
+	// none; it gets one when it is next written.
+	ManifestSHA256 string     `json:"manifest_sha256,omitempty"`
+	Version        int        `json:"version"`
+	Files          []FileInfo `json:"files"`
 	// Generations lists every generation the archive has had, oldest
 	// first. An archive written before generations existed has none
 	// recorded: it is one generation that begins with its first file.
@@ -54,6 +64,9 @@ type Manifest struct {
 	// removed; files numbered up to it are gone and any left behind by a
 	// crash are deleted on start.
 	PrunedThrough int `json:"pruned_through,omitempty"`
+
+	// unchecked is set when the manifest read had no checksum.
+	unchecked bool
 }
 
 // Generation is an unbroken stretch of a source's archive: its files follow
@@ -98,7 +111,8 @@ type FileInfo struct {
 }
 
 func readManifest(dir string) (Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	path := filepath.Join(dir, ManifestName)
+	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return Manifest{Version: 1}, nil
 	}
@@ -106,21 +120,102 @@ func readManifest(dir string) (Manifest, error) {
 		return Manifest{}, err
 	}
 	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return Manifest{}, fmt.Errorf("%s: %w: %v", filepath.Join(dir, ManifestName), understudy.ErrCorrupt, err)
+	checked, err := DecodeChecked(path, b, &m)
+	if err != nil {
+		return Manifest{}, err
 	}
+	m.unchecked = !checked
 	if m.Version != 1 {
-		return Manifest{}, fmt.Errorf("%s: unsupported manifest version %d", filepath.Join(dir, ManifestName), m.Version)
+		return Manifest{}, fmt.Errorf("%s: unsupported manifest version %d", path, m.Version)
 	}
+	m.ManifestSHA256 = ""
 	return m, nil
 }
 
 func writeManifest(dir string, m Manifest) error {
-	b, err := json.MarshalIndent(m, "", "  ")
+	m.ManifestSHA256, m.unchecked = "", false
+	b, err := MarshalChecked(&m)
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, ManifestName), append(b, '\n'))
+	return WriteFileAtomic(filepath.Join(dir, ManifestName), b)
+}
+
+// checksumKey is the manifests' own checksum field; it must be the first
+// field of the struct, so that json.MarshalIndent writes it on line 2.
+const checksumKey = `  "manifest_sha256": "`
+
+// MarshalChecked encodes a manifest (the archive's or a snapshot's) as
+// indented JSON that protects itself: v is encoded with
+// json.MarshalIndent(v, "", "  ") plus a newline, its first field
+// (`json:"manifest_sha256,omitempty"`, left empty) absent; then the line
+// `  "manifest_sha256": "<hex sha256 of those bytes>",` is inserted after
+// the opening brace. Removing that line gives back exactly the hashed
+// bytes, so every byte of the file is covered (see DecodeChecked).
+func MarshalChecked(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, '\n')
+	if !bytes.HasPrefix(b, []byte("{\n  \"")) || bytes.HasPrefix(b, []byte("{\n"+checksumKey)) {
+		return nil, fmt.Errorf("manifest: want a non-empty JSON object without its checksum, got %.40q", b)
+	}
+	sum := sha256.Sum256(b)
+	out := make([]byte, 0, len(b)+len(checksumKey)+len(sum)*2+3)
+	out = append(out, "{\n"...)
+	out = append(out, checksumKey...)
+	out = append(out, hex.EncodeToString(sum[:])...)
+	out = append(out, "\",\n"...)
+	return append(out, b[2:]...), nil
+}
+
+// DecodeChecked decodes the manifest b, read from path, into v strictly
+// (an unknown field, a flipped byte in a key name, trailing data are
+// errors) and checks the checksum that MarshalChecked wrote. checked is
+// false for a manifest that has no checksum (written before it existed),
+// which is accepted. Every error wraps understudy.ErrCorrupt and names
+// path.
+func DecodeChecked(path string, b []byte, v any) (checked bool, err error) {
+	corrupt := func(format string, args ...any) error {
+		return fmt.Errorf("%s: %w: %s", path, understudy.ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return false, corrupt("%v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return false, corrupt("data after the JSON object (offset %d)", dec.InputOffset())
+	}
+	// The decoded value's checksum field, as the decoder saw it (it
+	// matches keys case-insensitively, and the last of duplicates wins).
+	var probe struct {
+		Sum string `json:"manifest_sha256"`
+	}
+	json.Unmarshal(b, &probe)
+	line := []byte("{\n" + checksumKey)
+	if !bytes.HasPrefix(b, line) {
+		if probe.Sum != "" {
+			return false, corrupt("the manifest_sha256 field is not the one written on its second line")
+		}
+		return false, nil
+	}
+	rest := b[len(line):]
+	if len(rest) < 64+3 || string(rest[64:67]) != "\",\n" {
+		return false, corrupt("malformed manifest_sha256 line")
+	}
+	want := string(rest[:64])
+	if probe.Sum != want {
+		return false, corrupt("the manifest_sha256 field is not the one written on its second line")
+	}
+	h := sha256.New()
+	h.Write([]byte("{\n"))
+	h.Write(rest[67:])
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return false, corrupt("sha256 of the manifest is %s, its manifest_sha256 says %s", got, want)
+	}
+	return true, nil
 }
 
 // listFiles returns the numbers of the binlog files in dir, ascending,

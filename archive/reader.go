@@ -241,7 +241,21 @@ func (a *Archive) activeInfo(name string) (FileInfo, error) {
 	if err != nil {
 		return FileInfo{}, fmt.Errorf("%s: %w", path, err)
 	}
-	recs, err := a.readIndex(name)
+	recs, _, err := loadIndex(a.dir, FileInfo{Name: name}, 0)
+	if errors.Is(err, understudy.ErrCorrupt) {
+		// The index holds transactions the data does not: Records and
+		// Verify report it; the file's description keeps to the valid
+		// records before the damage.
+		b, rerr := os.ReadFile(path + indexSuffix)
+		if rerr != nil && !os.IsNotExist(rerr) {
+			return FileInfo{}, rerr
+		}
+		st, serr := f.Stat()
+		if serr != nil {
+			return FileInfo{}, serr
+		}
+		recs, err = parseIndex(b, st.Size()), nil
+	}
 	if err != nil {
 		return FileInfo{}, err
 	}
@@ -290,29 +304,15 @@ func (a *Archive) Bytes() int64 {
 	return n
 }
 
-// Records returns the index of a file, limited to its durable size.
+// Records returns the transactions of a file, limited to its durable
+// size. The index is checked against the data and, for a sealed file,
+// against the manifest; a damaged or short index is rebuilt from the data
+// (see loadIndex). An error wrapping understudy.ErrCorrupt, naming the
+// file and offset, means the archive does not hold the file's transactions:
+// it is never a shorter list.
 func (a *Archive) Records(fi FileInfo) ([]Record, error) {
-	recs, err := a.readIndex(fi.Name)
-	if err != nil {
-		return nil, err
-	}
-	for len(recs) > 0 && int64(recs[len(recs)-1].End) > fi.Size {
-		recs = recs[:len(recs)-1]
-	}
-	return recs, nil
-}
-
-func (a *Archive) readIndex(name string) ([]Record, error) {
-	path := filepath.Join(a.dir, name)
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path + indexSuffix)
-	if err != nil && !os.IsNotExist(err) {
-		return nil, err
-	}
-	return parseIndex(b, st.Size()), nil
+	recs, _, err := loadIndex(a.dir, fi, fi.Size)
+	return recs, err
 }
 
 // FileReader reads the events of one archived file.

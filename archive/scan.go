@@ -23,25 +23,34 @@ type header struct {
 	created time.Time
 }
 
+// readHeader reads and checks the header of an archived file. A header that
+// is not what understudy writes is an error wrapping understudy.ErrCorrupt.
 func readHeader(f *os.File) (header, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return header{}, err
 	}
-	r, err := binlog.NewReader(f)
+	// Small reads: the header is a few hundred bytes, and the reader's
+	// buffer would otherwise read a MiB of the file.
+	r, err := binlog.NewReader(smallReads{f})
 	if err != nil {
-		return header{}, err
+		return header{}, fmt.Errorf("%w: %v", understudy.ErrCorrupt, err)
 	}
 	ev, err := r.Next()
 	if err != nil {
-		return header{}, fmt.Errorf("reading format description: %w", err)
+		return header{}, fmt.Errorf("reading format description: %w", corruptEOF(err))
 	}
 	if ev[4] != binlog.FormatDescriptionEvent {
 		return header{}, fmt.Errorf("%w: first event is %s, want Format_desc", understudy.ErrCorrupt, binlog.TypeName(ev[4]))
 	}
+	// understudy clears the in-use flag, and the checksum check would
+	// accept a byte that sets it.
+	if h, _ := binlog.ParseHeader(ev); h.Flags&binlog.FlagBinlogInUse != 0 {
+		return header{}, fmt.Errorf("%w: the format description has the in-use flag set", understudy.ErrCorrupt)
+	}
 	h := header{fde: append([]byte(nil), ev...), checksum: r.Checksum()}
 	ev, err = r.Next()
 	if err != nil {
-		return header{}, fmt.Errorf("reading GTID list: %w", err)
+		return header{}, fmt.Errorf("reading GTID list: %w", corruptEOF(err))
 	}
 	if ev[4] != binlog.GTIDListEvent {
 		return header{}, fmt.Errorf("%w: second event is %s, want Gtid_list", understudy.ErrCorrupt, binlog.TypeName(ev[4]))
@@ -49,9 +58,34 @@ func readHeader(f *os.File) (header, error) {
 	if h.start, err = binlog.ParseGTIDList(ev, h.checksum); err != nil {
 		return header{}, fmt.Errorf("%w: %v", understudy.ErrCorrupt, err)
 	}
+	// understudy writes the GTID list with no flags and nothing after its
+	// GTIDs: a longer body means a damaged checksum setting (the format
+	// description's algorithm byte) and CRCs read as data.
+	if b := binlog.Body(ev, h.checksum); len(b) != 4+16*len(h.start.GTIDs()) {
+		return header{}, fmt.Errorf("%w: GTID list of %d GTIDs has %d body bytes", understudy.ErrCorrupt, len(h.start.GTIDs()), len(b))
+	}
 	h.created = time.Unix(int64(binlogTimestamp(ev)), 0)
 	h.end = r.Offset()
 	return h, nil
+}
+
+// corruptEOF turns the end of a file inside an event that must be whole
+// into an ErrCorrupt.
+func corruptEOF(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: %v", understudy.ErrCorrupt, io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// smallReads reads at most 4 KiB at a time.
+type smallReads struct{ r io.Reader }
+
+func (s smallReads) Read(p []byte) (int, error) {
+	if len(p) > 4<<10 {
+		p = p[:4<<10]
+	}
+	return s.r.Read(p)
 }
 
 // scanResult is what scanning a file's tail found.
@@ -70,11 +104,18 @@ func scanTail(f *os.File, off int64, checksum bool) (scanResult, error) {
 	if err != nil {
 		return scanResult{}, err
 	}
-	res := scanResult{end: off}
-	if off >= st.Size() {
-		return res, nil
+	return scanRange(f, off, st.Size(), checksum, 0), nil
+}
+
+// scanRange reads the events in [from, to) and returns the whole
+// transactions found, at most max of them (max 0: all), and the offset
+// after the last whole unit read. It rebuilds index records from the data.
+func scanRange(f *os.File, from, to int64, checksum bool, max int) scanResult {
+	res := scanResult{end: from}
+	if from >= to {
+		return res
 	}
-	r := binlog.NewReaderAt(io.NewSectionReader(f, off, st.Size()-off), off, checksum)
+	r := binlog.NewReaderAt(io.NewSectionReader(f, from, to-from), from, checksum)
 	var g binlog.Grouper
 	var cur Record
 	for {
@@ -84,26 +125,26 @@ func scanTail(f *os.File, off int64, checksum bool) (scanResult, error) {
 			if g.InGroup() {
 				res.torn = fmt.Errorf("transaction %s at offset %d is incomplete", cur.GTID, cur.Start)
 			}
-			return res, nil
+			return res
 		}
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
 				err = fmt.Errorf("partial event at offset %d", start)
 			}
 			res.torn = err
-			return res, nil
+			return res
 		}
 		step, err := g.Next(ev, checksum)
 		if err != nil {
 			res.torn = fmt.Errorf("offset %d: %v", start, err)
-			return res, nil
+			return res
 		}
 		switch step {
 		case binlog.Begin:
 			gi, err := binlog.ParseGTIDEvent(ev, checksum)
 			if err != nil {
 				res.torn = fmt.Errorf("offset %d: %v", start, err)
-				return res, nil
+				return res
 			}
 			cur = Record{Start: uint32(start), GTID: gi.GTID}
 		case binlog.End:
@@ -111,6 +152,9 @@ func scanTail(f *os.File, off int64, checksum bool) (scanResult, error) {
 			cur.Time = binlogTimestamp(ev)
 			res.records = append(res.records, cur)
 			res.end = r.Offset()
+			if max > 0 && len(res.records) == max {
+				return res
+			}
 		case binlog.Single, binlog.Meta:
 			res.end = r.Offset()
 		}

@@ -23,7 +23,8 @@ type VerifyReport struct {
 }
 
 // Verify reads the whole archive: every event's CRC32, every sealed file's
-// sha256 against the manifest, the index against the data, and GTID
+// sha256 against the manifest, the index against the data (a damaged
+// index is a problem even where readers rebuild it from the data), and GTID
 // continuity: within a generation each file starts where the previous
 // ended, and within a domain sequence numbers only grow. A generation
 // begins at its recorded start position; the gap before it is history
@@ -64,9 +65,12 @@ func Verify(a *Archive) (VerifyReport, error) {
 				problem(fi.Name, "sha256 %s, the manifest says %s", sum, fi.SHA256)
 			}
 		}
-		recs, err := a.Records(fi)
+		recs, damage, err := loadIndex(a.Dir(), fi, fi.Size)
+		if damage != nil {
+			problem(fi.Name, "damaged index: %v", damage)
+		}
 		if err != nil {
-			problem(fi.Name, "index: %v", err)
+			problem(fi.Name, "%v", err)
 			continue
 		}
 		f, err := os.Open(path)

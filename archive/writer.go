@@ -151,6 +151,19 @@ func (w *Writer) recover() error {
 	if err != nil {
 		return err
 	}
+	if m.unchecked {
+		// Written by a version without the manifest's own checksum:
+		// protect it now (it is rewritten at the next seal otherwise).
+		if err := writeManifest(w.dir, m); err != nil {
+			var se *SyncError
+			if errors.As(err, &se) {
+				return err
+			}
+			w.log.Warn("could not add a checksum to the manifest; it is added at the next seal", "dir", w.dir, "err", err)
+		} else {
+			m.unchecked = false
+		}
+	}
 	w.manifestMu.Lock()
 	w.manifest = m
 	w.manifestMu.Unlock()
@@ -326,8 +339,17 @@ func (w *Writer) openActive(n int) error {
 		return err
 	}
 	if res.end < st.Size() {
-		w.log.Warn("cutting incomplete tail of archived file; it is fetched again from the primary",
-			"file", path, "durable_end", res.end, "cut_bytes", st.Size()-res.end, "reason", res.torn)
+		if whole := int64(len(ib) / RecordSize * RecordSize); int64(len(recs)*RecordSize) < whole {
+			// The index held more records than survive: durable data is
+			// damaged, not merely a torn tail. Streaming resumes before
+			// it, so the primary sends it again; if the primary purged
+			// it, the archiver records a gap.
+			w.log.Error("archived file damaged: cutting it at the damage; the transactions after it are fetched again from the primary",
+				"file", path, "cut_at", res.end, "cut_bytes", st.Size()-res.end, "indexed_transactions", whole/RecordSize, "kept", len(recs)+len(res.records), "reason", res.torn)
+		} else {
+			w.log.Warn("cutting incomplete tail of archived file; it is fetched again from the primary",
+				"file", path, "durable_end", res.end, "cut_bytes", st.Size()-res.end, "reason", res.torn)
+		}
 		if err := f.Truncate(res.end); err != nil {
 			return err
 		}

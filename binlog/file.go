@@ -138,6 +138,11 @@ type Reader struct {
 	FormatDescription []byte
 }
 
+// MaxEventSize bounds the size of one event: MariaDB's largest packet
+// (max_allowed_packet and slave_max_allowed_packet are at most 1 GiB) plus
+// room for the event's header and checksum.
+const MaxEventSize = 1<<30 + 1<<20
+
 // NewReader reads the magic and returns a Reader positioned at offset 4.
 func NewReader(r io.Reader) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
@@ -187,6 +192,11 @@ func (r *Reader) Next() ([]byte, error) {
 	h, err := ParseHeader(hb)
 	if err != nil {
 		return nil, fmt.Errorf("offset %d: %w: %v", r.off, understudy.ErrCorrupt, err)
+	}
+	if h.Size > MaxEventSize {
+		// A flipped byte in the size field, never a real event: do not
+		// allocate what it claims.
+		return nil, fmt.Errorf("offset %d: %w: event size %d exceeds the largest possible event (%d)", r.off, understudy.ErrCorrupt, h.Size, MaxEventSize)
 	}
 	if int(h.Size) > cap(r.buf) {
 		nb := make([]byte, h.Size)

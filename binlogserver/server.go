@@ -48,6 +48,8 @@ type Config struct {
 	// Poll is the polling interval without Notify (default 100ms).
 	Poll   time.Duration
 	Logger *slog.Logger
+	// Metrics, if set, counts the errors sent to replicas.
+	Metrics *Metrics
 }
 
 // Server serves one source's archive.
@@ -60,6 +62,9 @@ type Server struct {
 	conns map[net.Conn]struct{}
 	addr  net.Addr
 	ready chan struct{}
+
+	lastErr     string
+	lastErrTime time.Time
 }
 
 // New returns a Server.
@@ -80,6 +85,9 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.init(cfg.Source)
+	}
 	return &Server{
 		cfg:   cfg,
 		log:   log.With("source", cfg.Source, "component", "binlog-server"),
@@ -93,6 +101,33 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Addr() net.Addr {
 	<-s.ready
 	return s.addr
+}
+
+// LastError returns the last error the server sent a replica and when, or
+// "" if there was none.
+func (s *Server) LastError() (string, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr, s.lastErrTime
+}
+
+// fail records an error sent to a replica: the log, the metrics and
+// LastError. A damaged or unreadable archive is logged as an ERROR: it
+// needs a human.
+func (s *Server) fail(log *slog.Logger, fe *fatalError) {
+	now := time.Now()
+	s.mu.Lock()
+	s.lastErr, s.lastErrTime = fe.msg, now
+	s.mu.Unlock()
+	if m := s.cfg.Metrics; m != nil {
+		m.Errors.WithLabelValues(s.cfg.Source, fe.kind).Inc()
+		m.LastError.WithLabelValues(s.cfg.Source).Set(float64(now.UnixNano()) / 1e9)
+	}
+	if fe.kind == KindCorrupt || fe.kind == KindRead {
+		log.Error("stopped a replica: the archive cannot be served", "kind", fe.kind, "err", fe.msg)
+		return
+	}
+	log.Warn("stopped a replica", "kind", fe.kind, "err", fe.msg)
 }
 
 // ListenAndServe listens on addr and serves until ctx ends.

@@ -3,12 +3,14 @@ package binlogserver
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
@@ -191,17 +193,21 @@ func (h *session) HandleOtherCommand(cmd byte, data []byte) error {
 			h.replicaID = binary.LittleEndian.Uint32(data)
 		}
 		if h.replicaID == h.srv.cfg.ServerID {
-			return mysql.NewError(mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG,
-				fmt.Sprintf("replica server_id %d equals the binlog server's server_id; give the replica another server_id", h.replicaID))
+			fe := &fatalError{kind: KindRequest, msg: fmt.Sprintf("replica server_id %d equals the binlog server's server_id; give the replica another server_id", h.replicaID)}
+			h.srv.fail(h.log, fe)
+			return fe.myError()
 		}
 		return nil
 	case mysql.COM_BINLOG_DUMP:
 		err := h.dump(data)
 		h.done = true
 		if err != nil {
-			if me, ok := err.(*mysql.MyError); ok {
-				h.log.Warn("refused a replica's dump request", "err", me.Message)
-				return me
+			// Refused before the stream began: the library sends the
+			// error in the command's packet sequence.
+			var fe *fatalError
+			if errors.As(err, &fe) {
+				h.srv.fail(h.log, fe)
+				return fe.myError()
 			}
 			h.log.Debug("stream to replica ended", "err", err)
 		}
@@ -252,7 +258,32 @@ func resultset(names []string, rows [][]any) (*mysql.Result, error) {
 	return mysql.NewResult(rs), nil
 }
 
-// gtidError is an ERR 1236 that makes a replica stop instead of retrying.
-func gtidError(format string, args ...any) error {
-	return &mysql.MyError{Code: mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG, State: "HY000", Message: fmt.Sprintf(format, args...)}
+// fatalError is an ERR 1236, which makes a replica stop instead of
+// retrying; kind says what failed (see Metrics).
+type fatalError struct {
+	kind string
+	msg  string
+}
+
+func (e *fatalError) Error() string { return e.msg }
+
+// maxMessage keeps a message inside the replica's 512-byte error buffer,
+// with the "Got fatal error 1236 from master when reading data from binary
+// log: '…'" around it.
+const maxMessage = 400
+
+func (e *fatalError) myError() *mysql.MyError {
+	msg := e.msg
+	if len(msg) > maxMessage {
+		cut := maxMessage - 3
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
+	}
+	return &mysql.MyError{Code: mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG, State: "HY000", Message: msg}
+}
+
+func fatal(kind, format string, args ...any) error {
+	return &fatalError{kind: kind, msg: fmt.Sprintf(format, args...)}
 }

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,34 +49,41 @@ type stream struct {
 	offset   int64               // end of the last event read in the current file
 	gen      int                 // the archive generation being streamed
 	walk     *archive.Walker     // the server's stop point, if any
+
+	// Reading transactions (see sendTxn).
+	f    *os.File // the cursor's current file, opened by name
+	sec  io.SectionReader
+	br   *bufio.Reader
+	txn  []byte // the events of a transaction, or of one event
+	ends []int  // the end of each event in txn
 }
 
 // dump answers COM_BINLOG_DUMP: it checks the request, then streams until
 // the replica goes away, the server stops or the UNTIL position is reached.
 func (h *session) dump(data []byte) error {
 	if len(data) < 10 {
-		return gtidError("malformed COM_BINLOG_DUMP packet")
+		return fatal(KindRequest, "malformed COM_BINLOG_DUMP packet")
 	}
 	flags := binary.LittleEndian.Uint16(data[4:])
 	capability, _ := strconv.Atoi(h.vars["mariadb_slave_capability"])
 	state, ok := h.vars["slave_connect_state"]
 	if !ok || capability < 4 {
-		return gtidError("the understudy binlog server serves GTID replication only: use CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos")
+		return fatal(KindRequest, "the understudy binlog server serves GTID replication only: use CHANGE MASTER TO ... MASTER_USE_GTID=slave_pos")
 	}
 	start, err := understudy.ParsePosition(state)
 	if err != nil {
-		return gtidError("invalid @slave_connect_state: %v", err)
+		return fatal(KindRequest, "invalid @slave_connect_state: %v", err)
 	}
 	var until understudy.Position
 	if u := h.vars["slave_until_gtid"]; u != "" {
 		if until, err = understudy.ParsePosition(u); err != nil {
-			return gtidError("invalid @slave_until_gtid: %v", err)
+			return fatal(KindRequest, "invalid @slave_until_gtid: %v", err)
 		}
 	}
 	src := h.srv.cfg.Source
 	a, err := archive.Open(h.srv.cfg.Dir)
 	if err != nil {
-		return gtidError("the archive of source %s cannot be read: %v", src, err)
+		return archiveError(src, err)
 	}
 	first, err := startFile(a, start, src)
 	if err != nil {
@@ -81,7 +91,7 @@ func (h *session) dump(data []byte) error {
 	}
 	c, err := archive.OpenCursor(h.srv.cfg.Dir, first.Name)
 	if err != nil {
-		return gtidError("the archive of source %s cannot be read: %v", src, err)
+		return archiveError(src, err)
 	}
 	defer c.Close()
 	hbNanos, _ := strconv.ParseInt(strings.SplitN(h.vars["master_heartbeat_period"], ".", 2)[0], 10, 64)
@@ -99,7 +109,13 @@ func (h *session) dump(data []byte) error {
 		checksum: strings.EqualFold(h.vars["master_binlog_checksum"], "CRC32"),
 		annotate: flags&dumpSendAnnotate != 0, hb: time.Duration(hbNanos),
 		skip: start, sent: start, until: until, verified: map[uint32]bool{}, gen: first.Generation,
+		br: bufio.NewReaderSize(nil, 256<<10),
 	}
+	defer func() {
+		if st.f != nil {
+			st.f.Close()
+		}
+	}()
 	if stop := h.srv.cfg.Stop; !stop.IsZero() {
 		st.walk = archive.NewWalker(stop, start)
 		st.held = st.walk.Done()
@@ -111,16 +127,16 @@ func (h *session) dump(data []byte) error {
 	}
 	h.log.Info("replica connected", "replica_server_id", h.replicaID, "gtid_position", start.String(), "until", until.String(), "file", first.Name)
 	err = st.run()
-	var me *mysql.MyError
+	var fe *fatalError
 	switch {
 	case errors.Is(err, errUntilReached):
 		h.log.Info("replica reached its UNTIL position", "gtid_position", st.sent.String())
 		return nil
-	case errors.As(err, &me):
+	case errors.As(err, &fe):
 		// The stream has started: the error goes in the stream's own
 		// packet sequence, where the replica reads it.
-		h.log.Warn("stopped a replica's stream", "err", me.Message)
-		return st.writeError(me)
+		h.srv.fail(h.log, fe)
+		return st.writeError(fe.myError())
 	}
 	return err
 }
@@ -154,10 +170,10 @@ func startFile(a *archive.Archive, start understudy.Position, src string) (archi
 			continue // a domain of another primary: not ours to check
 		}
 		if g.Seq > e.Seq {
-			return archive.FileInfo{}, gtidError("the replica's GTID %s is beyond the archive of source %s, which ends at %s in domain %d: the replica has transactions the archive never saw", g, src, e, g.Domain)
+			return archive.FileInfo{}, fatal(KindPosition, "the replica's GTID %s is beyond the archive of source %s, which ends at %s in domain %d: the replica has transactions the archive never saw", g, src, e, g.Domain)
 		}
 		if g.Seq == e.Seq && g != e {
-			return archive.FileInfo{}, gtidError("the replica's GTID %s is not in the archive of source %s, which has %s at that sequence number", g, src, e)
+			return archive.FileInfo{}, fatal(KindPosition, "the replica's GTID %s is not in the archive of source %s, which has %s at that sequence number", g, src, e)
 		}
 	}
 	for i := len(files) - 1; i >= 0; i-- {
@@ -165,7 +181,7 @@ func startFile(a *archive.Archive, start understudy.Position, src string) (archi
 			return files[i], nil
 		}
 	}
-	return archive.FileInfo{}, gtidError("the replica's GTID position %q is older than the archive of source %s, which starts at %q: those transactions are not archived", start.String(), src, files[0].StartPosition.String())
+	return archive.FileInfo{}, fatal(KindPosition, "the replica's GTID position %q is older than the archive of source %s, which starts at %q: those transactions are not archived", start.String(), src, files[0].StartPosition.String())
 }
 
 func (st *stream) run() error {
@@ -190,7 +206,7 @@ func (st *stream) run() error {
 		if !st.held {
 			rec, ok, err := st.c.Next()
 			if err != nil {
-				return err
+				return archiveError(st.h.srv.cfg.Source, err)
 			}
 			if ok {
 				if err := st.send(rec); err != nil {
@@ -201,17 +217,17 @@ func (st *stream) run() error {
 			}
 			moved, err := st.c.Advance()
 			if err != nil {
-				return err
+				return archiveError(st.h.srv.cfg.Source, err)
 			}
 			if moved {
 				// A new generation after a gap: the replica cannot go on
 				// without the purged transactions.
 				gen, err := archive.GenerationOf(st.h.srv.cfg.Dir, st.c.Name())
 				if err != nil {
-					return gtidError("the archive of source %s cannot be read: %v", st.h.srv.cfg.Source, err)
+					return archiveError(st.h.srv.cfg.Source, err)
 				}
 				if gen != st.gen {
-					return gtidError("the archive of source %s has a gap after %q: the primary purged transactions before they were archived, and the next archived file (%s) begins at %q. Rebuild this replica from a snapshot taken after the gap", st.h.srv.cfg.Source, st.sent.String(), st.c.Name(), st.c.Start().String())
+					return fatal(KindGap, "the archive of source %s has a gap after %q: the primary purged transactions before they were archived, and the next archived file (%s) begins at %q. Rebuild this replica from a snapshot taken after the gap", st.h.srv.cfg.Source, st.sent.String(), st.c.Name(), st.c.Start().String())
 				}
 				if err := st.sendRotate(st.c.Name(), false); err != nil {
 					return err
@@ -266,7 +282,7 @@ func (st *stream) send(rec archive.Record) error {
 		case g == s:
 			st.verified[g.Domain] = true
 		case g.Seq >= s.Seq:
-			return gtidError("the replica's GTID %s is not in the archive of source %s: in domain %d the archive has %s where it should be", s, st.h.srv.cfg.Source, g.Domain, g)
+			return fatal(KindPosition, "the replica's GTID %s is not in the archive of source %s: in domain %d the archive has %s where it should be", s, st.h.srv.cfg.Source, g.Domain, g)
 		}
 	}
 	if st.skip.Contains(g) {
@@ -294,18 +310,8 @@ func (st *stream) send(rec archive.Record) error {
 		st.offset = int64(rec.End)
 		return nil
 	}
-	r := st.c.Events(rec)
-	for r.Offset() < int64(rec.End) {
-		ev, err := r.Next()
-		if err != nil {
-			return fmt.Errorf("reading %s at offset %d: %w", st.c.Name(), r.Offset(), err)
-		}
-		if !st.annotate && ev[4] == binlog.AnnotateRowsEvent {
-			continue
-		}
-		if err := st.writeEvent(ev); err != nil {
-			return err
-		}
+	if err := st.sendTxn(rec); err != nil {
+		return err
 	}
 	st.offset = int64(rec.End)
 	st.sent = st.sent.With(g)
@@ -313,6 +319,150 @@ func (st *stream) send(rec archive.Record) error {
 		return st.untilReached()
 	}
 	return nil
+}
+
+// maxBuffered is the size up to which a transaction is read once, into
+// memory, checked and then sent. A larger one is read twice: checked, then
+// sent. Either way a damaged transaction is never sent in part.
+const maxBuffered = 1 << 20
+
+// sendTxn sends the events of rec once they are all checked (see readTxn).
+func (st *stream) sendTxn(rec archive.Record) error {
+	if rec.End-rec.Start > maxBuffered {
+		if err := st.readTxn(rec, false, nil); err != nil {
+			return err
+		}
+		return st.readTxn(rec, false, st.sendEvent)
+	}
+	if err := st.readTxn(rec, true, nil); err != nil {
+		return err
+	}
+	prev := 0
+	for _, end := range st.ends {
+		if err := st.sendEvent(st.txn[prev:end]); err != nil {
+			return err
+		}
+		prev = end
+	}
+	return nil
+}
+
+func (st *stream) sendEvent(ev []byte) error {
+	if !st.annotate && ev[4] == binlog.AnnotateRowsEvent {
+		return nil
+	}
+	return st.writeEvent(ev)
+}
+
+// readTxn reads the events of rec from the archived file and checks each
+// one: it lies inside the transaction, its CRC32 matches, and the first is
+// the GTID event of rec. With buffered, the events are kept in st.txn (ends
+// in st.ends); otherwise each is passed to fn, if set. Any failure is an
+// ERR 1236 naming the file, the offset and the transaction.
+func (st *stream) readTxn(rec archive.Record, buffered bool, fn func([]byte) error) error {
+	name := st.c.Name()
+	if st.f == nil || st.f.Name() != filepath.Join(st.h.srv.cfg.Dir, name) {
+		if st.f != nil {
+			st.f.Close()
+			st.f = nil
+		}
+		f, err := os.Open(filepath.Join(st.h.srv.cfg.Dir, name))
+		if err != nil {
+			return archiveError(st.h.srv.cfg.Source, err)
+		}
+		st.f = f
+	}
+	start, end := int64(rec.Start), int64(rec.End)
+	if end <= start {
+		return st.damaged(rec, start, fmt.Sprintf("the index gives the transaction no bytes (it ends at offset %d)", end))
+	}
+	st.sec = *io.NewSectionReader(st.f, start, end-start)
+	st.br.Reset(&st.sec)
+	st.txn, st.ends = st.txn[:0], st.ends[:0]
+	for off := start; off < end; {
+		if end-off < binlog.HeaderSize {
+			return st.damaged(rec, off, fmt.Sprintf("%d bytes are left before the transaction's end at offset %d, too few for an event", end-off, end))
+		}
+		b := st.txn
+		if !buffered {
+			b = b[:0]
+		}
+		i := len(b)
+		b = slices.Grow(b, binlog.HeaderSize)[:i+binlog.HeaderSize]
+		if _, err := io.ReadFull(st.br, b[i:]); err != nil {
+			return st.readError(rec, off, err)
+		}
+		h, err := binlog.ParseHeader(b[i:])
+		if err != nil {
+			return st.damaged(rec, off, err.Error())
+		}
+		if off+int64(h.Size) > end {
+			return st.damaged(rec, off, fmt.Sprintf("the event's length of %d bytes runs past the transaction's end at offset %d", h.Size, end))
+		}
+		n := i + int(h.Size)
+		b = slices.Grow(b, n-len(b))[:n]
+		st.txn = b
+		if _, err := io.ReadFull(st.br, b[i+binlog.HeaderSize:]); err != nil {
+			return st.readError(rec, off, err)
+		}
+		ev := b[i:n]
+		if st.c.Checksum() {
+			if err := binlog.VerifyChecksum(ev); err != nil {
+				return st.damaged(rec, off, "event checksum mismatch")
+			}
+		}
+		if off == start {
+			gi, err := binlog.ParseGTIDEvent(ev, st.c.Checksum())
+			if err != nil {
+				return st.damaged(rec, off, "the transaction does not begin with a GTID event: "+err.Error())
+			}
+			if gi.GTID != rec.GTID {
+				return st.damaged(rec, off, fmt.Sprintf("the GTID event says %s, the index %s", gi.GTID, rec.GTID))
+			}
+		}
+		off += int64(h.Size)
+		if buffered {
+			st.ends = append(st.ends, n)
+		} else if fn != nil {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// damaged is the error for a damaged transaction.
+func (st *stream) damaged(rec archive.Record, off int64, reason string) error {
+	return fatal(KindCorrupt, "the archive of source %s is damaged: %s at offset %d (transaction %s): %s; run understudy verify",
+		st.h.srv.cfg.Source, st.c.Name(), off, rec.GTID, reason)
+}
+
+// readError is the error for a failed read inside rec: a file that ends
+// inside it is damaged; anything else is an I/O error.
+func (st *stream) readError(rec archive.Record, off int64, err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		reason := "short read: the file ends inside the transaction"
+		if fi, serr := st.f.Stat(); serr == nil {
+			reason = fmt.Sprintf("short read: the file ends at offset %d, inside the transaction (which ends at offset %d)", fi.Size(), rec.End)
+		}
+		return st.damaged(rec, off, reason)
+	}
+	return fatal(KindRead, "the archive of source %s cannot be read: %s at offset %d (transaction %s): %v",
+		st.h.srv.cfg.Source, st.c.Name(), off, rec.GTID, err)
+}
+
+// archiveError is the error for a failure of the archive's reader: a
+// damaged archive (understudy.ErrCorrupt) or an I/O error.
+func archiveError(src string, err error) error {
+	var fe *fatalError
+	if errors.As(err, &fe) {
+		return err
+	}
+	if errors.Is(err, understudy.ErrCorrupt) {
+		return fatal(KindCorrupt, "the archive of source %s is damaged: %v; run understudy verify", src, err)
+	}
+	return fatal(KindRead, "the archive of source %s cannot be read: %v", src, err)
 }
 
 // sendFileStart sends the current file's format description.

@@ -10,17 +10,45 @@ import (
 	"strings"
 )
 
-// listTables lists the base tables outside the system schemas with their
-// stored columns and the key their chunks are cut on, in three queries
-// whatever the number of tables.
+// Kinds of tables other than base tables (Table.Kind).
+const (
+	// KindSequence is a SEQUENCE: its one row is its state
+	// (next_not_cached_value, ..., cycle_count), read when it is dumped and
+	// loaded back with LOAD DATA, which sets the state as SETVAL does.
+	KindSequence = "sequence"
+	// KindVersioned is a system-versioned table with timestamp periods:
+	// its data holds every row, history included (FOR SYSTEM_TIME ALL),
+	// with its ROW START and ROW END columns (row_start and row_end when
+	// they are implicit), loaded with system_versioning_insert_history.
+	KindVersioned = "system_versioned"
+	// KindVersionedTrx is a system-versioned table with transaction-precise
+	// periods (ROW START and ROW END are transaction IDs of the source's
+	// mysql.transaction_registry, which no other server can take): its data
+	// holds the current rows only, and its history is not kept.
+	KindVersionedTrx = "system_versioned_trx"
+)
+
+// listTables lists the tables outside the system schemas (base tables,
+// system-versioned tables and sequences) with their stored columns and the
+// key their chunks are cut on, in three queries whatever the number of
+// tables. Sequences come first, so that the tables whose defaults name
+// them are created after them.
 func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	var out []tableInfo
 	index := map[[2]string]*tableInfo{}
-	err := queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0)
-		FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_SCHEMA, TABLE_NAME`, func(rows *sql.Rows) error {
+	err := queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0), TABLE_TYPE
+		FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')
+		ORDER BY TABLE_SCHEMA, TABLE_TYPE != 'SEQUENCE', TABLE_NAME`, func(rows *sql.Rows) error {
 		var ti tableInfo
-		if err := rows.Scan(&ti.db, &ti.t.Name, &ti.t.Engine, &ti.rowsEst); err != nil {
+		var typ string
+		if err := rows.Scan(&ti.db, &ti.t.Name, &ti.t.Engine, &ti.rowsEst, &typ); err != nil {
 			return err
+		}
+		switch typ {
+		case "SEQUENCE":
+			ti.t.Kind = KindSequence
+		case "SYSTEM VERSIONED":
+			ti.t.Kind = KindVersioned // KindVersionedTrx if its periods say so, below
 		}
 		if !systemSchemas[strings.ToLower(ti.db)] {
 			out = append(out, ti)
@@ -38,6 +66,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		nullable     bool
 	}
 	columns := map[[3]string]column{}
+	periods := map[*tableInfo]bool{} // system-versioned tables with explicit period columns
 	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, DATA_TYPE, COLUMN_TYPE,
 		IS_NULLABLE, COALESCE(CHARACTER_SET_NAME, '') FROM information_schema.COLUMNS
 		WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
@@ -49,15 +78,31 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		typ = strings.ToLower(typ)
 		columns[[3]string{db, table, name}] = column{typ, charset, nullable == "YES"}
 		ti := index[[2]string{db, table}]
-		if ti != nil && gen == "" && !strings.Contains(strings.ToUpper(extra), "GENERATED") {
-			ti.t.Columns = append(ti.t.Columns, name)
-			ti.t.Types = append(ti.t.Types, typ)
-			ti.t.selects = append(ti.t.selects, dumpExpr(quote(name), typ, strings.ToLower(colType)))
+		if ti == nil {
+			return nil
+		}
+		period := gen == "ROW START" || gen == "ROW END" // a system-versioned table's explicit period column
+		if period {
+			periods[ti] = true
+			if typ != "timestamp" {
+				ti.t.Kind = KindVersionedTrx
+			}
+		}
+		if (gen == "" && !strings.Contains(strings.ToUpper(extra), "GENERATED")) || (period && typ == "timestamp") {
+			ti.addColumn(name, typ, strings.ToLower(colType))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	for i := range out {
+		ti := &out[i]
+		if ti.t.Kind == KindVersioned && !periods[ti] {
+			// Implicit periods: hidden columns, absent from COLUMNS.
+			ti.addColumn("row_start", "timestamp", "timestamp(6)")
+			ti.addColumn("row_end", "timestamp", "timestamp(6)")
+		}
 	}
 	// The chunk key is the first column of the primary key, else of a
 	// unique key, else of any index: ranges of it partition the rows
@@ -104,6 +149,13 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// addColumn adds a stored column to the table's data.
+func (ti *tableInfo) addColumn(name, typ, colType string) {
+	ti.t.Columns = append(ti.t.Columns, name)
+	ti.t.Types = append(ti.t.Types, typ)
+	ti.t.selects = append(ti.t.selects, dumpExpr(quote(name), typ, colType))
 }
 
 // queryRows runs q and calls fn for each row.

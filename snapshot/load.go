@@ -65,28 +65,52 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 		return err
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET SESSION sql_log_bin = 0"); err != nil {
-		return explain(err)
+	// Tables are created in any order: a foreign key may name a table
+	// created after it.
+	for _, q := range []string{"SET SESSION sql_log_bin = 0", "SET SESSION foreign_key_checks = 0"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return explain(err)
+		}
 	}
-	var jobs []job
-	deferred := map[*Table][]string{}
 	for _, d := range dbs {
 		if err := execFile(ctx, conn, dir, d.Schema, m, ""); err != nil {
 			return err
 		}
-		for j := range d.Tables {
-			t := &d.Tables[j]
-			keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name)
-			if err != nil {
-				return err
-			}
-			if len(keys) > 0 {
-				deferred[t] = keys
-			}
-			for k := range t.Chunks {
-				jobs = append(jobs, job{db: d.Name, table: t, chunk: &t.Chunks[k]})
+	}
+	var jobs []job
+	deferred := map[*Table][]string{}
+	history := false // a system-versioned table's history is loaded
+	// Sequences first, in every database: a column's DEFAULT NEXTVAL(s)
+	// needs s when its table is created.
+	for _, seqs := range []bool{true, false} {
+		for _, d := range dbs {
+			for j := range d.Tables {
+				t := &d.Tables[j]
+				if (t.Kind == KindSequence) != seqs {
+					continue
+				}
+				keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name)
+				if err != nil {
+					return err
+				}
+				if len(keys) > 0 {
+					deferred[t] = keys
+				}
+				for k := range t.Chunks {
+					jobs = append(jobs, job{db: d.Name, table: t, chunk: &t.Chunks[k]})
+				}
+				history = history || t.Kind == KindVersioned
 			}
 		}
+	}
+	// Rows are loaded as the source has them: without checking foreign
+	// keys or CHECK constraints again (a row may predate its constraint),
+	// and with the history of system-versioned tables, ROW START and ROW
+	// END included.
+	setup := []string{"SET SESSION sql_log_bin = 0", "SET SESSION foreign_key_checks = 0", "SET SESSION unique_checks = 0",
+		"SET SESSION check_constraint_checks = 0", "SET SESSION time_zone = '+00:00'"}
+	if history {
+		setup = append(setup, "SET SESSION system_versioning_insert_history = ON")
 	}
 	prog := &progress{p: Progress{Chunks: len(jobs)}, fn: o.Progress, left: map[*Table]int{}}
 	for _, j := range jobs {
@@ -109,7 +133,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 			c, err := db.Conn(wctx)
 			if err == nil {
 				defer c.Close()
-				for _, q := range []string{"SET SESSION sql_log_bin = 0", "SET SESSION foreign_key_checks = 0", "SET SESSION unique_checks = 0", "SET SESSION time_zone = '+00:00'"} {
+				for _, q := range setup {
 					if _, err = c.ExecContext(wctx, q); err != nil {
 						break
 					}
@@ -142,14 +166,55 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	if first != nil {
 		return first
 	}
-	for _, d := range dbs {
-		if d.Objects != "" {
-			if err := execFile(ctx, conn, dir, d.Objects, m, d.Name); err != nil {
-				return err
-			}
-		}
+	if err := loadObjects(ctx, conn, dir, m, dbs); err != nil {
+		return err
 	}
 	return ctx.Err()
+}
+
+// loadObjects creates the databases' views, routines, triggers and events.
+// A statement that fails is tried again after the others, as long as each
+// round creates something: a view may name a view (or, in snapshots before
+// routines came first, a function) that is created after it, in its own
+// database or another one.
+func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs []*Database) error {
+	type object struct{ db, file, stmt string }
+	var todo []object
+	for _, d := range dbs {
+		if d.Objects == "" {
+			continue
+		}
+		stmts, err := readStatements(dir, d.Objects, m)
+		if err != nil {
+			return err
+		}
+		for _, s := range stmts {
+			todo = append(todo, object{d.Name, d.Objects, s})
+		}
+	}
+	for len(todo) > 0 {
+		var failed []object
+		var first error
+		for _, o := range todo {
+			if _, err := c.ExecContext(ctx, "USE "+quote(o.db)); err != nil {
+				return explain(err)
+			}
+			if _, err := c.ExecContext(ctx, o.stmt); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if first == nil {
+					first = fmt.Errorf("%s: %w", o.file, explain(err))
+				}
+				failed = append(failed, o)
+			}
+		}
+		if len(failed) == len(todo) {
+			return first
+		}
+		todo = failed
+	}
+	return nil
 }
 
 // loadChunkRetrying loads a chunk, again if InnoDB picked its LOAD DATA
@@ -240,7 +305,7 @@ func checkSum(h hash.Hash, want, file string) error {
 
 // execFile runs the statements of a schema file, in database db if set.
 func execFile(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db string) error {
-	b, err := readChecked(dir, rel, m)
+	stmts, err := readStatements(dir, rel, m)
 	if err != nil {
 		return err
 	}
@@ -249,25 +314,37 @@ func execFile(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db
 			return explain(err)
 		}
 	}
-	var stmts []string
-	if strings.HasSuffix(rel, ".json") {
-		if err := json.Unmarshal(b, &stmts); err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
-		}
-	} else {
-		// Snapshots before objects.json: statements separated by lines "$$".
-		stmts = strings.Split(string(b), "\n$$\n")
-	}
 	for _, stmt := range stmts {
-		stmt = strings.TrimSpace(stmt)
-		if stmt == "" {
-			continue
-		}
 		if _, err := c.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("%s: %w", rel, explain(err))
 		}
 	}
 	return nil
+}
+
+// readStatements reads the statements of a schema or objects file,
+// checked against its sha256.
+func readStatements(dir, rel string, m *Manifest) ([]string, error) {
+	b, err := readChecked(dir, rel, m)
+	if err != nil {
+		return nil, err
+	}
+	var stmts []string
+	if strings.HasSuffix(rel, ".json") {
+		if err := json.Unmarshal(b, &stmts); err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
+		}
+	} else {
+		// Snapshots before objects.json: statements separated by lines "$$".
+		stmts = strings.Split(string(b), "\n$$\n")
+	}
+	var out []string
+	for _, stmt := range stmts {
+		if stmt = strings.TrimSpace(stmt); stmt != "" {
+			out = append(out, stmt)
+		}
+	}
+	return out, nil
 }
 
 // readChecked reads a snapshot file and checks it against its sha256.

@@ -5,7 +5,6 @@
 package snapshot
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -28,6 +27,12 @@ const (
 // Manifest describes one complete snapshot. It is written last, and the
 // snapshot directory is renamed from NAME.partial to NAME after it.
 type Manifest struct {
+	// ManifestSHA256 protects the manifest itself: it is the sha256 of the
+	// file without this field's line (see archive.MarshalChecked). It is
+	// set in the file, not in memory; snapshots of older versions have
+	// none.
+	ManifestSHA256 string `json:"manifest_sha256,omitempty"`
+
 	Version int    `json:"version"`
 	ID      string `json:"id"`
 	Source  string `json:"source"`
@@ -82,6 +87,9 @@ type Database struct {
 type Table struct {
 	Name   string `json:"name"`
 	Engine string `json:"engine"`
+	// Kind is "" for a base table, else KindSequence, KindVersioned or
+	// KindVersionedTrx (see those).
+	Kind string `json:"kind,omitempty"`
 	// Schema is the file with CREATE TABLE.
 	Schema string `json:"schema"`
 	// Columns are the stored (non-generated) columns, in the order of the
@@ -167,14 +175,29 @@ func Read(dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Strictly, with its checksum: a damaged manifest is an error that
+	// wraps understudy.ErrCorrupt and names the file, never a default.
 	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", filepath.Join(dir, ManifestName), understudy.ErrCorrupt, err)
+	if _, err := archive.DecodeChecked(filepath.Join(dir, ManifestName), b, &m); err != nil {
+		return nil, err
 	}
 	if m.Version != 1 {
 		return nil, fmt.Errorf("%s: unsupported snapshot version %d", dir, m.Version)
 	}
+	m.ManifestSHA256 = ""
 	return &m, nil
+}
+
+// writeManifest writes m as dir's manifest.json, atomically and with its
+// checksum (see archive.MarshalChecked).
+func writeManifest(dir string, m *Manifest) error {
+	c := *m
+	c.ManifestSHA256 = ""
+	b, err := archive.MarshalChecked(&c)
+	if err != nil {
+		return err
+	}
+	return archive.WriteFileAtomic(filepath.Join(dir, ManifestName), b)
 }
 
 // Listed is a snapshot found by List.

@@ -65,8 +65,14 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 		m.Databases = append(m.Databases, d)
 	}
 	for _, ti := range tables {
+		// A sequence's CREATE SEQUENCE makes a working sequence by itself;
+		// its CREATE TABLE … SEQUENCE=1 form would need its row first.
+		show := "SHOW CREATE TABLE "
+		if ti.t.Kind == KindSequence {
+			show = "SHOW CREATE SEQUENCE "
+		}
 		var n, create string
-		if err := c.QueryRowContext(ctx, "SHOW CREATE TABLE "+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
+		if err := c.QueryRowContext(ctx, show+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
 			return explain(err)
 		}
 		if err := writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", 0o644, m); err != nil {
@@ -162,15 +168,17 @@ func (a Account) name() string {
 	return quote(a.User) + "@" + quote(a.Host)
 }
 
-// dumpObjects returns the CREATE statements of the views, routines,
-// triggers and events of a database.
+// dumpObjects returns the CREATE statements of the routines, views,
+// triggers and events of a database, in an order that creates what a view
+// needs (a function) before it; Load also retries a view that names
+// another view created after it.
 func dumpObjects(ctx context.Context, c *sql.Conn, db string) ([]string, error) {
 	var out []string
 	type obj struct{ list, show string }
 	kinds := []obj{
-		{"SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", "SHOW CREATE VIEW %s"},
 		{"SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE' ORDER BY ROUTINE_NAME", "SHOW CREATE PROCEDURE %s"},
 		{"SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME", "SHOW CREATE FUNCTION %s"},
+		{"SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", "SHOW CREATE VIEW %s"},
 		{"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME", "SHOW CREATE TRIGGER %s"},
 		{"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME", "SHOW CREATE EVENT %s"},
 	}
@@ -237,4 +245,22 @@ func showCreate(ctx context.Context, c *sql.Conn, q string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no CREATE statement among the columns %v (is SHOW VIEW, TRIGGER or EVENT missing?)", cols)
+}
+
+// unsavedObjects names the objects outside the system schemas that a
+// snapshot does not save: Oracle-mode packages (CREATE PACKAGE needs
+// sql_mode=ORACLE, which objects.json does not record).
+func unsavedObjects(ctx context.Context, c *sql.Conn) ([]string, error) {
+	var out []string
+	err := queryRows(ctx, c, `SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES
+		WHERE ROUTINE_TYPE NOT IN ('PROCEDURE', 'FUNCTION') AND ROUTINE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+		ORDER BY ROUTINE_SCHEMA, ROUTINE_NAME`, func(rows *sql.Rows) error {
+		var db, name, typ string
+		if err := rows.Scan(&db, &name, &typ); err != nil {
+			return err
+		}
+		out = append(out, strings.ToLower(typ)+" "+db+"."+name)
+		return nil
+	})
+	return out, err
 }

@@ -34,14 +34,19 @@ func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``"
 
 func qualified(db, table string) string { return quote(db) + "." + quote(table) }
 
-// from is the FROM of a query over a chunk of t: through the chunk key's
-// index when it is a secondary one, so that each chunk reads its range of
-// the index and not the whole table.
+// from is the FROM of a query over a chunk of t: every row of a
+// system-versioned table, its history included, and through the chunk
+// key's index when it is a secondary one, so that each chunk reads its
+// range of the index and not the whole table.
 func (t Table) from(db, where string) string {
-	if where == "" || t.ChunkIndex == "" {
-		return qualified(db, t.Name)
+	from := qualified(db, t.Name)
+	if t.Kind == KindVersioned {
+		from += " FOR SYSTEM_TIME ALL"
 	}
-	return qualified(db, t.Name) + " FORCE INDEX (" + quote(t.ChunkIndex) + ")"
+	if where == "" || t.ChunkIndex == "" {
+		return from
+	}
+	return from + " FORCE INDEX (" + quote(t.ChunkIndex) + ")"
 }
 
 // ChecksumSQL returns the query computing a chunk's row count and

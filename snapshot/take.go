@@ -7,7 +7,6 @@ import (
 	"database/sql/driver"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -21,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -46,7 +46,11 @@ type Options struct {
 	ChunkRows int64 // default 200000
 	// Users also saves accounts, roles and grants (see dumpUsers).
 	Users bool
-	Log   *slog.Logger
+	// LockWait is how long Take waits for another snapshot of the source
+	// to finish before it refuses with ErrInProgress: default 10 minutes,
+	// negative not at all.
+	LockWait time.Duration
+	Log      *slog.Logger
 	// Progress, if set, is called as chunks complete.
 	Progress func(Progress)
 }
@@ -61,9 +65,17 @@ type Progress struct {
 
 var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
 
-// Take takes a consistent snapshot and returns its manifest. On any error
-// the partial snapshot is removed; a crash leaves a NAME.partial directory
-// that List ignores and the next Take removes.
+// ErrInProgress is returned by Take while another snapshot of the same
+// source is being taken.
+var ErrInProgress = errors.New("another snapshot of this source is in progress")
+
+// Take takes a consistent snapshot and returns its manifest. One snapshot
+// of a source is taken at a time: Take holds an exclusive flock on the
+// source's snapshots directory (o.Root itself) while it runs. While
+// another holds it, Take waits for it up to o.LockWait, then refuses with
+// ErrInProgress, naming the snapshot in progress. On any error the
+// partial snapshot is removed; a crash leaves a NAME.partial directory
+// that List ignores and the next Take removes (its lock died with it).
 func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 	if o.Threads <= 0 {
 		o.Threads = 4
@@ -77,18 +89,33 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 	if err := os.MkdirAll(o.Root, 0o755); err != nil {
 		return nil, "", fmt.Errorf("snapshot directory: %w", err)
 	}
-	removePartials(o.Root, o.Log)
+	if o.LockWait == 0 {
+		o.LockWait = 10 * time.Minute
+	}
+	lock, err := lockRoot(ctx, o.Root, o.Source, max(o.LockWait, 0), o.Log)
+	if err != nil {
+		return nil, "", err
+	}
+	defer lock.Close()
 	started := time.Now().UTC()
+	// With the lock held, no other snapshot is being written: every
+	// .partial directory is a crashed snapshot's, or a removed one's.
+	removePartials(o.Root, o.Log)
 	// The ID is the start time; a second snapshot in the same second gets
 	// a suffix.
 	id := started.Format("20060102T150405Z")
 	for n := 1; ; n++ {
-		_, err := os.Lstat(filepath.Join(o.Root, id))
-		if errors.Is(err, fs.ErrNotExist) {
-			break
+		free := true
+		for _, name := range []string{id, id + partialSuffix} {
+			_, err := os.Lstat(filepath.Join(o.Root, name))
+			if err == nil {
+				free = false
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return nil, "", fmt.Errorf("snapshot directory: %w", err)
+			}
 		}
-		if err != nil {
-			return nil, "", fmt.Errorf("snapshot directory: %w", err)
+		if free {
+			break
 		}
 		id = fmt.Sprintf("%s-%d", started.Format("20060102T150405Z"), n)
 	}
@@ -108,6 +135,58 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 	}
 	return m, final, nil
 }
+
+// lockRoot takes the exclusive flock of a source's snapshots directory.
+// While another snapshot holds it, lockRoot waits up to wait, then fails
+// with ErrInProgress naming the snapshot that holds it: the newest
+// NAME.partial directory, the only one once the holder has removed the
+// crashed ones. Locking the directory itself adds no file next to the
+// snapshots, and the lock dies with the process that holds it.
+func lockRoot(ctx context.Context, root, source string, wait time.Duration, log *slog.Logger) (*os.File, error) {
+	f, err := os.Open(root)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot directory: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for n := 0; ; n++ {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking the snapshot directory %s: %w", root, err)
+		}
+		holder := fmt.Sprintf("a snapshot of source %s", source)
+		if partials, _ := filepath.Glob(filepath.Join(root, "*"+partialSuffix)); len(partials) > 0 {
+			sort.Strings(partials)
+			holder = fmt.Sprintf("snapshot %s of source %s", strings.TrimSuffix(filepath.Base(partials[len(partials)-1]), partialSuffix), source)
+		}
+		if !time.Now().Before(deadline) {
+			f.Close()
+			waited := ""
+			if wait > 0 {
+				waited = " (waited " + wait.String() + ")"
+			}
+			return nil, inProgressError(fmt.Sprintf("%s is in progress%s: not starting another one at the same time", holder, waited))
+		}
+		if n == 0 {
+			log.Info("waiting for the snapshot in progress to finish", "snapshot", holder, "up_to", wait.String())
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(min(200*time.Millisecond, time.Until(deadline))):
+		}
+	}
+}
+
+// inProgressError is ErrInProgress with the snapshot in progress named.
+type inProgressError string
+
+func (e inProgressError) Error() string        { return string(e) }
+func (e inProgressError) Is(target error) bool { return target == ErrInProgress }
 
 func removePartials(root string, log *slog.Logger) {
 	ents, _ := os.ReadDir(root)
@@ -130,6 +209,9 @@ type job struct {
 	db    string
 	table *Table
 	chunk *Chunk
+	// row is a sequence's state, read while commits were blocked; the
+	// chunk holds it instead of a query's rows.
+	row []sql.RawBytes
 }
 
 func take(ctx context.Context, o Options, dir, id string, started time.Time) (*Manifest, error) {
@@ -162,6 +244,20 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	}
 	if len(m.NonTransactional) > 0 {
 		o.Log.Warn("tables outside the consistent snapshot (not InnoDB): they are copied as they are while read", "tables", m.NonTransactional)
+	}
+	var noHistory []string
+	for _, ti := range tables {
+		if ti.t.Kind == KindVersionedTrx {
+			noHistory = append(noHistory, ti.db+"."+ti.t.Name)
+		}
+	}
+	if len(noHistory) > 0 {
+		o.Log.Warn("system-versioned tables with transaction-precise history: only their current rows are saved (their history names this server's transaction IDs)", "tables", noHistory)
+	}
+	if lost, err := unsavedObjects(ctx, main); err != nil {
+		return nil, err
+	} else if len(lost) > 0 {
+		o.Log.Warn("objects a snapshot does not save", "objects", lost)
 	}
 
 	// Open the workers' connections and set them up before blocking commits.
@@ -206,6 +302,10 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	}
 	err = main.QueryRowContext(ctx, q).Scan(&pos)
 	m.PositionTime = time.Now().UTC()
+	var sequences map[[2]string][]sql.RawBytes
+	if err == nil {
+		sequences, err = readSequences(ctx, main, tables)
+	}
 	if _, eerr := main.ExecContext(ctx, "BACKUP STAGE END"); err == nil {
 		err = eerr
 	}
@@ -266,7 +366,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		d := &m.Databases[i]
 		for j := range d.Tables {
 			for k := range d.Tables[j].Chunks {
-				jobs = append(jobs, job{db: d.Name, table: &d.Tables[j], chunk: &d.Tables[j].Chunks[k]})
+				jobs = append(jobs, job{db: d.Name, table: &d.Tables[j], chunk: &d.Tables[j].Chunks[k], row: sequences[[2]string{d.Name, d.Tables[j].Name}]})
 			}
 		}
 	}
@@ -390,6 +490,56 @@ func (p *progress) done(j job) bool {
 	return p.left[j.table] == 0
 }
 
+// readSequences reads the state of every sequence. It runs while commits
+// are blocked: a NEXTVAL that takes a new range of values commits its
+// sequence's new state (and logs it), so it waits, and the state read is
+// the state at the snapshot's position. InnoDB does not version a
+// sequence's row: read in the workers' snapshots, it would be its state
+// at the time of reading. A few sequences are read per query.
+func readSequences(ctx context.Context, c *sql.Conn, tables []tableInfo) (map[[2]string][]sql.RawBytes, error) {
+	var seqs []*tableInfo
+	for i := range tables {
+		if tables[i].t.Kind == KindSequence {
+			seqs = append(seqs, &tables[i])
+		}
+	}
+	out := map[[2]string][]sql.RawBytes{}
+	const batch = 100
+	for len(seqs) > 0 {
+		n := min(batch, len(seqs))
+		var parts []string
+		for i, ti := range seqs[:n] {
+			parts = append(parts, fmt.Sprintf("SELECT %d, %s FROM %s", i, strings.Join(ti.t.selects, ", "), qualified(ti.db, ti.t.Name)))
+		}
+		err := queryRows(ctx, c, strings.Join(parts, " UNION ALL "), func(rows *sql.Rows) error {
+			var i int
+			ti := seqs[0]
+			vals := make([]sql.RawBytes, len(ti.t.Columns))
+			dest := []any{&i}
+			for k := range vals {
+				dest = append(dest, &vals[k])
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			if i < 0 || i >= n {
+				return fmt.Errorf("reading sequences: row %d of %d", i, n)
+			}
+			row := make([]sql.RawBytes, len(vals))
+			for k, v := range vals {
+				row[k] = append(sql.RawBytes{}, v...) // RawBytes point into the driver's buffer
+			}
+			out[[2]string{seqs[i].db, seqs[i].t.Name}] = row
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		seqs = seqs[n:]
+	}
+	return out, nil
+}
+
 // checkReplica makes sure the replica replicates from the source: it must
 // have one of the source's GTID domains in gtid_slave_pos and a running
 // replication connection.
@@ -481,7 +631,25 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 	// values point into its read buffer, with no copy or conversion.
 	var hr chunkHasher
 	var raw int64
+	if j.row != nil {
+		vals := make([][]byte, len(j.row))
+		for i, v := range j.row {
+			vals[i] = v
+		}
+		hr.add(vals)
+		for i, v := range vals {
+			if i > 0 {
+				buf = append(buf, '\t')
+			}
+			buf = appendEscaped(buf, v)
+			raw += int64(len(v))
+		}
+		buf = append(buf, '\n')
+	}
 	err = c.Raw(func(dc any) error {
+		if j.row != nil {
+			return nil
+		}
 		rows, err := dc.(driver.QueryerContext).QueryContext(ctx, q, nil)
 		if err != nil {
 			return err
@@ -665,11 +833,7 @@ func (s *syncer) wait() error {
 // finish writes the manifest, syncs the directories and renames the
 // snapshot into place.
 func finish(partial, final string, m *Manifest) error {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := archive.WriteFileAtomic(filepath.Join(partial, ManifestName), append(b, '\n')); err != nil {
+	if err := writeManifest(partial, m); err != nil {
 		return err
 	}
 	if err := filepath.WalkDir(partial, func(p string, d os.DirEntry, err error) error {

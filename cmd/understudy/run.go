@@ -56,9 +56,11 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := archiver.NewMetrics(reg)
+	serveMetrics := binlogserver.NewMetrics(reg)
 
 	var archivers []*archiver.Archiver
 	var servers []*binlogServer
+	served := map[string]*binlogserver.Server{} // by source, for statuses
 	for i := range cfg.Sources {
 		src, err := cfg.Resolve(&cfg.Sources[i])
 		if err != nil {
@@ -86,6 +88,11 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 				}
 				return nil
 			}
+			srv.cfg.Metrics = serveMetrics
+			if srv.srv, err = binlogserver.New(srv.cfg); err != nil {
+				return err
+			}
+			served[src.Name] = srv.srv
 			servers = append(servers, srv)
 		}
 	}
@@ -102,7 +109,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			w.Header().Set("Content-Type", "application/json")
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
-			enc.Encode(statuses(cfg, archivers))
+			enc.Encode(statuses(cfg, archivers, served))
 		})
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
@@ -113,10 +120,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	var wg sync.WaitGroup
 	serveErrs := make([]error, len(servers))
 	for i, bs := range servers {
-		srv, err := binlogserver.New(bs.cfg)
-		if err != nil {
-			return err
-		}
+		srv := bs.srv
 		ln, err := net.Listen("tcp", bs.listen)
 		if err != nil {
 			return fmt.Errorf("source %s: serve.listen %s: %w", bs.cfg.Source, bs.listen, err)
@@ -148,10 +152,15 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	return errors.Join(append(errs, serveErrs...)...)
 }
 
-func statuses(cfg *config.Config, as []*archiver.Archiver) []understudy.SourceStatus {
+func statuses(cfg *config.Config, as []*archiver.Archiver, served map[string]*binlogserver.Server) []understudy.SourceStatus {
 	out := make([]understudy.SourceStatus, len(as))
 	for i, a := range as {
 		out[i] = a.Status()
+		if srv := served[a.Source.Name]; srv != nil {
+			if msg, at := srv.LastError(); msg != "" {
+				out[i].ServeLastError, out[i].ServeLastErrorTime = msg, &at
+			}
+		}
 		ws, _, err := sourceWindows(cfg, a.Source.Name)
 		if err != nil {
 			out[i].Warnings = append(out[i].Warnings, "restore windows: "+err.Error())
@@ -201,6 +210,7 @@ func warnSharedDomains(ctx context.Context, as []*archiver.Archiver, log *slog.L
 type binlogServer struct {
 	cfg    binlogserver.Config
 	listen string
+	srv    *binlogserver.Server // in run: created from cfg before the HTTP server starts
 }
 
 // newBinlogServer prepares the binlog server of a source from its serve

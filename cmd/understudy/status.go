@@ -139,6 +139,9 @@ func printStatus(w io.Writer, st []understudy.SourceStatus) {
 		for _, warn := range s.Warnings {
 			fmt.Fprintf(w, "  WARNING: %s\n", warn)
 		}
+		if s.ServeLastError != "" && s.ServeLastErrorTime != nil {
+			fmt.Fprintf(w, "  BINLOG SERVER ERROR at %s: %s\n", s.ServeLastErrorTime.Format(time.RFC3339), s.ServeLastError)
+		}
 	}
 }
 

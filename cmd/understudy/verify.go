@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/understudy-db/understudy"
@@ -32,18 +34,26 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	var rep archive.VerifyReport
+	var gaps []understudy.Gap
+	var gens []archive.Generation
 	// Held: retention in a running `understudy run` removes nothing
-	// while it is read.
+	// while it is read. A damaged manifest (or file header) keeps the
+	// archive from being opened: that is a problem found, not a failure
+	// to verify.
 	a, release, err := archive.OpenHeld(cfg.SourceDir(source))
-	if err != nil {
+	switch {
+	case errors.Is(err, understudy.ErrCorrupt):
+		rep.Problems = append(rep.Problems, archive.Problem{File: cfg.SourceDir(source), Detail: err.Error() + "; the archive cannot be opened, its files were not checked"})
+	case err != nil:
 		return err
+	default:
+		defer release()
+		if rep, err = archive.Verify(a); err != nil {
+			return err
+		}
+		gaps, gens = a.Gaps(), a.Generations()
 	}
-	defer release()
-	rep, err := archive.Verify(a)
-	if err != nil {
-		return err
-	}
-	gaps, gens := a.Gaps(), a.Generations()
 	if gaps == nil {
 		gaps = []understudy.Gap{}
 	}
@@ -56,11 +66,33 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Problems []string `json:"problems"`
 	}
 	var snaps []snapReport
+	problems := len(rep.Problems)
 	list, err := snapshot.List(cfg.SnapshotDir(source))
-	if err != nil {
+	if errors.Is(err, understudy.ErrCorrupt) {
+		// A damaged manifest: check the snapshots one by one.
+		list = nil
+		ents, err := os.ReadDir(cfg.SnapshotDir(source))
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if !e.IsDir() || strings.HasSuffix(e.Name(), ".partial") {
+				continue
+			}
+			dir := filepath.Join(cfg.SnapshotDir(source), e.Name())
+			m, err := snapshot.Read(dir)
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+			case err != nil:
+				problems++
+				snaps = append(snaps, snapReport{ID: e.Name(), Problems: []string{err.Error()}})
+			default:
+				list = append(list, snapshot.Listed{Dir: dir, Manifest: m})
+			}
+		}
+	} else if err != nil {
 		return err
 	}
-	problems := len(rep.Problems)
 	for _, l := range list {
 		release, err := snapshot.Hold(l.Dir) // not pruned while read
 		if errors.Is(err, os.ErrNotExist) {

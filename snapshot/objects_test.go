@@ -1,0 +1,209 @@
+package snapshot
+
+import (
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/understudy-db/understudy/internal/mariadbtest"
+)
+
+// TestObjectTypes takes a snapshot of a database with every kind of object
+// MariaDB 10.11 has and loads it into a fresh server: sequences keep their
+// state (no value the primary handed out is handed out again),
+// system-versioned tables keep their history, and every table, view,
+// routine, trigger and event comes back as SHOW CREATE gives it on the
+// primary.
+func TestObjectTypes(t *testing.T) {
+	ctx := context.Background()
+	p := mariadbtest.Start(t, mariadbtest.Options{})
+	for _, q := range []string{
+		"CREATE DATABASE o",
+		"CREATE DATABASE o2",
+		// A sequence used with a cache, and one that counts down and cycles.
+		"CREATE SEQUENCE o.s START WITH 100 INCREMENT BY 7 CACHE 20",
+		"CREATE SEQUENCE o.down START WITH -1 INCREMENT BY -1 MINVALUE -5 MAXVALUE -1 CYCLE CACHE 0",
+		// A table whose default names a sequence of a database loaded
+		// earlier, and one of a later database.
+		"CREATE SEQUENCE o2.ids",
+		"CREATE TABLE o.a_uses (id INT PRIMARY KEY DEFAULT NEXTVAL(o.s), k BIGINT DEFAULT NEXTVAL(o2.ids))",
+		// System-versioned tables: implicit periods, explicit timestamp
+		// periods with a secondary key, partitioned by SYSTEM_TIME, and
+		// transaction-precise (only the current rows are kept).
+		"CREATE TABLE o.hist (id INT PRIMARY KEY, v VARCHAR(20)) WITH SYSTEM VERSIONING",
+		"CREATE TABLE o.hist2 (id INT PRIMARY KEY, v VARCHAR(20), KEY (v), rs TIMESTAMP(6) AS ROW START INVISIBLE, re TIMESTAMP(6) AS ROW END INVISIBLE, PERIOD FOR SYSTEM_TIME (rs, re)) WITH SYSTEM VERSIONING",
+		"CREATE TABLE o.histp (id INT PRIMARY KEY, v INT) WITH SYSTEM VERSIONING PARTITION BY SYSTEM_TIME (PARTITION ph HISTORY, PARTITION pc CURRENT)",
+		"CREATE TABLE o.histk (a INT, v INT, KEY (a)) WITH SYSTEM VERSIONING", // cut into chunks of a secondary key
+		"CREATE TABLE o.histtrx (id INT PRIMARY KEY, v INT, ts BIGINT UNSIGNED AS ROW START INVISIBLE, te BIGINT UNSIGNED AS ROW END INVISIBLE, PERIOD FOR SYSTEM_TIME (ts, te)) WITH SYSTEM VERSIONING",
+		// Application-time periods, with WITHOUT OVERLAPS.
+		"CREATE TABLE o.prices (item INT, price DECIMAL(10,2), valid_from DATE, valid_to DATE, PERIOD FOR valid (valid_from, valid_to), PRIMARY KEY (item, valid WITHOUT OVERLAPS))",
+		// Invisible and generated columns, a CHECK constraint a row
+		// violates, a foreign key to a table created after it, full-text
+		// and spatial indexes, partitions, other engines.
+		"CREATE TABLE o.cols (id INT PRIMARY KEY, hidden INT INVISIBLE, g INT AS (id * 2) VIRTUAL, st INT AS (id * 3) STORED)",
+		"CREATE TABLE o.c_parent (id INT PRIMARY KEY)",
+		"CREATE TABLE o.b_child (id INT PRIMARY KEY, parent INT, FOREIGN KEY (parent) REFERENCES o.c_parent (id))",
+		"CREATE TABLE o.docs (id INT PRIMARY KEY, body TEXT, pt POINT NOT NULL, FULLTEXT KEY (body), SPATIAL KEY (pt))",
+		"CREATE TABLE o.parts (id INT PRIMARY KEY, v INT) PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (10), PARTITION p1 VALUES LESS THAN MAXVALUE)",
+		"CREATE TABLE o.aria (id INT PRIMARY KEY, v INT) ENGINE=Aria",
+		"CREATE TABLE o.my (id INT PRIMARY KEY, v INT) ENGINE=MyISAM",
+		// Views on views (named before what they read), a view on a
+		// function, routines, a trigger, an event.
+		"CREATE FUNCTION o.twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
+		"CREATE VIEW o.z_base AS SELECT id, v FROM o.hist",
+		"CREATE VIEW o.a_top AS SELECT id FROM o.z_base",
+		"CREATE VIEW o.b_fn AS SELECT o.twice(id) AS d FROM o.c_parent",
+		"CREATE VIEW o2.cross_db AS SELECT * FROM o.a_top",
+		"CREATE PROCEDURE o.p() SELECT 1",
+		"CREATE TRIGGER o.t_ins BEFORE INSERT ON o.c_parent FOR EACH ROW SET NEW.id = NEW.id",
+		"CREATE EVENT o.e ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM o.my",
+	} {
+		p.Exec(t, q)
+	}
+	// Data: sequences handed out values, history rows from updates and
+	// deletes, a row violating the CHECK constraint added after it.
+	var handed []int64
+	for i := 0; i < 5; i++ {
+		n, _ := strconv.ParseInt(p.QueryString(t, "SELECT NEXTVAL(o.s)"), 10, 64)
+		handed = append(handed, n)
+	}
+	p.Exec(t, "INSERT INTO o.a_uses () VALUES (), (), ()") // three more from o.s
+	for i := 0; i < 3; i++ {
+		p.QueryString(t, "SELECT NEXTVAL(o.down)")
+	}
+	for _, q := range []string{
+		"INSERT INTO o.hist VALUES (1, 'one'), (2, 'two'), (3, 'three')",
+		"UPDATE o.hist SET v = 'uno' WHERE id = 1",
+		"UPDATE o.hist SET v = 'eins' WHERE id = 1",
+		"DELETE FROM o.hist WHERE id = 2",
+		"INSERT INTO o.hist2 (id, v) VALUES (1, 'a'), (2, 'b')",
+		"UPDATE o.hist2 SET v = 'c'",
+		"DELETE FROM o.hist2 WHERE id = 2",
+		"INSERT INTO o.histp VALUES (1, 1), (2, 2)",
+		"UPDATE o.histp SET v = v + 10",
+		"INSERT INTO o.histk SELECT seq, seq FROM o.seq_1_to_40",
+		"UPDATE o.histk SET v = v + 1 WHERE a % 3 = 0",
+		"DELETE FROM o.histk WHERE a % 5 = 0",
+		"INSERT INTO o.histtrx (id, v) VALUES (1, 1)",
+		"UPDATE o.histtrx SET v = 2",
+		"INSERT INTO o.prices VALUES (1, 10, '2026-01-01', '2026-06-01'), (1, 12, '2026-06-01', '2027-01-01'), (2, 5, '2026-01-01', '2030-01-01')",
+		"DELETE FROM o.prices FOR PORTION OF valid FROM '2026-03-01' TO '2026-04-01' WHERE item = 2",
+		"INSERT INTO o.cols (id, hidden) VALUES (1, 10), (2, 20), (-1, 30)",
+		"INSERT INTO o.c_parent VALUES (1), (2)",
+		"INSERT INTO o.b_child VALUES (1, 1), (2, 2)",
+		"INSERT INTO o.docs VALUES (1, 'full text', POINT(1, 2))",
+		"INSERT INTO o.parts VALUES (1, 1), (20, 2)",
+		"INSERT INTO o.aria VALUES (1, 1)",
+		"INSERT INTO o.my VALUES (1, 1)",
+	} {
+		p.Exec(t, q)
+	}
+	p.Exec(t, "SET SESSION check_constraint_checks = 0; ALTER TABLE o.cols ADD CONSTRAINT pos CHECK (id > 0)")
+	p.Exec(t, "ANALYZE TABLE o.histk, o.hist, o.hist2, o.prices") // row estimates, to cut chunks
+	if got := p.QueryString(t, "SELECT COUNT(*) FROM o.hist FOR SYSTEM_TIME ALL"); got != "5" {
+		t.Fatalf("o.hist has %s rows with its history, want 5", got)
+	}
+	for _, n := range []string{p.QueryString(t, "SELECT MAX(id) FROM o.a_uses")} {
+		v, _ := strconv.ParseInt(n, 10, 64)
+		handed = append(handed, v)
+	}
+
+	m, dir, err := Take(ctx, Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 2, ChunkRows: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	for _, d := range m.Databases {
+		for _, tb := range d.Tables {
+			kinds[d.Name+"."+tb.Name] = tb.Kind
+		}
+	}
+	for name, want := range map[string]string{"o.s": KindSequence, "o2.ids": KindSequence, "o.hist": KindVersioned, "o.hist2": KindVersioned,
+		"o.histp": KindVersioned, "o.histk": KindVersioned, "o.histtrx": KindVersionedTrx, "o.prices": "", "o.cols": ""} {
+		if got, ok := kinds[name]; !ok || got != want {
+			t.Errorf("%s: kind %q (in the manifest: %v), want %q", name, got, ok, want)
+		}
+	}
+	if tb := findTable(m, "o", "histk"); len(tb.Chunks) < 2 || tb.ChunkIndex != "a" {
+		t.Errorf("o.histk: %d chunks on index %q, want several on a", len(tb.Chunks), tb.ChunkIndex)
+	}
+	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
+	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Verify(ctx, target.DB(t), m, nil); err != nil {
+		t.Fatalf("chunk checksums on the target: %v", err)
+	} else if n < len(kinds) {
+		t.Fatalf("%d chunks verified, want at least %d", n, len(kinds))
+	}
+	want, got := p.Checksums(t, "o", "o2"), target.Checksums(t, "o", "o2")
+	for _, name := range []string{"o.s", "o.down", "o2.ids", "o.hist", "o.hist2", "o.histp", "o.histk", "o.histtrx", "o.prices", "o.cols"} {
+		if want[name] == "" {
+			t.Errorf("Checksums has nothing for %s: %v", name, want)
+		}
+	}
+	if len(want) != len(got) {
+		t.Errorf("%d tables and sequences on the target, %d on the primary", len(got), len(want))
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: checksum %q on the target, %q on the primary", name, got[name], w)
+		}
+	}
+	if got := target.QueryString(t, "SELECT COUNT(*) FROM o.hist FOR SYSTEM_TIME ALL"); got != "5" {
+		t.Errorf("o.hist has %s rows with its history on the target, want 5", got)
+	}
+	if got := target.QueryString(t, "SELECT COUNT(*) FROM o.hist FOR SYSTEM_TIME AS OF TIMESTAMP '2000-01-01 00:00:00'"); got != "0" {
+		t.Errorf("o.hist as of 2000 has %s rows on the target: the history was rewritten", got)
+	}
+	if got := target.QueryString(t, "SELECT GROUP_CONCAT(v ORDER BY row_start) FROM o.hist FOR SYSTEM_TIME ALL WHERE id = 1"); got != "one,uno,eins" {
+		t.Errorf("history of o.hist id 1 on the target: %s", got)
+	}
+	if got := target.QueryString(t, "SELECT COUNT(*) FROM o.histtrx"); got != "1" {
+		t.Errorf("o.histtrx has %s current rows on the target, want 1", got)
+	}
+	// No value handed out by the primary comes again.
+	next, _ := strconv.ParseInt(target.QueryString(t, "SELECT NEXTVAL(o.s)"), 10, 64)
+	for _, h := range handed {
+		if next <= h {
+			t.Fatalf("NEXTVAL(o.s) on the target is %d: the primary handed out %d (all: %v)", next, h, handed)
+		}
+	}
+	if got, want := target.QueryString(t, "SELECT NEXTVAL(o.down)"), p.QueryString(t, "SELECT NEXTVAL(o.down)"); got != want {
+		t.Errorf("NEXTVAL(o.down) on the target %s, on the primary %s", got, want)
+	}
+	// Every object as SHOW CREATE gives it on the primary (the generated
+	// AUTO_INCREMENT value apart).
+	autoInc := regexp.MustCompile(` AUTO_INCREMENT=\d+`)
+	for _, q := range []string{
+		"SHOW CREATE SEQUENCE o.s", "SHOW CREATE SEQUENCE o.down", "SHOW CREATE TABLE o.a_uses", "SHOW CREATE TABLE o.hist", "SHOW CREATE TABLE o.hist2",
+		"SHOW CREATE TABLE o.histp", "SHOW CREATE TABLE o.histtrx", "SHOW CREATE TABLE o.prices", "SHOW CREATE TABLE o.cols",
+		"SHOW CREATE TABLE o.b_child", "SHOW CREATE TABLE o.docs", "SHOW CREATE TABLE o.parts", "SHOW CREATE TABLE o.aria",
+		"SHOW CREATE TABLE o.my", "SHOW CREATE VIEW o.a_top", "SHOW CREATE VIEW o.b_fn", "SHOW CREATE VIEW o2.cross_db",
+		"SHOW CREATE FUNCTION o.twice", "SHOW CREATE PROCEDURE o.p", "SHOW CREATE TRIGGER o.t_ins", "SHOW CREATE EVENT o.e",
+	} {
+		if w, g := showCreateOf(t, p, q), showCreateOf(t, target, q); autoInc.ReplaceAllString(w, "") != autoInc.ReplaceAllString(g, "") {
+			t.Errorf("%s on the target:\n%s\non the primary:\n%s", q, g, w)
+		}
+	}
+	if got := target.QueryString(t, "SELECT GROUP_CONCAT(id, ':', hidden ORDER BY id) FROM o.cols"); got != "-1:30,1:10,2:20" {
+		t.Errorf("o.cols on the target: %s", got)
+	}
+}
+
+// showCreateOf returns the CREATE statement of a SHOW CREATE.
+func showCreateOf(t *testing.T, s *mariadbtest.Server, q string) string {
+	t.Helper()
+	c, err := s.DB(t).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stmt, err := showCreate(context.Background(), c, q)
+	if err != nil {
+		t.Fatalf("port %d: %s: %v", s.Port, q, err)
+	}
+	return strings.TrimSpace(stmt)
+}
