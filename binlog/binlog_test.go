@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/understudy-db/understudy"
@@ -221,5 +222,36 @@ func TestQueryAndRotate(t *testing.T) {
 	}
 	if got, want := rotate, "mariadb-bin.000002"; got != want {
 		t.Fatalf("rotate to %q, want %q", got, want)
+	}
+}
+
+func TestReplaceQuery(t *testing.T) {
+	sql := "CREATE DEFINER=`root`@`localhost` PROCEDURE `b`.`pb`() SELECT 1"
+	body := make([]byte, 13)
+	body[8] = 1 // database length
+	body = append(append(body, "a\x00"...), sql...)
+	ev := NewEvent(Header{Timestamp: 7, Type: QueryEvent, ServerID: 1, LogPos: 999}, body, true)
+	out, err := ReplaceQuery(ev, true, "DO 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(ev) {
+		t.Fatalf("size %d, want %d", len(out), len(ev))
+	}
+	if err := VerifyChecksum(out); err != nil {
+		t.Fatal(err)
+	}
+	q, err := ParseQuery(out, true)
+	if err != nil || q.Database != "a" || strings.TrimRight(q.SQL, " ") != "DO 0" || len(q.SQL) != len(sql) {
+		t.Fatalf("replaced: %+v, %v", q, err)
+	}
+	if h, _ := ParseHeader(out); h.LogPos != 999 {
+		t.Fatalf("log_pos %d", h.LogPos)
+	}
+	if q0, _ := ParseQuery(ev, true); q0.SQL != sql {
+		t.Fatal("the original event was changed")
+	}
+	if _, err := ReplaceQuery(ev, true, strings.Repeat("x", len(sql)+1)); err == nil {
+		t.Fatal("a longer statement was accepted")
 	}
 }

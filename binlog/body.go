@@ -3,6 +3,7 @@ package binlog
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"fmt"
 
 	"github.com/understudy-db/understudy"
@@ -177,4 +178,30 @@ func ParseRotate(ev []byte, checksum bool) (name string, pos uint64, err error) 
 		return "", 0, fmt.Errorf("rotate event too short")
 	}
 	return string(b[8:]), binary.LittleEndian.Uint64(b), nil
+}
+
+// ReplaceQuery returns a copy of the QUERY event ev whose statement is sql,
+// padded with spaces to the original statement's length, so that the
+// event keeps its size and log_pos; its CRC32 is recomputed. sql must not
+// be longer than the original statement.
+func ReplaceQuery(ev []byte, checksum bool, sql string) ([]byte, error) {
+	q, err := ParseQuery(ev, checksum)
+	if err != nil {
+		return nil, err
+	}
+	if len(sql) > len(q.SQL) {
+		return nil, fmt.Errorf("query event: the new statement (%d bytes) is longer than the old one (%d)", len(sql), len(q.SQL))
+	}
+	out := append([]byte(nil), ev...)
+	body := Body(out, checksum)
+	text := body[len(body)-len(q.SQL):]
+	copy(text, sql)
+	for i := len(sql); i < len(text); i++ {
+		text[i] = ' '
+	}
+	if checksum {
+		n := len(out)
+		binary.LittleEndian.PutUint32(out[n-ChecksumSize:], crc32.ChecksumIEEE(out[:n-ChecksumSize]))
+	}
+	return out, nil
 }

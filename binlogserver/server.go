@@ -50,6 +50,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if set, counts the errors sent to replicas.
 	Metrics *Metrics
+	// Databases, if set, limits what replicas apply to these databases
+	// beyond what their own table filters can: statements that create,
+	// change or drop a procedure, function, package or event of another
+	// database reach them as no-ops (restore --databases).
+	Databases []string
 }
 
 // Server serves one source's archive.

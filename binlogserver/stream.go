@@ -351,6 +351,10 @@ func (st *stream) sendEvent(ev []byte) error {
 	if !st.annotate && ev[4] == binlog.AnnotateRowsEvent {
 		return nil
 	}
+	ev, err := st.filterQuery(ev)
+	if err != nil {
+		return err
+	}
 	return st.writeEvent(ev)
 }
 

@@ -565,7 +565,7 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 		bsID++
 	}
 	srv, err := binlogserver.New(binlogserver.Config{Source: o.Source, Dir: o.ArchiveDir, User: ConnName, Password: password,
-		ServerID: bsID, Stop: o.Stop, Logger: o.Log})
+		ServerID: bsID, Stop: o.Stop, Logger: o.Log, Databases: o.Databases})
 	if err != nil {
 		return err
 	}
