@@ -3,8 +3,8 @@ package binlog
 import (
 	"bytes"
 	"encoding/binary"
-	"hash/crc32"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/understudy-db/understudy"
 )
