@@ -239,7 +239,7 @@ func listFiles(dir string, prunedThrough int) ([]int, error) {
 // file or the new one: write path.tmp, fsync, rename, fsync the directory.
 func WriteFileAtomic(path string, data []byte) error {
 	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, unwrapPath(err))
 	}

@@ -127,7 +127,7 @@ func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("archive directory %s is not usable: %w", dir, err)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, LockName), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(dir, LockName), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("archive directory %s is not writable: %w", dir, err)
 	}
@@ -316,7 +316,7 @@ func (w *Writer) openActive(n int) error {
 		f.Close()
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	idx, err := os.OpenFile(path+indexSuffix, os.O_CREATE|os.O_RDWR, 0o644)
+	idx, err := os.OpenFile(path+indexSuffix, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		f.Close()
 		return err

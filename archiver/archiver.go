@@ -43,7 +43,8 @@ type Archiver struct {
 	// OnCommit, if set, is called after each archived transaction (tests).
 	OnCommit func(archive.Record)
 	// UntilCaughtUp makes Run return once the archive holds the primary's
-	// binlog position as of the connection (a one-shot catch-up).
+	// binlog position as of the connection (a one-shot catch-up). It also
+	// makes Run give up, with the error, on a cause that no retry fixes.
 	UntilCaughtUp bool
 	// StartMode is where an empty archive begins: StartOldest (default) or
 	// StartCurrent.
@@ -178,8 +179,9 @@ func (a *Archiver) setState(st understudy.State, err error) {
 
 // Run archives until ctx ends. It returns an error only when the archive
 // cannot be opened or written for a reason other than a full disk, or a
-// fsync failed; connection trouble is retried forever, and a full disk is
-// waited out.
+// fsync failed, or, with UntilCaughtUp, when the primary refuses for a
+// cause that no retry fixes (see permanent); otherwise connection trouble
+// is retried forever, and a full disk is waited out.
 func (a *Archiver) Run(ctx context.Context) error {
 	w, err := a.openWriter(ctx)
 	if err != nil || w == nil {
@@ -268,6 +270,11 @@ func (a *Archiver) Run(ctx context.Context) error {
 		state := understudy.StateReconnecting
 		if permanent(err) {
 			state = understudy.StateError
+			if a.UntilCaughtUp {
+				// A one-shot catch-up gives up: no retry fixes this.
+				a.setState(state, err)
+				return &understudy.Error{Source: a.Source.Name, Err: err}
+			}
 			a.Log.Error("archiving stopped; retrying", "err", err, "retry_in", backoff)
 		} else {
 			a.Log.Warn("stream ended; reconnecting", "err", err, "retry_in", backoff)
@@ -463,10 +470,16 @@ func (a *Archiver) generationStarted(g archive.Generation) {
 	}
 }
 
-// permanent reports errors that a retry will not fix without a human.
+// permanent reports errors that a retry will not fix without a human, by
+// their cause: whether they carry a hint does not matter (a refused
+// connection has one, and a restarted primary comes back).
 func permanent(err error) bool {
-	var ue *understudy.Error
-	return errors.Is(err, understudy.ErrPurged) || (errors.As(err, &ue) && ue.Hint != "")
+	for _, cause := range []error{understudy.ErrPurged, replication.ErrAccessDenied, replication.ErrPrivilege, replication.ErrNoBinlog, replication.ErrServerID} {
+		if errors.Is(err, cause) {
+			return true
+		}
+	}
+	return false
 }
 
 // session checks the primary and streams until an error. progressed says

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -212,10 +213,14 @@ type Serve struct {
 	TLS      *ServeTLS `yaml:"tls"`
 }
 
-// ServeTLS is the binlog server's certificate; replicas may then use TLS.
+// ServeTLS is the binlog server's certificate; replicas must then use TLS,
+// unless Required is false.
 type ServeTLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+	// Required: clients without TLS are refused (default true); false
+	// accepts both.
+	Required *bool `yaml:"required"`
 }
 
 // ServeSettings is a resolved serve block.
@@ -223,6 +228,9 @@ type ServeSettings struct {
 	Listen, User, Password string
 	ServerID               uint32
 	TLS                    *tls.Config
+	// TLSOptional: with TLS, clients without TLS are accepted too
+	// (serve.tls.required: false).
+	TLSOptional bool
 }
 
 // TLS configures a TLS connection to a primary.
@@ -252,8 +260,8 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 		}
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: invalid size %q (want e.g. 256MiB)", n.Line, n.Value)
+	if err != nil || v < 0 || v > math.MaxInt64/mult {
+		return fmt.Errorf("line %d: invalid size %q (want e.g. 256MiB, below 8EiB)", n.Line, n.Value)
 	}
 	*b = ByteSize(v * mult)
 	return nil
@@ -387,6 +395,14 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates config bytes; path is used in messages.
 func Parse(path string, b []byte) (*Config, error) {
 	var c Config
+	// yaml.v3 would truncate 9001.7 to 9001 and reject 4294967296 without
+	// naming the key: check every scalar against its key's type first.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err == nil {
+		if err := checkScalars(&doc, reflect.TypeOf(c), ""); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -448,8 +464,8 @@ func (c *Config) validate() error {
 	if c.Archive.Dir == "" {
 		return errors.New("archive.dir: required (the directory that holds the archive)")
 	}
-	if c.Archive.SyncInterval < 0 {
-		return errors.New("archive.sync_interval: must not be negative")
+	if err := durationRange("archive.sync_interval", c.Archive.SyncInterval, time.Millisecond, time.Hour); err != nil {
+		return err
 	}
 	if c.Archive.MaxFileSize != 0 && (c.Archive.MaxFileSize < 1<<20 || c.Archive.MaxFileSize > 1<<32-1<<20) {
 		return errors.New("archive.max_file_size: must be between 1MiB and 4095MiB (binlog offsets are 32-bit)")
@@ -488,13 +504,14 @@ func (c *Config) validate() error {
 		case s.Port == 0:
 			return fmt.Errorf("%s: required", key("port"))
 		case s.Port < 0 || s.Port > 65535:
-			return fmt.Errorf("%s: %d is not a TCP port", key("port"), s.Port)
+			return fmt.Errorf("%s: %d is not a TCP port (1..65535)", key("port"), s.Port)
 		case s.User == "":
 			return fmt.Errorf("%s: required", key("user"))
 		case s.ServerID == 0:
 			return fmt.Errorf("%s: required (a server_id, not 0, unique among the primary's replicas)", key("server_id"))
-		case s.Heartbeat < 0:
-			return fmt.Errorf("%s: must not be negative", key("heartbeat"))
+		}
+		if err := durationRange(key("heartbeat"), s.Heartbeat, MinHeartbeat, MaxHeartbeat); err != nil {
+			return err
 		}
 		n := 0
 		for _, set := range []bool{s.Password != "", s.PasswordFile != "", s.PasswordEnv != ""} {
@@ -534,8 +551,12 @@ func (c *Config) validate() error {
 		}
 		if sn := s.Snapshot; sn != nil {
 			switch {
-			case sn.Every < 0 || sn.Threads < 0 || sn.ChunkRows < 0 || sn.Keep < 0:
-				return fmt.Errorf("%s: every, threads, chunk_rows and keep must not be negative", key("snapshot"))
+			case sn.Every < 0 || sn.ChunkRows < 0 || sn.Keep < 0:
+				return fmt.Errorf("%s: every, chunk_rows and keep must not be negative", key("snapshot"))
+			case sn.Every > 0 && sn.Every.D() < time.Second:
+				return fmt.Errorf("%s: %s is less than 1s", key("snapshot.every"), sn.Every)
+			case sn.Threads != 0 && (sn.Threads < 1 || sn.Threads > MaxThreads):
+				return fmt.Errorf("%s: %d is not between 1 and %d", key("snapshot.threads"), sn.Threads, MaxThreads)
 			case countSet(sn.Password, sn.PasswordFile, sn.PasswordEnv) > 1:
 				return fmt.Errorf("%s: give at most one of password, password_file and password_env", key("snapshot"))
 			case sn.From != nil && (sn.From.Host == "" || sn.From.Port == 0 || sn.From.User == ""):
@@ -722,9 +743,23 @@ func (c *Config) ResolveServe(s *Source) (ServeSettings, error) {
 	if out.ServerID == 0 {
 		out.ServerID = s.ServerID
 	}
+	if _, ok := os.LookupEnv(sv.PasswordEnv); sv.PasswordEnv != "" && !ok {
+		return out, fmt.Errorf("%s: source %s: serve.password_env: environment variable %s is not set; the binlog server needs a password", c.Path, s.Name, sv.PasswordEnv)
+	}
 	pw, err := c.password(s.Name+" serve", sv.Password, sv.PasswordFile, sv.PasswordEnv)
 	if err != nil {
 		return out, err
+	}
+	if pw == "" {
+		// An empty password would let anyone read the archive.
+		what := "serve.password"
+		switch {
+		case sv.PasswordEnv != "":
+			what = fmt.Sprintf("serve.password_env: environment variable %s", sv.PasswordEnv)
+		case sv.PasswordFile != "":
+			what = fmt.Sprintf("serve.password_file: %s", c.rel(sv.PasswordFile))
+		}
+		return out, fmt.Errorf("%s: source %s: %s is empty; the binlog server needs a password", c.Path, s.Name, what)
 	}
 	out.Password = pw
 	if sv.TLS != nil {
@@ -733,6 +768,7 @@ func (c *Config) ResolveServe(s *Source) (ServeSettings, error) {
 			return out, fmt.Errorf("%s: source %s: serve.tls: %w", c.Path, s.Name, err)
 		}
 		out.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		out.TLSOptional = sv.TLS.Required != nil && !*sv.TLS.Required
 	}
 	return out, nil
 }
@@ -837,4 +873,143 @@ func (c *Config) rel(p string) string {
 		return p
 	}
 	return filepath.Join(filepath.Dir(c.Path), p)
+}
+
+// Limits of numbers and durations that are not limited by their type.
+const (
+	// MinHeartbeat and MaxHeartbeat bound a source's heartbeat: a shorter
+	// one burns CPU on both sides, a longer one hides a dead stream.
+	MinHeartbeat = 100 * time.Millisecond
+	MaxHeartbeat = time.Hour
+	// MaxThreads bounds every threads setting and flag.
+	MaxThreads = 256
+)
+
+// durationRange checks a duration that is 0 (the default) or within
+// [lo, hi].
+func durationRange(key string, d Duration, lo, hi time.Duration) error {
+	if d != 0 && (d.D() < lo || d.D() > hi) {
+		return fmt.Errorf("%s: %s is not between %s and %s", key, d, lo, hi)
+	}
+	return nil
+}
+
+// wholeRanges are the allowed values of whole-number keys whose range is
+// narrower than their type's, by key.
+var wholeRanges = map[string][2]int64{
+	"server_id":     {1, math.MaxUint32},
+	"port":          {1, 65535},
+	"threads":       {1, MaxThreads},
+	"chunk_rows":    {1, math.MaxInt64},
+	"keep":          {0, math.MaxInt64},
+	"min_snapshots": {0, math.MaxInt64},
+	"keep_daily":    {0, math.MaxInt64},
+	"keep_weekly":   {0, math.MaxInt64},
+	"keep_monthly":  {0, math.MaxInt64},
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+// checkScalars walks a YAML document along the type it decodes into and
+// checks every scalar that is a number, a size or a duration, with an
+// error that names the key: a whole number must be one (9001.7 is not) and
+// fit its type; a value with its own UnmarshalYAML must parse. Keys it
+// does not know are left to the decoder, which names them.
+func checkScalars(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return nil
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		v := reflect.New(t).Interface().(yaml.Unmarshaler)
+		if err := v.UnmarshalYAML(n); err != nil {
+			// "line 5: invalid size …" becomes "line 5: archive.max_file_size: invalid size …".
+			if line, rest, ok := strings.Cut(err.Error(), ": "); ok && strings.HasPrefix(line, "line ") {
+				return fmt.Errorf("%s: %s: %s", line, path, rest)
+			}
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return nil
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := checkScalars(c, t, path); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			for j := 0; j < t.NumField(); j++ {
+				f := t.Field(j)
+				if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == k {
+					p := k
+					if path != "" {
+						p = path + "." + k
+					}
+					if err := checkScalars(n.Content[i+1], f.Type, p); err != nil {
+						return err
+					}
+					break
+				}
+			}
+		}
+	case yaml.SequenceNode:
+		if t.Kind() != reflect.Slice {
+			return nil
+		}
+		for i, c := range n.Content {
+			if err := checkScalars(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case yaml.ScalarNode:
+		return checkWhole(n, t, path)
+	}
+	return nil
+}
+
+// checkWhole checks a scalar meant for an integer field.
+func checkWhole(n *yaml.Node, t reflect.Type, path string) error {
+	var lo, hi int64
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		bits := t.Bits()
+		lo, hi = -1<<(bits-1), 1<<(bits-1)-1
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32:
+		lo, hi = 0, 1<<t.Bits()-1
+	default:
+		return nil
+	}
+	want := func() error {
+		wlo, whi := lo, hi
+		if r, ok := wholeRanges[path[strings.LastIndexByte(path, '.')+1:]]; ok {
+			wlo, whi = r[0], r[1]
+		}
+		return fmt.Errorf("line %d: %s: %s is not a whole number from %d to %d", n.Line, path, n.Value, wlo, whi)
+	}
+	switch n.ShortTag() {
+	case "!!float":
+		// 1e6 is a whole number; 9001.7 is not, and yaml.v3 would take
+		// it as 9001.
+		f, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64)
+		if err != nil || f != math.Trunc(f) || f < float64(lo) || f > float64(hi) {
+			return want()
+		}
+	case "!!int":
+		v, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+		if err != nil || v < lo || v > hi {
+			return want()
+		}
+	}
+	return nil
 }

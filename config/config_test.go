@@ -58,7 +58,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing dir", strings.Replace(good, "dir: ./archive", "sync_interval: 1s", 1), "archive.dir: required"},
 		{"missing server_id", strings.Replace(good, "    server_id: 9002\n", "", 1), "sources[1].server_id: required"},
 		{"bad port", strings.Replace(good, "port: 3307", "port: abc", 1), `invalid value "abc" (want a whole number)`},
-		{"bad duration", strings.Replace(good, "heartbeat: 2s", "heartbeat: often", 1), `line 19: invalid duration "often" (want e.g. 90s, 36h or 14d)`},
+		{"bad duration", strings.Replace(good, "heartbeat: 2s", "heartbeat: often", 1), `line 19: sources[1].heartbeat: invalid duration "often" (want e.g. 90s, 36h or 14d)`},
 		{"dup server_id", strings.Replace(good, "9002", "9001", 1), "sources[1].server_id: 9001 is also the server_id of sources[0] (db1)"},
 		{"dup name", strings.Replace(good, "name: db2", "name: db1", 1), `sources[1].name: "db1" is also the name of sources[0]`},
 		{"two passwords", strings.Replace(good, "password: secret", "password: secret\n    password_file: /x", 1), "exactly one of password"},
@@ -114,12 +114,12 @@ func TestDurations(t *testing.T) {
 		{"0", 0},
 	}
 	for _, tc := range cases {
-		c, err := Parse("u.yaml", []byte(withArchive("  sync_interval: "+tc.in+"\n")))
+		c, err := Parse("u.yaml", []byte("retention:\n  min_snapshots: 1\n  window: "+tc.in+"\n"+good))
 		if err != nil {
 			t.Errorf("%s: %v", tc.in, err)
 			continue
 		}
-		if got := c.Archive.SyncInterval.D(); got != tc.want {
+		if got := c.Retention.Window.D(); got != tc.want {
 			t.Errorf("%s: got %s, want %s", tc.in, got, tc.want)
 		}
 	}
@@ -146,7 +146,7 @@ func TestInvalidDurations(t *testing.T) {
 			t.Errorf("%s: accepted", in)
 			continue
 		}
-		if !strings.HasPrefix(err.Error(), "u.yaml: line 5: invalid duration") || !strings.Contains(err.Error(), "(want e.g. 90s, 36h or 14d)") {
+		if !strings.HasPrefix(err.Error(), "u.yaml: line 5: archive.sync_interval: invalid duration") || !strings.Contains(err.Error(), "(want e.g. 90s, 36h or 14d)") {
 			t.Errorf("%s: error %q", in, err)
 		}
 	}
@@ -201,9 +201,9 @@ func TestMinFree(t *testing.T) {
 		{in: "5%", want: FreeSpace{Percent: 5}, str: "5%", free: 0, total: 0, below: false},
 		{in: "100%", err: "archive.min_free: 100% is not a percentage from 0% to below 100%"},
 		{in: "-1%", err: "archive.min_free: -1% is not a percentage from 0% to below 100%"},
-		{in: "lots", err: `line 5: invalid free space "lots" (want a percentage such as 5% or a size such as 10GiB)`},
-		{in: "NaN%", err: `line 5: invalid free space "NaN%"`},
-		{in: "-5GiB", err: `line 5: invalid free space "-5GiB"`},
+		{in: "lots", err: `line 5: archive.min_free: invalid free space "lots" (want a percentage such as 5% or a size such as 10GiB)`},
+		{in: "NaN%", err: `line 5: archive.min_free: invalid free space "NaN%"`},
+		{in: "-5GiB", err: `line 5: archive.min_free: invalid free space "-5GiB"`},
 	}
 	for _, tc := range cases {
 		y := good
@@ -276,7 +276,7 @@ func TestRetentionErrors(t *testing.T) {
 		{"negative min", "retention:\n  min_snapshots: -1\n" + good, "retention.min_snapshots: must not be negative"},
 		{"negative source keep_daily", withDB2("    retention:\n      keep_daily: -7\n"), "sources[1].retention.keep_daily: must not be negative"},
 		{"negative source keep_monthly", withDB2("    retention:\n      keep_monthly: -1\n"), "sources[1].retention.keep_monthly: must not be negative"},
-		{"negative keep", withDB2("    snapshot:\n      keep: -1\n"), "sources[1].snapshot: every, threads, chunk_rows and keep must not be negative"},
+		{"negative keep", withDB2("    snapshot:\n      keep: -1\n"), "sources[1].snapshot: every, chunk_rows and keep must not be negative"},
 		{"empty top", "retention: {}\n" + good, "retention: give window or keep_daily/keep_weekly/keep_monthly"},
 		{"zero top", "retention:\n  window: 0s\n  keep_daily: 0\n" + good, "retention: give window or keep_daily/keep_weekly/keep_monthly"},
 		{"empty source", withDB2("    retention: {}\n"), "sources[1].retention: give window or keep_daily/keep_weekly/keep_monthly"},
@@ -288,7 +288,7 @@ func TestRetentionErrors(t *testing.T) {
 		{"unknown top key", "retention:\n  keep_yearly: 2\n" + good, `line 2: unknown key "keep_yearly" in retention`},
 		{"unknown source key", withDB2("    retention:\n      keep_yearly: 2\n"), `line 21: unknown key "keep_yearly" in a source's retention`},
 		{"bad int", withDB2("    retention:\n      keep_daily: seven\n"), `line 21: invalid value "seven" (want a whole number)`},
-		{"bad window", "retention:\n  window: fortnight\n" + good, `line 2: invalid duration "fortnight"`},
+		{"bad window", "retention:\n  window: fortnight\n" + good, `line 2: retention.window: invalid duration "fortnight"`},
 		{"not a mapping", "retention: 14d\n" + good, `line 1: invalid value "14d" (want a mapping)`},
 		{"bad on_start", withDB2("    snapshot:\n      on_start: maybe\n"), `line 21: invalid value "maybe" (want true or false)`},
 	}

@@ -22,7 +22,8 @@ type Transaction struct {
 	Kind     string    `json:"kind"` // DDL or DML
 	Database string    `json:"database,omitempty"`
 	// Statements are the statement texts: DDL and statement-based events,
-	// and the original SQL of row events (ANNOTATE_ROWS).
+	// and the original SQL of row events (ANNOTATE_ROWS), with the
+	// secrets of account statements redacted (see Redact).
 	Statements []string `json:"statements,omitempty"`
 	// Rows counts changed rows per table and kind, e.g. "app.t": {"delete": 1000}.
 	Rows map[string]map[string]int `json:"rows,omitempty"`
@@ -132,12 +133,12 @@ func describe(r *archive.FileReader, dec *replication.RowsDecoder, file string, 
 			case "BEGIN", "COMMIT", "ROLLBACK":
 				continue
 			}
-			t.Statements = append(t.Statements, q.SQL)
+			t.Statements = append(t.Statements, Redact(q.SQL))
 			if t.Database == "" {
 				t.Database = q.Database
 			}
 		case binlog.AnnotateRowsEvent:
-			t.Statements = append(t.Statements, string(binlog.Body(ev, r.Checksum)))
+			t.Statements = append(t.Statements, Redact(string(binlog.Body(ev, r.Checksum))))
 		case binlog.TableMapEvent, binlog.WriteRowsEventV1, binlog.UpdateRowsEventV1, binlog.DeleteRowsEventV1, 30, 31, 32,
 			binlog.WriteRowsCompressedV1, binlog.UpdateRowsCompressedV1, binlog.DeleteRowsCompressedV1:
 			c, ok, err := dec.Decode(ev)

@@ -53,10 +53,10 @@ func Check(ctx context.Context, src understudy.Source) (Primary, []string, error
 	}
 	p.ClockSkew = time.Unix(now, 0).Sub(before.Add(time.Since(before) / 2)).Truncate(time.Second)
 	if logBin == 0 {
-		return p, nil, &understudy.Error{Op: "check " + src.Addr(), Err: errors.New("binary logging is disabled on the primary (log_bin=OFF)"), Hint: "start mariadbd with --log-bin and a unique --server-id"}
+		return p, nil, &understudy.Error{Op: "check " + src.Addr(), Err: withCause(errors.New("binary logging is disabled on the primary (log_bin=OFF)"), ErrNoBinlog), Hint: "start mariadbd with --log-bin and a unique --server-id"}
 	}
 	if p.ServerID == src.ServerID {
-		return p, nil, &understudy.Error{Op: "check " + src.Addr(), Err: fmt.Errorf("the primary's server_id is %d, the same as understudy's server_id", p.ServerID), Hint: "give the source another server_id in the config"}
+		return p, nil, &understudy.Error{Op: "check " + src.Addr(), Err: withCause(fmt.Errorf("the primary's server_id is %d, the same as understudy's server_id", p.ServerID), ErrServerID), Hint: "give the source another server_id in the config"}
 	}
 	if p.BinlogPos, err = understudy.ParsePosition(gtidPos); err != nil {
 		return p, nil, err
@@ -104,7 +104,7 @@ func checkGrants(ctx context.Context, db *sql.DB, src understudy.Source) error {
 			return nil
 		}
 	}
-	return &understudy.Error{Op: "check " + src.Addr(), Err: fmt.Errorf("user %q lacks the REPLICATION SLAVE privilege", src.User),
+	return &understudy.Error{Op: "check " + src.Addr(), Err: withCause(fmt.Errorf("user %q lacks the REPLICATION SLAVE privilege", src.User), ErrPrivilege),
 		Hint: fmt.Sprintf("run GRANT REPLICATION SLAVE ON *.* TO '%s'@'<understudy host>' on the primary", src.User)}
 }
 

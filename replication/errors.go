@@ -22,6 +22,31 @@ const (
 	errUnknownSystemVar     = 1193
 )
 
+// Causes that no retry fixes without a human: errors.Is finds them in the
+// errors of Check and Stream, whose text stays the primary's own message.
+var (
+	// ErrAccessDenied: the primary refused the user or password.
+	ErrAccessDenied = errors.New("access denied")
+	// ErrPrivilege: the user lacks REPLICATION SLAVE (or another privilege).
+	ErrPrivilege = errors.New("missing privilege")
+	// ErrNoBinlog: binary logging is off on the primary.
+	ErrNoBinlog = errors.New("binary logging disabled")
+	// ErrServerID: the primary has understudy's server_id.
+	ErrServerID = errors.New("server_id clash")
+)
+
+// causeError is an error whose text is err's and whose cause, for
+// errors.Is, is cause.
+type causeError struct {
+	err, cause error
+}
+
+func (e *causeError) Error() string   { return e.err.Error() }
+func (e *causeError) Unwrap() []error { return []error{e.err, e.cause} }
+
+// withCause marks err with a cause without changing its text.
+func withCause(err, cause error) error { return &causeError{err: err, cause: cause} }
+
 var errorTextRe = regexp.MustCompile(`ERROR (\d+) \(\w+\): (.*)`)
 
 func parseErrorText(s string) (int, string, bool) {
@@ -39,8 +64,10 @@ func describe(src understudy.Source, code int, msg string, cause error) error {
 	switch code {
 	case errAccessDenied:
 		e.Op = "connect to " + src.Addr()
+		e.Err = withCause(e.Err, ErrAccessDenied)
 		e.Hint = fmt.Sprintf("wrong user or password for %q; check the source's password setting", src.User)
 	case errSpecificAccessDenied, errDBAccessDenied, errTableAccessDenied:
+		e.Err = withCause(e.Err, ErrPrivilege)
 		e.Hint = fmt.Sprintf("missing privilege: run GRANT REPLICATION SLAVE ON *.* TO '%s'@'<understudy host>' on the primary", src.User)
 	case errMasterFatalReading:
 		low := strings.ToLower(msg)
@@ -49,6 +76,7 @@ func describe(src understudy.Source, code int, msg string, cause error) error {
 			e.Err = fmt.Errorf("%w: %s", understudy.ErrPurged, msg)
 			e.Hint = "the primary no longer has the binlogs that follow the archive; nothing after the archive's position can be archived without a gap. Keep binlogs longer (expire_logs_days) and take a new snapshot"
 		case strings.Contains(low, "binary log is not open"):
+			e.Err = withCause(e.Err, ErrNoBinlog)
 			e.Hint = "binary logging is off on the primary: start it with log_bin and restart"
 		}
 	}

@@ -519,7 +519,7 @@ func loadState(o Options, snap string) (state, string) {
 }
 
 func saveState(path string, st state) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	b, _ := json.Marshal(st)

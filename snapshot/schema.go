@@ -45,7 +45,7 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 			return explain(err)
 		}
 		d := Database{Name: name, Schema: filepath.Join(name, "schema.sql")}
-		if err := writeFile(sy, dir, d.Schema, create+";\n", 0o644, m); err != nil {
+		if err := writeFile(sy, dir, d.Schema, create+";\n", 0o600, m); err != nil {
 			return err
 		}
 		objects, err := dumpObjects(ctx, c, name)
@@ -58,7 +58,7 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 			if err != nil {
 				return err
 			}
-			if err := writeFile(sy, dir, d.Objects, string(b)+"\n", 0o644, m); err != nil {
+			if err := writeFile(sy, dir, d.Objects, string(b)+"\n", 0o600, m); err != nil {
 				return err
 			}
 		}
@@ -75,7 +75,7 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 		if err := c.QueryRowContext(ctx, show+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
 			return explain(err)
 		}
-		if err := writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", 0o644, m); err != nil {
+		if err := writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", 0o600, m); err != nil {
 			return err
 		}
 	}

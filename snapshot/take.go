@@ -86,7 +86,7 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(o.Root, 0o755); err != nil {
+	if err := os.MkdirAll(o.Root, 0o700); err != nil {
 		return nil, "", fmt.Errorf("snapshot directory: %w", err)
 	}
 	if o.LockWait == 0 {
@@ -121,7 +121,7 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 	}
 	final := filepath.Join(o.Root, id)
 	partial := final + partialSuffix
-	if err := os.Mkdir(partial, 0o755); err != nil {
+	if err := os.Mkdir(partial, 0o700); err != nil {
 		return nil, "", fmt.Errorf("snapshot directory: %w", err)
 	}
 	m, err := take(ctx, o, partial, id, started)
@@ -604,10 +604,10 @@ func checkGrants(ctx context.Context, c *sql.Conn) error {
 // LOAD DATA reads with its defaults, and returns the file's sha256.
 func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir string, j job) (string, error) {
 	path := filepath.Join(dir, j.chunk.File)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", err
 	}
-	f, err := os.Create(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return "", err
 	}
@@ -775,7 +775,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 
 func writeFile(sy *syncer, dir, rel, content string, perm os.FileMode, m *Manifest) error {
 	path := filepath.Join(dir, rel)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strings"
 	"text/tabwriter"
@@ -27,6 +28,9 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&limit, "limit", 0, "stop after this many transactions")
 	fs.BoolVar(&asJSON, "json", false, "print JSON lines")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := flagRange(fs, "limit", 0, math.MaxInt); err != nil {
 		return err
 	}
 	var f events.Filter
@@ -56,6 +60,7 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false) // statements show '<secret>', not '\u003csecret\u003e'
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	if !asJSON {
 		fmt.Fprintln(tw, "GTID\tCOMMITTED\tKIND\tDATABASE\tWHAT")

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 )
 
@@ -130,6 +131,20 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil
+}
+
+// flagRange checks that an integer flag, when given, lies in [lo, hi].
+func flagRange(fs *flag.FlagSet, name string, lo, hi int) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != name {
+			return
+		}
+		if v, perr := strconv.Atoi(f.Value.String()); perr != nil || v < lo || v > hi {
+			err = fmt.Errorf("%w: --%s: %s is not between %d and %d", errUsage, name, f.Value, lo, hi)
+		}
+	})
+	return err
 }
 
 func newLogger(w io.Writer, debug, asJSON bool) *slog.Logger {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/replication"
 	"github.com/understudy-db/understudy/restore"
 )
@@ -44,6 +45,9 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := flagRange(fs, "threads", 1, config.MaxThreads); err != nil {
 		return err
 	}
 	if o.source == "" || o.target == "" {

@@ -222,7 +222,7 @@ func newBinlogServer(cfg *config.Config, s *config.Source, stop understudy.StopP
 	}
 	return &binlogServer{listen: sv.Listen, cfg: binlogserver.Config{
 		Source: s.Name, Dir: cfg.SourceDir(s.Name), User: sv.User, Password: sv.Password,
-		ServerID: sv.ServerID, TLS: sv.TLS, Stop: stop, Logger: log,
+		ServerID: sv.ServerID, TLS: sv.TLS, TLSOptional: sv.TLSOptional, Stop: stop, Logger: log,
 	}}, nil
 }
 

@@ -32,6 +32,9 @@ func cmdSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := flagRange(fs, "threads", 1, config.MaxThreads); err != nil {
+		return err
+	}
 	cfg, s, err := openSource(o.config, o.source)
 	if err != nil {
 		return err

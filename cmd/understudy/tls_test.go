@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,7 +102,8 @@ sources:
 }
 
 // TestServeTLS: a replica that requires TLS replicates from the binlog
-// server's certificate.
+// server's certificate; one with MASTER_SSL=0 is refused, since serve.tls
+// requires TLS, and gets nothing.
 func TestServeTLS(t *testing.T) {
 	certs := t.TempDir()
 	ca, caKey := writeCert(t, certs, "ca", nil, nil, true)
@@ -117,6 +119,24 @@ func TestServeTLS(t *testing.T) {
 	startRun(t, cfg)
 	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
 	r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
+	startReplicaOf(t, r, "plain", addr, ", MASTER_SSL=0")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st := replicaStatus(t, r, "plain")
+		if strings.Contains(st["Last_IO_Error"], "requires TLS") {
+			if st["Slave_IO_Running"] == "Yes" {
+				t.Fatalf("replica without TLS: IO thread running: %v", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica without TLS: no error saying TLS is required after 30s: %v", st)
+		}
+	}
+	r.Exec(t, "STOP SLAVE 'plain'")
+	if got := r.QueryString(t, "SELECT @@global.gtid_slave_pos"); got != "" {
+		t.Fatalf("replica without TLS got transactions: gtid_slave_pos %q", got)
+	}
+	r.Exec(t, "RESET SLAVE 'plain' ALL")
 	startReplicaOf(t, r, "u", addr, ", MASTER_SSL=1, MASTER_SSL_CA='"+filepath.Join(certs, "ca.pem")+"', MASTER_SSL_VERIFY_SERVER_CERT=1")
 	waitReplica(t, r, "u", p.GTIDBinlogPos(t), 60*time.Second)
 	sameChecksums(t, p, r, "app")
