@@ -61,7 +61,7 @@ func (c *Cursor) open(n int) error {
 	// The shared lock keeps retention from removing this file and the
 	// ones after it while the cursor reads; the previous file is released
 	// only once this one is held.
-	f, err := holdFile(path)
+	f, err := HoldFile(path)
 	if err != nil {
 		return err
 	}

@@ -360,19 +360,22 @@ var ErrPruned = errors.New("removed by retention")
 // pruned until release is called: it takes a shared lock on the file, and
 // Prune stops at a locked file.
 func (a *Archive) Hold(fi FileInfo) (release func(), err error) {
-	f, err := holdFile(filepath.Join(a.dir, fi.Name))
+	f, err := HoldFile(filepath.Join(a.dir, fi.Name))
 	if err != nil {
 		return nil, err
 	}
 	return func() { f.Close() }, nil
 }
 
-// holdFile opens path with a shared lock and checks that it was not
-// removed while the lock was awaited.
-func holdFile(path string) (*os.File, error) {
+// HoldFile opens path with a shared flock(2), which keeps the file from
+// being removed by whoever removes files only under an exclusive,
+// non-blocking lock (Writer.Prune, snapshot removal), and checks that it was
+// not removed while the lock was awaited. A removed file is an error that
+// wraps both ErrPruned and os.ErrNotExist. Closing the file releases it.
+func HoldFile(path string) (*os.File, error) {
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
-		return nil, fmt.Errorf("%s: %w", path, ErrPruned)
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrPruned, os.ErrNotExist)
 	}
 	if err != nil {
 		return nil, err
@@ -385,7 +388,7 @@ func holdFile(path string) (*os.File, error) {
 	now, err2 := os.Stat(path)
 	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
 		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, ErrPruned)
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrPruned, os.ErrNotExist)
 	}
 	return f, nil
 }

@@ -87,7 +87,7 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 	write(t, p, 5)
 	waitCaughtUp(t, p, dir)
 	waitFor(t, "state streaming", 10*time.Second, func() bool { return r.a.Status().State == understudy.StateStreaming })
-	sameGTIDs(t, "after the disk was full", archived(t, dir)[1], binlogGTIDs(t, p))
+	sameGTIDs(t, "after the disk was full", archived(t, dir)[1], p.BinlogGTIDs(t))
 	if !strings.Contains(r.logs.String(), "archiving resumes") {
 		t.Fatalf("no log line for the resume:\n%s", r.logs.String())
 	}

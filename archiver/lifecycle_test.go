@@ -2,11 +2,8 @@ package archiver
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/binlog"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
@@ -67,50 +63,6 @@ func purgeAllButCurrent(t *testing.T, p *mariadbtest.Server) {
 		}
 		p.Exec(t, "PURGE BINARY LOGS TO '"+files[len(files)-1]+"'")
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// binlogGTIDs lists the GTIDs still in the primary's binlog files.
-func binlogGTIDs(t *testing.T, p *mariadbtest.Server) []understudy.GTID {
-	t.Helper()
-	idx, err := os.ReadFile(filepath.Join(p.DataDir, "mariadb-bin.index"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []understudy.GTID
-	for _, name := range strings.Fields(string(idx)) {
-		out = append(out, fileGTIDs(t, filepath.Join(p.DataDir, filepath.Base(name)))...)
-	}
-	return out
-}
-
-func fileGTIDs(t *testing.T, path string) []understudy.GTID {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := binlog.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []understudy.GTID
-	for {
-		ev, err := r.Next()
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		if ev[4] == binlog.GTIDEvent {
-			g, err := binlog.ParseGTIDEvent(ev, r.Checksum())
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, g.GTID)
-		}
 	}
 }
 
@@ -260,7 +212,7 @@ func TestAdoptPurgedPrimary(t *testing.T) {
 		t.Fatalf("generation %+v, want 1 at %s (the oldest position the primary holds)", g, before)
 	}
 	waitCaughtUp(t, p, dir)
-	sameGTIDs(t, "adopted archive", archived(t, dir)[1], binlogGTIDs(t, p))
+	sameGTIDs(t, "adopted archive", archived(t, dir)[1], p.BinlogGTIDs(t))
 	st := r.a.Status()
 	if st.Generation != 1 || st.ArchiveStart != before || !strings.Contains(st.ArchiveStartReason, "oldest binlog") {
 		t.Fatalf("status %+v", st)
@@ -279,7 +231,7 @@ func TestAdoptPurgedPrimary(t *testing.T) {
 		t.Fatalf("a restart began generation %+v", g)
 	default:
 	}
-	sameGTIDs(t, "after a restart", archived(t, dir)[1], binlogGTIDs(t, p))
+	sameGTIDs(t, "after a restart", archived(t, dir)[1], p.BinlogGTIDs(t))
 }
 
 // TestAdoptCurrent: archive.start: current begins at the primary's
@@ -296,7 +248,7 @@ func TestAdoptCurrent(t *testing.T) {
 	}
 	write(t, p, 4)
 	waitCaughtUp(t, p, dir)
-	all := binlogGTIDs(t, p)
+	all := p.BinlogGTIDs(t)
 	sameGTIDs(t, "archive.start: current", archived(t, dir)[1], all[len(all)-4:])
 }
 
@@ -349,7 +301,7 @@ func TestGapStartsANewGeneration(t *testing.T) {
 	waitCaughtUp(t, p, dir)
 	got := archived(t, dir)
 	sameGTIDs(t, "generation 1 after the gap", got[1], gen1)
-	sameGTIDs(t, "generation 2", got[2], binlogGTIDs(t, p))
+	sameGTIDs(t, "generation 2", got[2], p.BinlogGTIDs(t))
 	st := r.a.Status()
 	if st.Generation != 2 || len(st.Gaps) != 1 || st.State != understudy.StateStreaming {
 		t.Fatalf("status after the gap: %+v", st)

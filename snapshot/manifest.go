@@ -269,20 +269,9 @@ func VerifyFiles(dir string, m *Manifest) []string {
 // meanwhile. A snapshot removed while the lock was awaited is reported as
 // not existing (os.ErrNotExist).
 func Hold(dir string) (release func(), err error) {
-	path := filepath.Join(dir, ManifestName)
-	f, err := os.Open(path)
+	f, err := archive.HoldFile(filepath.Join(dir, ManifestName))
 	if err != nil {
 		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
-		f.Close()
-		return nil, err
-	}
-	held, err1 := f.Stat()
-	now, err2 := os.Stat(path)
-	if err1 != nil || err2 != nil || !os.SameFile(held, now) {
-		f.Close()
-		return nil, &os.PathError{Op: "hold", Path: dir, Err: os.ErrNotExist}
 	}
 	return func() { f.Close() }, nil
 }

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand"
 	"net"
 	"os"
@@ -19,7 +16,6 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/binlog"
 	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
@@ -129,53 +125,6 @@ func waitArchived(t *testing.T, dir string, p *mariadbtest.Server, timeout time.
 	t.Fatalf("archive %s at %q after %s, primary at %q", dir, have, timeout, want)
 }
 
-// primaryGTIDs lists the GTIDs in the primary's binlog files, in order.
-func primaryGTIDs(t *testing.T, p *mariadbtest.Server) []understudy.GTID {
-	t.Helper()
-	idx, err := os.ReadFile(filepath.Join(p.DataDir, "mariadb-bin.index"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []understudy.GTID
-	for _, name := range strings.Fields(string(idx)) {
-		if !filepath.IsAbs(name) {
-			name = filepath.Join(p.DataDir, filepath.Base(name))
-		}
-		out = append(out, fileGTIDs(t, name)...)
-	}
-	return out
-}
-
-func fileGTIDs(t *testing.T, path string) []understudy.GTID {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := binlog.NewReader(bufio.NewReader(f))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []understudy.GTID
-	for {
-		ev, err := r.Next()
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		if ev[4] == binlog.GTIDEvent {
-			g, err := binlog.ParseGTIDEvent(ev, r.Checksum())
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, g.GTID)
-		}
-	}
-}
-
 // archivedGTIDs lists the GTIDs in the archive's indexes, in order, and
 // checks every sealed file's sha256.
 func archivedGTIDs(t *testing.T, dir string) []understudy.GTID {
@@ -194,7 +143,7 @@ func archivedGTIDs(t *testing.T, dir string) []understudy.GTID {
 			out = append(out, r.GTID)
 		}
 		// the data must agree with the index
-		gs := fileGTIDs(t, filepath.Join(dir, fi.Name))
+		gs := mariadbtest.FileGTIDs(t, filepath.Join(dir, fi.Name))
 		if got, want := len(gs), len(recs); got != want {
 			t.Fatalf("%s: %d GTID events in the file, %d in the index", fi.Name, got, want)
 		}
@@ -206,7 +155,7 @@ func archivedGTIDs(t *testing.T, dir string) []understudy.GTID {
 // exactly once and in order.
 func checkExactlyOnce(t *testing.T, p *mariadbtest.Server, dir string) int {
 	t.Helper()
-	want := primaryGTIDs(t, p)
+	want := p.BinlogGTIDs(t)
 	got := archivedGTIDs(t, dir)
 	seen := map[understudy.GTID]int{}
 	for _, g := range got {
