@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -95,30 +94,13 @@ type running struct {
 	cancel func()
 	done   chan error
 	gens   chan archive.Generation
-	logs   *logBuffer
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs   *mariadbtest.LogBuffer
 }
 
 func start(t *testing.T, p *mariadbtest.Server, dir string, m *Metrics, setup func(*Archiver)) *running {
 	t.Helper()
 	src := understudy.Source{Name: "db", Host: "127.0.0.1", Port: p.Port, User: replUser, Password: replPassword, ServerID: 9100, Heartbeat: 300 * time.Millisecond}
-	logs := &logBuffer{}
+	logs := &mariadbtest.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testLog{t}), nil))
 	a := New(src, dir, log, m)
 	a.MaxBackoff = 300 * time.Millisecond

@@ -77,16 +77,16 @@ func TestDamagedTransaction(t *testing.T) {
 		short bool
 	}{
 		{"sealed file, flipped byte", sealed, nil, func(t *testing.T, path string, ev event) {
-			flip(t, path, ev.off+int64(ev.size)/2)
+			mariadbtest.FlipByte(t, path, ev.off+int64(ev.size)/2)
 		}, "event checksum mismatch", false},
 		{"large transaction (read twice), flipped byte", large, func([]archive.Record) archive.Record { return largeRec }, func(t *testing.T, path string, ev event) {
-			flip(t, path, ev.off+int64(ev.size)-100)
+			mariadbtest.FlipByte(t, path, ev.off+int64(ev.size)-100)
 		}, "event checksum mismatch", false},
 		{"active file, flipped byte", active, nil, func(t *testing.T, path string, ev event) {
-			flip(t, path, ev.off+binlog.HeaderSize)
+			mariadbtest.FlipByte(t, path, ev.off+binlog.HeaderSize)
 		}, "event checksum mismatch", false},
 		{"active file, event length past the transaction", active, nil, func(t *testing.T, path string, ev event) {
-			flip(t, path, ev.off+11) // the third byte of the event's length
+			mariadbtest.FlipByte(t, path, ev.off+11) // the third byte of the event's length
 		}, "runs past the transaction's end", false},
 		{"active file, short", active, nil, func(t *testing.T, path string, ev event) {
 			if err := os.Truncate(path, ev.off+int64(ev.size)/2); err != nil {
@@ -251,28 +251,16 @@ func events(t *testing.T, path string, rec archive.Record) []event {
 	return out
 }
 
-// flip inverts the byte at off.
-func flip(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var b [1]byte
-	if _, err := f.ReadAt(b[:], off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b[:], off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // serve runs a binlog server on dir until the test ends.
 func serve(t *testing.T, dir string, m *Metrics) *Server {
 	t.Helper()
-	srv, err := New(Config{Source: "db", Dir: dir, User: serveUser, Password: servePassword, ServerID: 9001, Logger: testLogger(t), Metrics: m})
+	return runServer(t, Config{Source: "db", Dir: dir, User: serveUser, Password: servePassword, ServerID: 9001, Logger: testLogger(t), Metrics: m})
+}
+
+// runServer serves cfg on a loopback port until the test ends.
+func runServer(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

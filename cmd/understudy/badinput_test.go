@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -96,7 +95,7 @@ func TestBadInput(t *testing.T) {
 		sb := startPrimary(t, 3, 0, "--binlog-format=STATEMENT")
 		dir := t.TempDir()
 		cfg := writeConfig(t, dir, testSource{name: "a", p: p, serverID: 9504}, testSource{name: "b", p: sb, serverID: 9505})
-		var logs syncBuffer
+		var logs mariadbtest.LogBuffer
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := runArchive(ctx, runOptions{config: cfg}, newLogger(&logs, false, false)); err != nil {
@@ -165,21 +164,4 @@ func binaryLogs(t *testing.T, p *mariadbtest.Server) []string {
 		out = append(out, name)
 	}
 	return out
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

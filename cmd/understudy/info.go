@@ -38,11 +38,7 @@ func cmdInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(o.config)
-	if err != nil {
-		return err
-	}
-	sources, err := selectSources(cfg, o.source)
+	cfg, sources, err := loadSources(o.config, o.source)
 	if err != nil {
 		return err
 	}

@@ -40,11 +40,7 @@ func cmdPrune(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(o.config)
-	if err != nil {
-		return err
-	}
-	sources, err := selectSources(cfg, o.source)
+	cfg, sources, err := loadSources(o.config, o.source)
 	if err != nil {
 		return err
 	}
@@ -91,20 +87,25 @@ func pruneCommand(ctx context.Context, cfg *config.Config, s *config.Source, dry
 	return rep, nil
 }
 
-// selectSources returns the named source, or every source when name is "".
-func selectSources(cfg *config.Config, name string) ([]*config.Source, error) {
+// loadSources loads the config at path and returns it with the named
+// source, or with every source when name is "".
+func loadSources(path, name string) (*config.Config, []*config.Source, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
 	if name != "" {
 		s, err := cfg.Source(name)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return []*config.Source{s}, nil
+		return cfg, []*config.Source{s}, nil
 	}
 	var out []*config.Source
 	for i := range cfg.Sources {
 		out = append(out, &cfg.Sources[i])
 	}
-	return out, nil
+	return cfg, out, nil
 }
 
 // pruneReport is what prune planned for one source and, unless it was a

@@ -183,20 +183,14 @@ func TestVerify(t *testing.T) {
 	if code, out := verify(); code != 0 {
 		t.Fatalf("verify of a healthy archive: %d: %s", code, out)
 	}
-	flip := func(path string, off int64) {
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 1)
-		f.ReadAt(b, off)
-		b[0] ^= 0xff
-		f.WriteAt(b, off)
-		f.Close()
-	}
-	flip(filepath.Join(dir, "archive", "db", "binlog.000001"), 5000)
+	mariadbtest.FlipByte(t, filepath.Join(dir, "archive", "db", "binlog.000001"), 5000)
 	list, _ := snapshot.List(filepath.Join(dir, "archive", "db", "snapshots"))
-	flip(filepath.Join(list[0].Dir, m.Databases[0].Tables[0].Chunks[0].File), 20)
+	chunk := filepath.Join(list[0].Dir, m.Databases[0].Tables[0].Chunks[0].File)
+	st, err := os.Stat(chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mariadbtest.FlipByte(t, chunk, min(20, st.Size()-1))
 	code, out := verify()
 	t.Log(out)
 	if code == 0 || !strings.Contains(out, "binlog.000001") || !strings.Contains(out, m.Databases[0].Tables[0].Chunks[0].File) {

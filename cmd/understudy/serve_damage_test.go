@@ -72,7 +72,7 @@ func TestServeDamagedArchive(t *testing.T) {
 	bad := after[len(after)/2]
 	path := filepath.Join(adir, fi.Name)
 	evOff := rowsEvent(t, path, bad)
-	flipByte(t, path, evOff+binlog.HeaderSize+2)
+	mariadbtest.FlipByte(t, path, evOff+binlog.HeaderSize+2)
 	want := fmt.Sprintf("the archive of source db is damaged: %s at offset %d (transaction %s): event checksum mismatch; run understudy verify", fi.Name, evOff, bad.GTID)
 
 	// restore fails at once, with the message.
@@ -171,23 +171,6 @@ func rowsEvent(t *testing.T, path string, rec archive.Record) int64 {
 		t.Fatalf("transaction %s has %d events", rec.GTID, len(offs))
 	}
 	return offs[len(offs)-2]
-}
-
-func flipByte(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var b [1]byte
-	if _, err := f.ReadAt(b[:], off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x01
-	if _, err := f.WriteAt(b[:], off); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func httpGet(t *testing.T, url string, check func([]byte)) {
