@@ -2,6 +2,7 @@ package understudy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,6 +101,17 @@ func (p Position) Domain(d uint32) (GTID, bool) {
 		return p.gtids[i], true
 	}
 	return GTID{}, false
+}
+
+// Only returns the GTIDs of p in the given domains.
+func (p Position) Only(domains []uint32) Position {
+	var out []GTID
+	for _, g := range p.gtids {
+		if slices.Contains(domains, g.Domain) {
+			out = append(out, g)
+		}
+	}
+	return Position{gtids: out}
 }
 
 // With returns a copy of p where g is the GTID of its domain.
