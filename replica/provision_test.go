@@ -58,6 +58,8 @@ func startLab(t *testing.T, name string, serverID, domain uint32, db string) *la
 	p.Exec(t, "CREATE DATABASE "+db)
 	p.Exec(t, "CREATE TABLE "+db+".t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40), n INT)")
 	p.Exec(t, "INSERT INTO "+db+".t (v, n) SELECT CONCAT('row', seq), seq FROM "+db+".seq_1_to_2000")
+	p.Exec(t, "CREATE TABLE "+db+".nokey (a INT, b VARCHAR(10))")
+	p.Exec(t, "INSERT INTO "+db+".nokey SELECT seq % 10, 'dup' FROM "+db+".seq_1_to_50")
 	l := &lab{name: name, primary: p, dir: t.TempDir()}
 
 	src := understudy.Source{Name: name, Host: "127.0.0.1", Port: p.Port, User: "repl", Password: "repl-pw", ServerID: 9000 + serverID, Heartbeat: 300 * time.Millisecond}

@@ -54,6 +54,20 @@ func (t Table) from(db, where string) string {
 // must use time_zone '+00:00' for TIMESTAMP columns to compare across
 // servers.
 func ChecksumSQL(checksum, db string, t Table, where string) (string, error) {
+	row, err := rowHashSQL(checksum, t)
+	if err != nil {
+		return "", err
+	}
+	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(BIT_XOR(%s), 0) FROM %s", row, t.from(db, where))
+	if where != "" {
+		q += " WHERE " + where
+	}
+	return q, nil
+}
+
+// rowHashSQL is the expression of one row's 64-bit hash, whose XOR over
+// a chunk's rows is the chunk's checksum.
+func rowHashSQL(checksum string, t Table) (string, error) {
 	if checksum != ChecksumName && checksum != checksumV1 {
 		return "", fmt.Errorf("unknown chunk checksum %q: this snapshot was made by a newer understudy", checksum)
 	}
@@ -67,11 +81,7 @@ func ChecksumSQL(checksum, db string, t Table, where string) (string, error) {
 		nulls = append(nulls, "ISNULL("+quote(c)+")")
 	}
 	expr := fmt.Sprintf("CONCAT_WS('#', %s, CONCAT(%s))", strings.Join(cols, ", "), strings.Join(nulls, ", "))
-	q := fmt.Sprintf("SELECT COUNT(*), COALESCE(BIT_XOR((CRC32(%s) << 32) | CRC32C(%s)), 0) FROM %s", expr, expr, t.from(db, where))
-	if where != "" {
-		q += " WHERE " + where
-	}
-	return q, nil
+	return fmt.Sprintf("((CRC32(%s) << 32) | CRC32C(%s))", expr, expr), nil
 }
 
 // ChunkChecksum runs ChecksumSQL on conn.

@@ -1,0 +1,104 @@
+package replica
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/snapshot"
+)
+
+// TestCheck checks a freshly provisioned replica against the snapshot it
+// was provisioned from, then, once the primary moved on, against a
+// reference held at the replica's position, and finds a row changed and
+// a row deleted on the replica behind replication's back (sql_log_bin=0),
+// naming the table and the key. The replica replicates again after each
+// check.
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	one := startLab(t, "one", 1, 1, "alpha")
+	target := startTarget(t)
+	if _, err := Provision(ctx, provisionOpts(t, target, t.TempDir(), one)); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := snapshot.List(one.snapshots())
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("snapshots: %v %v", snaps, err)
+	}
+	opts := CheckOptions{Replica: target.DB(t), ReplicaAddr: fmt.Sprintf("127.0.0.1:%d", target.Port), Source: "one",
+		Databases: []string{"alpha"}, Domains: []uint32{1}, Snapshots: snaps, Threads: 2, ChunkRows: 500, Log: testLogger(t)}
+
+	// Right after provisioning the replica is at the snapshot's position.
+	res, err := Check(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Equal || res.Reference != "snapshot "+snaps[0].Manifest.ID || res.Chunks == 0 || !res.At.Equal(snaps[0].Manifest.Position) {
+		t.Fatalf("check against the snapshot: %+v", res)
+	}
+
+	// The primary moves on; the idle primary is the reference at G.
+	one.primary.Exec(t, "INSERT INTO alpha.t (v, n) SELECT CONCAT('more', seq), seq FROM alpha.seq_1_to_1000")
+	one.primary.Exec(t, "UPDATE alpha.t SET n = n * 2 WHERE id % 7 = 0")
+	want, _ := understudy.ParsePosition(one.primary.GTIDBinlogPos(t))
+	eventually(t, "the replica at "+want.String(), 30*time.Second, func() bool {
+		p, err := GTIDSlavePos(ctx, target.DB(t))
+		return err == nil && p.ContainsPosition(want)
+	})
+	opts.Reference = func(ctx context.Context, g understudy.Position) (*sql.DB, string, func(), error) {
+		if !g.Equal(want) {
+			return nil, "", nil, fmt.Errorf("asked for %s; the primary is at %s", g, want)
+		}
+		return one.primary.DB(t), "the idle primary", func() {}, nil
+	}
+	res, err = Check(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Equal || res.Reference != "the idle primary" || res.Chunks < 6 || res.Tables != 2 {
+		t.Fatalf("check of a good replica: %+v", res)
+	}
+
+	// Drift behind replication's back.
+	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR UPDATE alpha.t SET v = 'drift' WHERE id = 42")
+	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR DELETE FROM alpha.t WHERE id = 2500")
+	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR DELETE FROM alpha.nokey WHERE a = 3 LIMIT 1")
+	res, err = Check(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Equal || len(res.Diffs) != 3 {
+		t.Fatalf("check of a drifted replica: %+v", res)
+	}
+	for _, d := range res.Diffs {
+		t.Log(d.Describe())
+	}
+	var changed, missing, nokey bool
+	for _, d := range res.Diffs {
+		switch {
+		case d.Table == "alpha.t" && slices.Equal(d.Changed, []string{"(42)"}) && d.Rows == 1:
+			changed = true
+		case d.Table == "alpha.t" && slices.Equal(d.Missing, []string{"(2500)"}) && d.Rows == 1:
+			missing = true
+		case d.Table == "alpha.nokey" && d.NoKey && slices.Equal(d.Missing, []string{"1 rows"}):
+			nokey = true
+		}
+	}
+	if !changed || !missing || !nokey {
+		t.Fatalf("diffs %+v: want id 42 changed, id 2500 missing and one row of nokey missing", res.Diffs)
+	}
+	// Replication goes on.
+	one.primary.Exec(t, "INSERT INTO alpha.t (v, n) VALUES ('after', 1)")
+	want, _ = understudy.ParsePosition(one.primary.GTIDBinlogPos(t))
+	eventually(t, "the replica replicating after the checks", 30*time.Second, func() bool {
+		p, err := GTIDSlavePos(ctx, target.DB(t))
+		return err == nil && p.ContainsPosition(want)
+	})
+	if st, _, _ := ConnStatus(ctx, target.DB(t), "one"); !st.Running() {
+		t.Fatalf("connection after the checks: %v", st)
+	}
+}
