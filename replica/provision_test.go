@@ -52,7 +52,14 @@ const servePassword = "serve-secret"
 // source name, archives it and serves the archive.
 func startLab(t *testing.T, name string, serverID, domain uint32, db string) *lab {
 	t.Helper()
-	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: serverID, DomainID: domain})
+	return startLabWith(t, name, serverID, domain, db, false)
+}
+
+// startLabWith is startLab with semi-sync on the primary, acknowledged by
+// the archiver once a transaction is durable, when semiSync is set.
+func startLabWith(t *testing.T, name string, serverID, domain uint32, db string, semiSync bool) *lab {
+	t.Helper()
+	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: serverID, DomainID: domain, SemiSync: semiSync})
 	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER repl@'%' IDENTIFIED BY 'repl-pw'")
 	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO repl@'%'")
 	p.Exec(t, "CREATE DATABASE "+db)
@@ -62,7 +69,7 @@ func startLab(t *testing.T, name string, serverID, domain uint32, db string) *la
 	p.Exec(t, "INSERT INTO "+db+".nokey SELECT seq % 10, 'dup' FROM "+db+".seq_1_to_50")
 	l := &lab{name: name, primary: p, dir: t.TempDir()}
 
-	src := understudy.Source{Name: name, Host: "127.0.0.1", Port: p.Port, User: "repl", Password: "repl-pw", ServerID: 9000 + serverID, Heartbeat: 300 * time.Millisecond}
+	src := understudy.Source{Name: name, Host: "127.0.0.1", Port: p.Port, User: "repl", Password: "repl-pw", ServerID: 9000 + serverID, Heartbeat: 300 * time.Millisecond, SemiSync: semiSync}
 	a := archiver.New(src, l.dir, testLogger(t).With("part", "archiver"), nil)
 	a.MaxBackoff = 300 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())

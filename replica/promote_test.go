@@ -1,0 +1,110 @@
+package replica
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/understudy-db/understudy"
+)
+
+// TestPromoteAfterPrimaryCrash: a semi-sync primary under load is killed
+// with SIGKILL while its provisioned backup replica lags behind the
+// archive. promote --dry-run changes nothing; promote feeds the replica
+// the archive's tail, so that every transaction whose commit returned to
+// a client is on it, and the promoted replica accepts writes in the
+// source's domain.
+func TestPromoteAfterPrimaryCrash(t *testing.T) {
+	ctx := context.Background()
+	one := startLabWith(t, "one", 1, 1, "alpha", true)
+	target := startTarget(t)
+	if _, err := Provision(ctx, provisionOpts(t, target, t.TempDir(), one)); err != nil {
+		t.Fatal(err)
+	}
+	// The replica lags: its SQL thread is stopped while the load runs.
+	target.Exec(t, "STOP SLAVE 'one' SQL_THREAD")
+	var mu sync.Mutex
+	var acked []int
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				id := 100000 + w*100000 + i
+				if _, err := one.primary.DB(t).Exec("INSERT INTO alpha.t (id, v, n) VALUES (?, 'acked', 0)", id); err != nil {
+					return // the primary is gone
+				}
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	one.primary.Kill(t)
+	wg.Wait()
+	if len(acked) < 20 {
+		t.Fatalf("only %d commits returned before the crash", len(acked))
+	}
+	target.Exec(t, "START SLAVE 'one' SQL_THREAD")
+
+	o := PromoteOptions{Target: target.DB(t), TargetAddr: fmt.Sprintf("127.0.0.1:%d", target.Port), Source: "one", ArchiveDir: one.dir, DryRun: true, Log: testLogger(t)}
+	res, err := Promote(ctx, o)
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	t.Logf("dry run: %+v", res)
+	if _, ok, _ := ConnStatus(ctx, target.DB(t), "one"); !ok || target.QueryString(t, "SELECT @@read_only") != "1" || len(res.Steps) != 4 {
+		t.Fatalf("the dry run changed the target or said nothing: %+v", res)
+	}
+
+	o.DryRun = false
+	res, err = Promote(ctx, o)
+	if err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	t.Logf("promoted: %+v", res)
+	have := map[int]bool{}
+	rows, err := target.DB(t).Query("SELECT id FROM alpha.t WHERE v = 'acked'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int
+		rows.Scan(&id)
+		have[id] = true
+	}
+	rows.Close()
+	for _, id := range acked {
+		if !have[id] {
+			t.Fatalf("transaction inserting id %d was acknowledged to its client and is not on the promoted replica (%d of %d acknowledged are)", id, len(have), len(acked))
+		}
+	}
+	if _, ok, _ := ConnStatus(ctx, target.DB(t), "one"); ok {
+		t.Fatal("the connection of the lost primary is still there")
+	}
+	// A new session, as an application's after the failover (the pool's
+	// sessions may have had sql_log_bin=0 set by the load).
+	app, err := sql.Open("mysql", target.DSN(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if _, err := app.Exec("INSERT INTO alpha.t (v, n) VALUES ('after promotion', 1)"); err != nil {
+		t.Fatalf("a write on the promoted replica: %v", err)
+	}
+	pos, _ := understudy.ParsePosition(target.GTIDBinlogPos(t))
+	g, ok := pos.Domain(1)
+	if !ok || g.ServerID != 500 || !strings.Contains(res.Position, "1-") {
+		t.Fatalf("after a write on the promoted replica gtid_binlog_pos is %s: want the write in domain 1 by server 500", pos)
+	}
+	if d := target.QueryString(t, "SELECT @@global.gtid_domain_id"); d != strconv.Itoa(1) {
+		t.Fatalf("gtid_domain_id %s", d)
+	}
+}
