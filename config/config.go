@@ -190,7 +190,8 @@ type Snapshot struct {
 	From *Endpoint `yaml:"from"`
 }
 
-// Endpoint is a server to connect to.
+// Endpoint is the replica of snapshot.from. Nothing of it comes from the
+// source: a replica without a tls block is reached without TLS.
 type Endpoint struct {
 	Host         string `yaml:"host"`
 	Port         int    `yaml:"port"`
@@ -198,6 +199,11 @@ type Endpoint struct {
 	Password     string `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
 	PasswordEnv  string `yaml:"password_env"`
+	TLS          *TLS   `yaml:"tls"`
+	// MaxLag is how far the replica may be behind its primary
+	// (Seconds_Behind_Master) for a snapshot to be taken from it; 0 means
+	// the default, snapshot.DefaultMaxLag (5m).
+	MaxLag Duration `yaml:"max_lag"`
 }
 
 // Serve configures the binlog server of a source: understudy serves the
@@ -563,6 +569,13 @@ func (c *Config) validate() error {
 				return fmt.Errorf("%s: host, port and user are required", key("snapshot.from"))
 			case sn.From != nil && countSet(sn.From.Password, sn.From.PasswordFile, sn.From.PasswordEnv) != 1:
 				return fmt.Errorf("%s: give exactly one of password, password_file and password_env", key("snapshot.from"))
+			case sn.From != nil && sn.From.TLS != nil && (sn.From.TLS.Cert == "") != (sn.From.TLS.Key == ""):
+				return fmt.Errorf("%s: cert and key go together", key("snapshot.from.tls"))
+			}
+			if sn.From != nil {
+				if err := durationRange(key("snapshot.from.max_lag"), sn.From.MaxLag, MinMaxLag, MaxMaxLag); err != nil {
+					return err
+				}
 			}
 		}
 		if err := (*Retention)(s.Retention).check(key("retention")); err != nil {
@@ -674,6 +687,9 @@ type SnapshotSettings struct {
 	Users       bool
 	Keep        int
 	FromReplica bool
+	// MaxLag bounds how far behind the replica of snapshot.from may be
+	// (snapshot.from.max_lag); 0 means snapshot.DefaultMaxLag.
+	MaxLag time.Duration
 	// OnStart takes a base snapshot as soon as an archive or a new
 	// generation begins (snapshot.on_start, default true).
 	OnStart bool
@@ -708,9 +724,14 @@ func (c *Config) ResolveSnapshot(s *Source) (SnapshotSettings, error) {
 		}
 	}
 	if f := sn.From; f != nil {
-		out.FromReplica = true
+		// The replica is a server of its own: its address, user, password
+		// and TLS, none of them the source's.
+		out.FromReplica, out.MaxLag = true, f.MaxLag.D()
 		out.Conn.Host, out.Conn.Port, out.Conn.User = f.Host, f.Port, f.User
 		if out.Conn.Password, err = c.password(s.Name+" snapshot.from", f.Password, f.PasswordFile, f.PasswordEnv); err != nil {
+			return out, err
+		}
+		if out.Conn.TLS, err = c.tlsConfig(s.Name, "snapshot.from.tls", f.TLS, f.Host); err != nil {
 			return out, err
 		}
 	}
@@ -840,32 +861,39 @@ func (c *Config) Resolve(s *Source) (understudy.Source, error) {
 		return out, err
 	}
 	out.Password = pw
-	if s.TLS != nil {
-		tc := &tls.Config{ServerName: s.TLS.ServerName, InsecureSkipVerify: s.TLS.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-		if tc.ServerName == "" {
-			tc.ServerName = s.Host
-		}
-		if s.TLS.CA != "" {
-			pem, err := os.ReadFile(c.rel(s.TLS.CA))
-			if err != nil {
-				return out, fmt.Errorf("%s: source %s: tls.ca: %w", c.Path, s.Name, err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return out, fmt.Errorf("%s: source %s: tls.ca: no PEM certificate in %s", c.Path, s.Name, s.TLS.CA)
-			}
-			tc.RootCAs = pool
-		}
-		if s.TLS.Cert != "" {
-			cert, err := tls.LoadX509KeyPair(c.rel(s.TLS.Cert), c.rel(s.TLS.Key))
-			if err != nil {
-				return out, fmt.Errorf("%s: source %s: tls.cert/tls.key: %w", c.Path, s.Name, err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		out.TLS = tc
+	out.TLS, err = c.tlsConfig(s.Name, "tls", s.TLS, s.Host)
+	return out, err
+}
+
+// tlsConfig reads a tls block (key names it in errors) for a connection
+// to host; nil without one.
+func (c *Config) tlsConfig(source, key string, t *TLS, host string) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
 	}
-	return out, nil
+	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	if t.CA != "" {
+		pem, err := os.ReadFile(c.rel(t.CA))
+		if err != nil {
+			return nil, fmt.Errorf("%s: source %s: %s.ca: %w", c.Path, source, key, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: source %s: %s.ca: no PEM certificate in %s", c.Path, source, key, t.CA)
+		}
+		tc.RootCAs = pool
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(c.rel(t.Cert), c.rel(t.Key))
+		if err != nil {
+			return nil, fmt.Errorf("%s: source %s: %s.cert/%s.key: %w", c.Path, source, key, key, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 func (c *Config) rel(p string) string {
@@ -883,6 +911,9 @@ const (
 	MaxHeartbeat = time.Hour
 	// MaxThreads bounds every threads setting and flag.
 	MaxThreads = 256
+	// MinMaxLag and MaxMaxLag bound snapshot.from.max_lag.
+	MinMaxLag = time.Second
+	MaxMaxLag = 7 * 24 * time.Hour
 )
 
 // durationRange checks a duration that is 0 (the default) or within

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +325,77 @@ func TestSnapshotOnStart(t *testing.T) {
 		if err != nil || st.OnStart != tc.want {
 			t.Errorf("%q: on_start=%v err=%v, want %v", tc.lines, st.OnStart, err, tc.want)
 		}
+	}
+}
+
+// TestSnapshotFrom: the replica of snapshot.from is a server of its own. It
+// gets no TLS from the source: without a tls block of its own it is reached
+// without TLS, and with one it is verified as its own host. max_lag is
+// range-checked; 0 (absent) leaves the snapshot package's default.
+func TestSnapshotFrom(t *testing.T) {
+	src := "    tls:\n      server_name: primary.internal\n      insecure_skip_verify: false\n"
+	from := "    snapshot:\n      from:\n        host: replica1.internal\n        port: 3306\n        user: backup\n        password: pw\n"
+	resolve := func(t *testing.T, lines string) SnapshotSettings {
+		t.Helper()
+		c, err := Parse("u.yaml", []byte(withDB2(lines)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Resolve(&c.Sources[1])
+		if err != nil || s.TLS == nil || s.TLS.ServerName != "primary.internal" {
+			t.Fatalf("the source's own TLS: %+v, %v", s.TLS, err)
+		}
+		st, err := c.ResolveSnapshot(&c.Sources[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.FromReplica || st.Conn.Addr() != "replica1.internal:3306" || st.Conn.User != "backup" || st.Conn.Password != "pw" {
+			t.Fatalf("snapshot.from resolved to %s as %s (from replica %v)", st.Conn.Addr(), st.Conn.User, st.FromReplica)
+		}
+		return st
+	}
+
+	st := resolve(t, src+from)
+	if st.Conn.TLS != nil {
+		t.Fatalf("snapshot.from without a tls block has TLS %+v: the source's TLS leaked into it", st.Conn.TLS)
+	}
+	if st.MaxLag != 0 {
+		t.Fatalf("max_lag absent: %v, want 0 (the snapshot package's default)", st.MaxLag)
+	}
+
+	st = resolve(t, src+from+"        max_lag: 90s\n        tls:\n          insecure_skip_verify: true\n")
+	if tc := st.Conn.TLS; tc == nil || tc.ServerName != "replica1.internal" || !tc.InsecureSkipVerify || tc.RootCAs != nil || tc.Certificates != nil {
+		t.Fatalf("snapshot.from's own tls block resolved to %+v: want server name replica1.internal, insecure_skip_verify, nothing else", tc)
+	}
+	if got, want := st.MaxLag, 90*time.Second; got != want {
+		t.Fatalf("max_lag=%v, want %v", got, want)
+	}
+
+	for _, tc := range []struct{ name, lines, want string }{
+		{"max_lag 500ms", from + "        max_lag: 500ms\n", "sources[1].snapshot.from.max_lag: 500ms is not between 1s and 168h0m0s"},
+		{"max_lag 8d", from + "        max_lag: 8d\n", "sources[1].snapshot.from.max_lag: 192h0m0s is not between 1s and 168h0m0s"},
+		{"max_lag negative", from + "        max_lag: -1m\n", "sources[1].snapshot.from.max_lag: -1m0s is not between 1s and 168h0m0s"},
+		{"max_lag word", from + "        max_lag: soon\n", `sources[1].snapshot.from.max_lag: invalid duration "soon"`},
+		{"cert without key", from + "        tls:\n          cert: c.pem\n", "sources[1].snapshot.from.tls: cert and key go together"},
+		{"unknown tls key", from + "        tls:\n          cafile: c.pem\n", `unknown key "cafile"`},
+	} {
+		_, err := Parse("u.yaml", []byte(withDB2(tc.lines)))
+		if err == nil || !strings.HasPrefix(err.Error(), "u.yaml: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err=%v, want %q", tc.name, err, tc.want)
+		}
+	}
+	for _, ok := range []string{"1s", "7d", "5m"} {
+		if _, err := Parse("u.yaml", []byte(withDB2(from+"        max_lag: "+ok+"\n"))); err != nil {
+			t.Errorf("max_lag %s: %v", ok, err)
+		}
+	}
+
+	// The replica's CA file is read as its own key.
+	c, err := Parse(filepath.Join(t.TempDir(), "u.yaml"), []byte(withDB2(from+"        tls:\n          ca: missing-ca.pem\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ResolveSnapshot(&c.Sources[1]); err == nil || !strings.Contains(err.Error(), "source db2: snapshot.from.tls.ca:") || !strings.Contains(err.Error(), "missing-ca.pem") {
+		t.Fatalf("snapshot.from.tls.ca missing: %v", err)
 	}
 }

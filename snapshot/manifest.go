@@ -52,8 +52,9 @@ type Manifest struct {
 	// state of that instant (absent in snapshots of older versions).
 	PositionTime time.Time `json:"position_time,omitempty"`
 	Finished     time.Time `json:"finished"`
-	// CommitBlockMillis is how long commits were blocked on the server
-	// while the workers opened their snapshots.
+	// CommitBlockMillis is how long commits were blocked on the server:
+	// from before BACKUP STAGE BLOCK_COMMIT was sent (its wait for the
+	// commits in progress included) to after BACKUP STAGE END returned.
 	CommitBlockMillis float64 `json:"commit_block_ms"`
 	Threads           int     `json:"threads"`
 	Compression       string  `json:"compression"`

@@ -40,6 +40,13 @@ type Options struct {
 	// Domains restricts a replica's gtid_slave_pos to the source's GTID
 	// domains; required with FromReplica.
 	Domains []uint32
+	// SourceAddrs are the host:port addresses a replica may replicate the
+	// source from (the primary, its binlog server): they pick the
+	// replica's connections that checkReplica checks.
+	SourceAddrs []string
+	// MaxLag is how far behind its primary a replica may be
+	// (Seconds_Behind_Master); 0 means DefaultMaxLag.
+	MaxLag time.Duration
 	// Root is the source's snapshots directory.
 	Root      string
 	Threads   int   // default 4
@@ -225,7 +232,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if err := main.QueryRowContext(ctx, "SELECT @@version").Scan(&m.ServerVersion); err != nil {
 		return nil, explain(err)
 	}
-	if err := checkGrants(ctx, main); err != nil {
+	if err := checkGrants(ctx, main, o.FromReplica); err != nil {
 		return nil, err
 	}
 	if o.FromReplica {
@@ -284,11 +291,25 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		return nil, explain(err)
 	}
 	endStage := func() { main.ExecContext(context.Background(), "BACKUP STAGE END") }
+	// The stages before BLOCK_COMMIT, which it would otherwise run itself,
+	// go first: FLUSH and BLOCK_DDL (which waits for DDL in progress) do
+	// not hold commits, and stay outside the commit block.
+	for _, q := range []string{"BACKUP STAGE FLUSH", "BACKUP STAGE BLOCK_DDL"} {
+		if _, err := main.ExecContext(ctx, q); err != nil {
+			endStage()
+			return nil, explain(err)
+		}
+	}
+	// Commits wait from the moment BLOCK_COMMIT asks for its lock: while
+	// it waits for the commits in progress to finish, new ones queue
+	// behind it. The commit block is timed from before the statement is
+	// sent to after BACKUP STAGE END returns.
+	blockStart := time.Now()
 	if _, err := main.ExecContext(ctx, "BACKUP STAGE BLOCK_COMMIT"); err != nil {
 		endStage()
 		return nil, explain(err)
 	}
-	blockStart := time.Now()
+	blockWait := time.Since(blockStart)
 	for _, c := range workers {
 		if _, err := c.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT"); err != nil {
 			endStage()
@@ -328,7 +349,8 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		p = understudy.NewPosition(keep...)
 	}
 	m.Position = p
-	o.Log.Info("snapshot opened", "gtid_position", p.String(), "commit_block_ms", m.CommitBlockMillis, "tables", len(tables))
+	o.Log.Info("snapshot opened", "gtid_position", p.String(), "commit_block_ms", m.CommitBlockMillis,
+		"block_commit_wait_ms", float64(blockWait.Microseconds())/1000, "tables", len(tables))
 
 	// Schema, read in worker 0's transaction.
 	// Files are synced in the background, all before the manifest.
@@ -540,31 +562,9 @@ func readSequences(ctx context.Context, c *sql.Conn, tables []tableInfo) (map[[2
 	return out, nil
 }
 
-// checkReplica makes sure the replica replicates from the source: it must
-// have one of the source's GTID domains in gtid_slave_pos and a running
-// replication connection.
-func checkReplica(ctx context.Context, c *sql.Conn, o Options) error {
-	if len(o.Domains) == 0 {
-		return errors.New("snapshot from a replica: the source's GTID domain is unknown (is the source reachable?)")
-	}
-	var pos string
-	if err := c.QueryRowContext(ctx, "SELECT @@global.gtid_slave_pos").Scan(&pos); err != nil {
-		return explain(err)
-	}
-	p, err := understudy.ParsePosition(pos)
-	if err != nil {
-		return err
-	}
-	for _, d := range o.Domains {
-		if _, ok := p.Domain(d); ok {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s is not replicating from source %s: its gtid_slave_pos %q has none of the source's GTID domains %v", o.From, o.Source, pos, o.Domains)
-}
-
-// checkGrants names every missing global privilege a snapshot needs.
-func checkGrants(ctx context.Context, c *sql.Conn) error {
+// checkGrants names every missing global privilege a snapshot needs; from
+// a replica, also SLAVE MONITOR (or SUPER) for SHOW ALL SLAVES STATUS.
+func checkGrants(ctx context.Context, c *sql.Conn, replica bool) error {
 	rows, err := c.QueryContext(ctx, "SHOW GRANTS")
 	if err != nil {
 		return explain(err)
@@ -593,6 +593,9 @@ func checkGrants(ctx context.Context, c *sql.Conn) error {
 		if !have[p] {
 			missing = append(missing, p)
 		}
+	}
+	if replica && !have["SLAVE MONITOR"] && !have["SUPER"] {
+		missing = append(missing, "SLAVE MONITOR")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("the snapshot user lacks %s: run GRANT %s ON *.* TO '<user>'@'<understudy host>'", strings.Join(missing, ", "), strings.Join(missing, ", "))
@@ -861,6 +864,8 @@ func explain(err error) error {
 		grant := "SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD"
 		if strings.Contains(me.Message, "RELOAD") {
 			grant = "RELOAD"
+		} else if strings.Contains(me.Message, "SLAVE MONITOR") {
+			grant = "SLAVE MONITOR"
 		}
 		return fmt.Errorf("%w (the snapshot user needs: GRANT %s ON *.* TO '<user>'@'<understudy host>')", err, grant)
 	case 1045:

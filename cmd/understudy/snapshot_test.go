@@ -183,7 +183,7 @@ func TestSnapshotFromReplica(t *testing.T) {
 	rep.Exec(t, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos", p.Port, replUser, replPassword))
 	rep.Exec(t, "START SLAVE")
 	rep.Exec(t, "CREATE USER snap@'%' IDENTIFIED BY 'snap-pw'")
-	rep.Exec(t, "GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO snap@'%'")
+	rep.Exec(t, "GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT, SLAVE MONITOR ON *.* TO snap@'%'")
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9001, serve: freeAddr(t)})
 	addSnapshotConfig(t, cfg, fmt.Sprintf("    snapshot:\n      from:\n        host: 127.0.0.1\n        port: %d\n        user: snap\n        password: snap-pw\n", rep.Port))
@@ -355,7 +355,7 @@ func TestSnapshotErrors(t *testing.T) {
 	t.Log(strings.TrimSpace(se.String()))
 	other := mariadbtest.Start(t, mariadbtest.Options{ServerID: 3, DomainID: 9})
 	other.Exec(t, "CREATE USER snap@'%' IDENTIFIED BY 'pw'")
-	other.Exec(t, "GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO snap@'%'")
+	other.Exec(t, "GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT, SLAVE MONITOR ON *.* TO snap@'%'")
 	addSnapshotConfig(t, cfg, fmt.Sprintf("    snapshot:\n      from:\n        host: 127.0.0.1\n        port: %d\n        user: snap\n        password: pw\n", other.Port))
 	se.Reset()
 	if code := run([]string{"snapshot", "--config", cfg, "--source", "db"}, &so, &se); code == 0 || !strings.Contains(se.String(), "is not replicating from source db") {
