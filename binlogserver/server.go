@@ -90,6 +90,10 @@ type Server struct {
 	// how many were refused since: a flood logs a line every busyLogEvery.
 	busyLogged time.Time
 	busySince  int
+
+	// formats caches what binlogFormat learnt of each archived file.
+	fmtMu   sync.Mutex
+	formats map[string]fileFormat
 }
 
 // busyLogEvery is the most often a refusal by MaxConns is logged.

@@ -14,8 +14,6 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
-
-	"github.com/understudy-db/understudy/archive"
 )
 
 // session answers one replica connection: the queries of the replica IO
@@ -53,7 +51,11 @@ func (h *session) HandleQuery(query string) (*mysql.Result, error) {
 			}
 			name := strings.ToLower(a[1])
 			if strings.HasPrefix(name, "@") && !strings.HasPrefix(name, "@@") {
-				h.vars[strings.TrimPrefix(name, "@")] = h.value(a[2])
+				v, err := h.value(a[2])
+				if err != nil {
+					return nil, err
+				}
+				h.vars[strings.TrimPrefix(name, "@")] = v
 			}
 		}
 		return &mysql.Result{}, nil
@@ -61,8 +63,12 @@ func (h *session) HandleQuery(query string) (*mysql.Result, error) {
 	if m := showVarRe.FindStringSubmatch(q); m != nil {
 		name := strings.ToLower(m[1])
 		var rows [][]any
-		if v, ok := h.global(name); ok {
+		v, err := h.global(name)
+		switch {
+		case err == nil:
 			rows = append(rows, []any{name, v})
+		case !isUnknownVariable(err): // no such variable: no row
+			return nil, err
 		}
 		return resultset([]string{"Variable_name", "Value"}, rows)
 	}
@@ -71,7 +77,10 @@ func (h *session) HandleQuery(query string) (*mysql.Result, error) {
 		var row []any
 		for _, expr := range splitTopLevel(m[1]) {
 			expr = strings.TrimSpace(expr)
-			v, ok := h.eval(expr)
+			v, ok, err := h.eval(expr)
+			if err != nil {
+				return nil, err
+			}
 			if !ok {
 				return nil, h.unsupported(query)
 			}
@@ -88,87 +97,68 @@ func (h *session) unsupported(query string) error {
 	return mysql.NewError(mysql.ER_NOT_SUPPORTED_YET, fmt.Sprintf("understudy binlog server does not support this query: %.200s", query))
 }
 
-// value evaluates the right-hand side of a SET.
-func (h *session) value(expr string) string {
-	if v, ok := h.eval(expr); ok && v != nil {
-		return fmt.Sprint(v)
+// value evaluates the right-hand side of a SET: "" for NULL and for what
+// eval does not evaluate.
+func (h *session) value(expr string) (string, error) {
+	v, ok, err := h.eval(expr)
+	if err != nil || !ok || v == nil {
+		return "", err
 	}
-	return ""
+	return fmt.Sprint(v), nil
 }
 
-// eval evaluates the expressions a replica selects.
-func (h *session) eval(expr string) (any, bool) {
+// eval evaluates the expressions a replica selects; ok is false for one it
+// does not evaluate, err is set for a server variable it cannot answer.
+func (h *session) eval(expr string) (v any, ok bool, err error) {
 	low := strings.ToLower(strings.TrimSpace(expr))
 	switch {
 	case len(low) >= 2 && (low[0] == '\'' || low[0] == '"') && low[len(low)-1] == low[0]:
-		return expr[1 : len(expr)-1], true
+		return expr[1 : len(expr)-1], true, nil
 	case low == "unix_timestamp()":
-		return time.Now().Unix(), true
+		return time.Now().Unix(), true, nil
 	case low == "version()":
-		return Version, true
+		return Version, true, nil
 	case low == "null":
-		return nil, true
+		return nil, true, nil
 	case strings.HasPrefix(low, "@@"):
 		name := strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(low, "@@"), "global."), "session.")
-		v, ok := h.global(name)
-		return v, ok
+		v, err := h.global(name)
+		if isUnknownVariable(err) {
+			h.log.Warn("replica asked for a server variable the binlog server does not have", "variable", name)
+		}
+		return v, err == nil, err
 	case strings.HasPrefix(low, "@"):
 		v, ok := h.vars[strings.TrimPrefix(low, "@")]
 		if !ok {
-			return nil, true // an unset user variable is NULL, as in MariaDB
+			return nil, true, nil // an unset user variable is NULL, as in MariaDB
 		}
-		return v, true
+		return v, true, nil
 	}
 	if n, err := strconv.ParseInt(low, 10, 64); err == nil {
-		return n, true
+		return n, true, nil
 	}
-	return nil, false
+	return nil, false, nil
 }
 
-// global answers the server variables a replica asks for.
-func (h *session) global(name string) (any, bool) {
-	switch name {
-	case "server_id":
-		return int64(h.srv.cfg.ServerID), true
-	case "binlog_checksum":
-		return "CRC32", true
-	case "gtid_domain_id":
-		return int64(h.domain()), true
-	case "version":
-		return Version, true
-	case "version_comment":
-		return "understudy binlog server", true
-	case "rpl_semi_sync_master_enabled":
-		return "OFF", true
-	case "gtid_binlog_pos", "gtid_current_pos":
-		if a, err := archive.Open(h.srv.cfg.Dir); err == nil {
-			return a.Position().String(), true
-		}
-		return "", true
-	case "gtid_strict_mode":
-		return "ON", true
-	case "log_bin":
-		return "ON", true
-	case "binlog_format":
-		return "ROW", true
-	case "time_zone":
-		return "SYSTEM", true
-	case "collation_server":
-		return "utf8mb4_general_ci", true
-	case "character_set_server":
-		return "utf8mb4", true
+// global answers a server variable (see Server.variable). A variable the
+// binlog server does not have is ERR 1193, as in MariaDB; an archive that
+// cannot be read is an error, never a made-up answer.
+func (h *session) global(name string) (any, error) {
+	v, err := h.srv.variable(name)
+	if errors.Is(err, errUnknownVariable) {
+		return nil, mysql.NewError(mysql.ER_UNKNOWN_SYSTEM_VARIABLE, fmt.Sprintf("Unknown system variable '%.64s'", name))
 	}
-	return nil, false
+	if err != nil {
+		h.log.Warn("answering a server variable", "variable", name, "err", err.Error())
+		return nil, mysql.NewError(mysql.ER_UNKNOWN_ERROR, fmt.Sprintf("%.400s", err.Error()))
+	}
+	return v, nil
 }
 
-// domain is the first GTID domain of the archive, or 0.
-func (h *session) domain() uint32 {
-	if a, err := archive.Open(h.srv.cfg.Dir); err == nil {
-		if g := a.Position().GTIDs(); len(g) > 0 {
-			return g[0].Domain
-		}
-	}
-	return 0
+// isUnknownVariable reports the ERR 1193 of global.
+func isUnknownVariable(err error) bool {
+	var me *mysql.MyError
+	return errors.As(err, &me) && me.Code == mysql.ER_UNKNOWN_SYSTEM_VARIABLE
 }
 
 func (h *session) HandleFieldList(string, string) ([]*mysql.Field, error) {

@@ -49,6 +49,9 @@ type stream struct {
 	offset   int64               // end of the last event read in the current file
 	gen      int                 // the archive generation being streamed
 	walk     *archive.Walker     // the server's stop point, if any
+	// last is the archive's last GTID of each domain read so far: each
+	// transaction must follow it (gtid_strict_mode, see send).
+	last map[uint32]understudy.GTID
 
 	// Reading transactions (see sendTxn).
 	f    *os.File // the cursor's current file, opened by name
@@ -109,7 +112,8 @@ func (h *session) dump(data []byte) error {
 		checksum: strings.EqualFold(h.vars["master_binlog_checksum"], "CRC32"),
 		annotate: flags&dumpSendAnnotate != 0, hb: time.Duration(hbNanos),
 		skip: start, sent: start, until: until, verified: map[uint32]bool{}, gen: first.Generation,
-		br: bufio.NewReaderSize(nil, 256<<10),
+		last: map[uint32]understudy.GTID{},
+		br:   bufio.NewReaderSize(nil, 256<<10),
 	}
 	defer func() {
 		if st.f != nil {
@@ -119,6 +123,9 @@ func (h *session) dump(data []byte) error {
 	if stop := h.srv.cfg.Stop; !stop.IsZero() {
 		st.walk = archive.NewWalker(stop, start)
 		st.held = st.walk.Done()
+	}
+	for _, g := range first.StartPosition.GTIDs() {
+		st.last[g.Domain] = g
 	}
 	for _, g := range start.GTIDs() {
 		if s, ok := first.StartPosition.Domain(g.Domain); ok && s == g {
@@ -185,7 +192,7 @@ func startFile(a *archive.Archive, start understudy.Position, src string) (archi
 }
 
 func (st *stream) run() error {
-	if err := st.sendRotate(st.c.Name(), true); err != nil {
+	if err := st.sendRotate(st.c.Name(), true, st.checksum); err != nil {
 		return err
 	}
 	if err := st.sendFileStart(); err != nil {
@@ -215,6 +222,9 @@ func (st *stream) run() error {
 				lastSend = time.Now()
 				continue
 			}
+			// The ROTATE that ends a file is the file's last event: it
+			// has the file's checksum setting, not the next one's.
+			ending := st.c.Checksum()
 			moved, err := st.c.Advance()
 			if err != nil {
 				return archiveError(st.h.srv.cfg.Source, err)
@@ -229,7 +239,7 @@ func (st *stream) run() error {
 				if gen != st.gen {
 					return fatal(KindGap, "the archive of source %s has a gap after %q: the primary purged transactions before they were archived, and the next archived file (%s) begins at %q. Rebuild this replica from a snapshot taken after the gap", st.h.srv.cfg.Source, st.sent.String(), st.c.Name(), st.c.Start().String())
 				}
-				if err := st.sendRotate(st.c.Name(), false); err != nil {
+				if err := st.sendRotate(st.c.Name(), false, ending); err != nil {
 					return err
 				}
 				if err := st.sendFileStart(); err != nil {
@@ -277,6 +287,14 @@ func (st *stream) wait(notify <-chan struct{}, lastSend *time.Time) error {
 // stop point says otherwise.
 func (st *stream) send(rec archive.Record) error {
 	g := rec.GTID
+	// The archive holds each domain's transactions in increasing order
+	// (the binlog server answers gtid_strict_mode=ON): one that does not
+	// follow is never sent.
+	if prev, ok := st.last[g.Domain]; ok && g.Seq <= prev.Seq {
+		return fatal(KindCorrupt, "the archive of source %s is damaged: %s at offset %d (transaction %s): it does not follow %s, the previous transaction of domain %d (GTIDs increase in each domain); run understudy verify",
+			st.h.srv.cfg.Source, st.c.Name(), rec.Start, g, prev, g.Domain)
+	}
+	st.last[g.Domain] = g
 	if s, ok := st.skip.Domain(g.Domain); ok && !st.verified[g.Domain] {
 		switch {
 		case g == s:
@@ -476,17 +494,17 @@ func (st *stream) sendFileStart() error {
 }
 
 // sendRotate sends a ROTATE to name: artificial (log_pos 0) at the start of
-// a stream, or a real one ending the previous file.
-func (st *stream) sendRotate(name string, artificial bool) error {
+// a stream, or a real one ending the previous file. checksum: whether it
+// carries a CRC32 (the replica's @master_binlog_checksum for the
+// artificial one, else the setting of the file it ends).
+func (st *stream) sendRotate(name string, artificial, checksum bool) error {
 	body := make([]byte, 8+len(name))
 	binary.LittleEndian.PutUint64(body, 4)
 	copy(body[8:], name)
 	h := binlog.Header{Type: binlog.RotateEvent, ServerID: st.h.srv.cfg.ServerID}
-	checksum := st.checksum
 	if artificial {
 		h.Flags = binlog.FlagArtificial
 	} else {
-		checksum = st.c.Checksum()
 		size := binlog.HeaderSize + len(body)
 		if checksum {
 			size += binlog.ChecksumSize
