@@ -47,10 +47,21 @@ type Options struct {
 	// grants, before the replay.
 	Users   bool
 	Threads int
-	// Listen is where the binlog server for the target listens, and
-	// Advertise the host the target connects to.
-	Listen, Advertise string
-	Log               *slog.Logger
+	// Listen is where the binlog server that feeds the target listens
+	// (HOST:PORT). By default it listens on this host's address that faces
+	// the target, with a free port: the local address of the route to
+	// TargetAddr, the one the target reaches this host at when no NAT lies
+	// between them (127.0.0.1 for a target on this host).
+	Listen string
+	// Advertise is where the target connects to: HOST, or HOST:PORT when
+	// a NAT or a container maps the port. By default it is the listen
+	// host, or the address facing the target when Listen's host is
+	// unspecified (0.0.0.0, ::, or none).
+	Advertise string
+	// ConnectTimeout is how long the target may try to connect to the
+	// binlog server before the restore fails (default 30 s).
+	ConnectTimeout time.Duration
+	Log            *slog.Logger
 	// Progress reports a stage's progress ("load" or "replay").
 	Progress func(stage string, done, total int64)
 }
@@ -569,9 +580,9 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	if err != nil {
 		return err
 	}
-	listen := o.Listen
-	if listen == "" {
-		listen = "127.0.0.1:0"
+	listen, err := listenAddr(ctx, o)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -581,11 +592,11 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(sctx, ln) }()
 	defer func() { stop(); <-served }()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	host := o.Advertise
-	if host == "" {
-		host, _, _ = net.SplitHostPort(ln.Addr().String())
+	host, port, err := advertiseAddr(ctx, o, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		return err
 	}
+	o.Log.Info("binlog server for the target", "listen", ln.Addr().String(), "master_host", host, "master_port", port)
 	var threads int
 	t.QueryRowContext(ctx, "SELECT @@slave_parallel_threads").Scan(&threads)
 	if threads == 0 && o.Threads > 1 {
@@ -593,8 +604,9 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 			defer t.ExecContext(context.Background(), "SET GLOBAL slave_parallel_threads = 0")
 		}
 	}
+	quote := strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace
 	if err := exec(fmt.Sprintf("CHANGE MASTER '%s' TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-		ConnName, host, port, ConnName, password)); err != nil {
+		ConnName, quote(host), port, ConnName, password)); err != nil {
 		return err
 	}
 	defer func() {
@@ -620,6 +632,11 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	}
 	if err := exec("START SLAVE '" + ConnName + "'"); err != nil {
 		return err
+	}
+	started, connected := time.Now(), false
+	connectTimeout := o.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = 30 * time.Second
 	}
 	total := int64(0)
 	for _, g := range end.GTIDs() {
@@ -651,8 +668,20 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 			o.Log.Info("replay reached the point", "gtid_position", end.String())
 			return nil
 		}
-		if e := replicaError(ctx, t); e != "" {
+		st, err := slaveStatus(ctx, t)
+		if err != nil {
+			return fmt.Errorf("replay on %s stopped: %w", o.TargetAddr, err)
+		}
+		if e := replicaError(st); e != "" {
 			return fmt.Errorf("replay on %s stopped: %s", o.TargetAddr, e)
+		}
+		// The target retries a connection that fails for ever: one that
+		// never reached the binlog server (a firewall, a NAT, an address
+		// the target cannot route to) ends the restore.
+		connected = connected || st["Slave_IO_Running"] == "Yes"
+		if e := st["Last_IO_Error"]; !connected && e != "" && time.Since(started) > connectTimeout {
+			return fmt.Errorf("the target %s did not connect to understudy's binlog server at %s within %s: %s (the target must reach that address: give --listen and --advertise, see docs/restore.md)",
+				o.TargetAddr, net.JoinHostPort(host, port), connectTimeout, e)
 		}
 		select {
 		case <-ctx.Done():
@@ -662,24 +691,38 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	}
 }
 
-func replicaError(ctx context.Context, t *sql.DB) string {
+// slaveStatus returns SHOW SLAVE STATUS of restore's connection on the
+// target, by column; empty when there is no row.
+func slaveStatus(ctx context.Context, t *sql.DB) (map[string]string, error) {
 	rows, err := t.QueryContext(ctx, "SHOW SLAVE '"+ConnName+"' STATUS")
 	if err != nil {
-		return err.Error()
+		return nil, err
 	}
 	defer rows.Close()
-	cols, _ := rows.Columns()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
 	vals := make([]sql.NullString, len(cols))
 	ptrs := make([]any, len(cols))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	if !rows.Next() || rows.Scan(ptrs...) != nil {
-		return ""
-	}
 	st := map[string]string{}
+	if !rows.Next() || rows.Scan(ptrs...) != nil {
+		return st, rows.Err()
+	}
 	for i, c := range cols {
 		st[c] = vals[i].String
+	}
+	return st, nil
+}
+
+// replicaError returns what stops the replay in the connection's status,
+// "" if nothing does.
+func replicaError(st map[string]string) string {
+	if len(st) == 0 {
+		return ""
 	}
 	// The binlog server's own errors (a damaged archive, say) arrive as
 	// "Got fatal error 1236 from master …: '<message>'" and stop the IO
@@ -697,4 +740,58 @@ func replicaError(ctx context.Context, t *sql.DB) string {
 		out = append(out, "replication on the target was stopped (STOP SLAVE?)")
 	}
 	return strings.Join(out, "; ")
+}
+
+// facingIP returns this host's address that faces the target: the local
+// address of the route to target (HOST:PORT), the one the target reaches
+// this host at when no NAT lies between them. A UDP socket connected to
+// the target picks that route and sends nothing.
+func facingIP(ctx context.Context, target string) (*net.UDPAddr, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", target)
+	if err != nil {
+		return nil, fmt.Errorf("finding this host's address that faces the target %s: %w (give --listen and --advertise)", target, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr), nil
+}
+
+// listenAddr is where the binlog server for the target listens: o.Listen,
+// or by default this host's address that faces the target, with a free
+// port.
+func listenAddr(ctx context.Context, o Options) (string, error) {
+	if o.Listen != "" {
+		return o.Listen, nil
+	}
+	a, err := facingIP(ctx, o.TargetAddr)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort((&net.IPAddr{IP: a.IP, Zone: a.Zone}).String(), "0"), nil
+}
+
+// advertiseAddr is where the target connects to the binlog server
+// listening at ln: o.Advertise (HOST, or HOST:PORT), else the listener's
+// own address, unless that is unspecified (0.0.0.0, ::): then this host's
+// address that faces the target, with the listener's port.
+func advertiseAddr(ctx context.Context, o Options, ln *net.TCPAddr) (host, port string, err error) {
+	port = strconv.Itoa(ln.Port)
+	switch {
+	case o.Advertise != "":
+		h, p, err := net.SplitHostPort(o.Advertise)
+		if err != nil { // a host without a port (an IPv6 one included)
+			return o.Advertise, port, nil
+		}
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", "", fmt.Errorf("advertise %q: the port is not a number from 1 to 65535", o.Advertise)
+		}
+		return h, p, nil
+	case len(ln.IP) > 0 && !ln.IP.IsUnspecified():
+		return ln.IP.String(), port, nil
+	}
+	a, err := facingIP(ctx, o.TargetAddr)
+	if err != nil {
+		return "", "", err
+	}
+	return a.IP.String(), port, nil
 }

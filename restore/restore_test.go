@@ -2,10 +2,14 @@ package restore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -397,6 +401,111 @@ func TestRestoreInto(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRestoreListenAddress: where the binlog server that feeds the target
+// listens, and where the target is told to connect (its Master_Host, read
+// on the target during the replay).
+func TestRestoreListenAddress(t *testing.T) {
+	ctx := context.Background()
+	src := newSource(t)
+
+	// watchRestore runs the restore and returns the target's Master_Host during
+	// the replay and the address the binlog server listened on.
+	watchRestore := func(t *testing.T, o Options, target *mariadbtest.Server) (masterHost, listened string) {
+		t.Helper()
+		var logs mariadbtest.LogBuffer
+		o.Log = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLog{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+		o.Progress = func(stage string, _, _ int64) {
+			if stage == "replay" && masterHost == "" {
+				st, err := slaveStatus(ctx, target.DB(t))
+				if err != nil {
+					t.Errorf("SHOW SLAVE STATUS on the target: %v", err)
+				}
+				masterHost = st["Master_Host"]
+			}
+		}
+		if _, err := Run(ctx, o); err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+		checksumsEqual(t, "a", src.final, target.Checksums(t, "a"))
+		m := regexp.MustCompile(`msg="serving the archive to replicas" .*?\baddr=(\S+)`).FindStringSubmatch(logs.String())
+		if m == nil {
+			t.Fatalf("the binlog server did not log where it listens")
+		}
+		listened, _, err := net.SplitHostPort(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return masterHost, listened
+	}
+
+	// Without Listen and Advertise: the binlog server listens on this
+	// host's address that faces the target, and the target connects there.
+	// The target listens on ::1 too and is reached there, so that this
+	// address is ::1, not the 127.0.0.1 of a loopback-only listener.
+	t.Run("default: the address facing the target", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true, Args: []string{"--bind-address=127.0.0.1,::1"}})
+		addr := net.JoinHostPort("::1", strconv.Itoa(target.Port))
+		db, err := sql.Open("mysql", "root@tcp("+addr+")/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		facing := routeIP(t, addr)
+		if facing == "127.0.0.1" {
+			t.Fatalf("the address facing %s is 127.0.0.1: this test would prove nothing", addr)
+		}
+		o := options(t, src.dir, target)
+		o.Target, o.TargetAddr = db, addr
+		masterHost, listened := watchRestore(t, o, target)
+		if masterHost != facing || listened != facing {
+			t.Fatalf("the binlog server listened on %s and the target connected to %s; want both on %s, the address facing the target", listened, masterHost, facing)
+		}
+	})
+
+	// Listen on every address without Advertise: the target is told the
+	// address that faces it, not 0.0.0.0 or ::.
+	t.Run("listen on every address", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		o := options(t, src.dir, target)
+		o.Listen = "0.0.0.0:0"
+		masterHost, listened := watchRestore(t, o, target)
+		if ip := net.ParseIP(listened); ip == nil || !ip.IsUnspecified() {
+			t.Fatalf("the binlog server listened on %s, want every address", listened)
+		}
+		if want := routeIP(t, o.TargetAddr); masterHost != want {
+			t.Fatalf("the target connected to %s, want %s, the address facing it", masterHost, want)
+		}
+	})
+
+	// An advertised address the target cannot reach (a NAT without the
+	// port forwarded, say) ends the restore in one line, instead of the
+	// target retrying for ever.
+	t.Run("an address the target cannot reach", func(t *testing.T) {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		o := options(t, src.dir, target)
+		o.Listen, o.Advertise, o.ConnectTimeout = "127.0.0.1:0", "127.0.0.1:1", 2*time.Second
+		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		_, err := Run(ctx, o)
+		oneLine(t, err, "did not connect to understudy's binlog server at 127.0.0.1:1 within 2s")
+		if st, _ := slaveStatus(ctx, target.DB(t)); len(st) != 0 {
+			t.Fatalf("the target kept the replication connection: %v", st)
+		}
+	})
+}
+
+// routeIP returns the local address of the route to addr, found apart
+// from the code under test.
+func routeIP(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).IP.String()
 }
 
 func mustDomain(t *testing.T, p understudy.Position, d uint32) understudy.GTID {

@@ -20,17 +20,15 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var asJSON bool
 	var limit int
 	fs := newFlagSet("events", stderr)
-	fs.StringVar(&cfgPath, "config", "understudy.yaml", "config file")
-	fs.StringVar(&source, "source", "", "source name (required)")
-	fs.StringVar(&grep, "grep", "", "regular expression (case-insensitive) on statements, tables and kind")
-	fs.StringVar(&since, "since", "", "only transactions committed at or after this time")
-	fs.StringVar(&until, "until", "", "only transactions committed at or before this time")
-	fs.IntVar(&limit, "limit", 0, "stop after this many transactions")
-	fs.BoolVar(&asJSON, "json", false, "print JSON lines")
+	fs.config(&cfgPath)
+	fs.source(&source)
+	fs.StringVar(&grep, "grep", "", "show the transactions that the regular expression `REGEX` matches (case-insensitive; on statements, tables and kind; ^ and $ match at line starts and ends)")
+	fs.StringVar(&since, "since", "", "only transactions committed at or after `T` (RFC 3339, or 'YYYY-MM-DD HH:MM:SS' local time)")
+	fs.StringVar(&until, "until", "", "only transactions committed at or before `T`")
+	fs.IntVar(&limit, "limit", 0, "stop after `N` transactions (0: no limit)")
+	fs.between("limit", 0, math.MaxInt)
+	fs.json(&asJSON)
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := flagRange(fs, "limit", 0, math.MaxInt); err != nil {
 		return err
 	}
 	var f events.Filter

@@ -32,9 +32,9 @@ type infoOptions struct {
 func cmdInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o infoOptions
 	fs := newFlagSet("info", stderr)
-	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
-	fs.StringVar(&o.source, "source", "", "source name (default: every source)")
-	fs.BoolVar(&o.json, "json", false, "print JSON")
+	fs.config(&o.config)
+	fs.sourceOrEvery(&o.source)
+	fs.json(&o.json)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

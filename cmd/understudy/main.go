@@ -7,13 +7,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/understudy-db/understudy/config"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
+	"strings"
 	"syscall"
+
+	"github.com/understudy-db/understudy/config"
 )
 
 // Exit codes, in one place.
@@ -22,31 +23,6 @@ const (
 	exitError = 1
 	exitUsage = 2
 )
-
-const usage = `understudy: replication-based backup for MariaDB
-
-Usage:
-  understudy run    --config understudy.yaml [--until-caught-up]
-                                                 archive every source until SIGTERM
-  understudy status --config understudy.yaml [--json]
-  understudy info   --config understudy.yaml [--source NAME] [--json]
-                                                 generations, gaps, restore windows, snapshots, disk
-  understudy prune  --config understudy.yaml [--source NAME] [--dry-run] [--json]
-                                                 apply retention (run does it by itself)
-  understudy serve  --config understudy.yaml --source NAME [--listen ADDR]
-                    [--until-gtid G | --until-time T | --before-gtid G]
-  understudy snapshot  --config understudy.yaml --source NAME [--threads N] [--json]
-  understudy snapshots --config understudy.yaml --source NAME [--json]
-  understudy events    --config understudy.yaml --source NAME [--grep REGEX] [--since T] [--until T] [--json]
-  understudy restore   --config understudy.yaml --source NAME --target USER@HOST:PORT
-                    [--until-time T | --until-gtid G | --before-gtid G] [--databases a,b] [--force]
-  understudy verify    --config understudy.yaml --source NAME [--json]
-  understudy binlog export --config understudy.yaml --source NAME --dir OUT
-                    [--until-gtid G | --until-time T | --before-gtid G] [--json]
-  understudy version
-
-Run "understudy <command> -h" for a command's flags.
-`
 
 var version = "dev"
 
@@ -59,92 +35,56 @@ var errUsage = errors.New("usage")
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
+		return exitUsage
+	}
+	switch args[0] {
+	case "version", "--version":
+		fmt.Fprintln(stdout, "understudy", version)
+		return exitOK
+	case "help", "-h", "--help":
+		if len(args) == 1 || args[0] != "help" {
+			fmt.Fprint(stdout, usage())
+			return exitOK
+		}
+		c, n, ok := findCommand(args[1:])
+		if !ok || n != len(args)-1 {
+			fmt.Fprintf(stderr, "understudy help: unknown command %q\n\n%s", strings.Join(args[1:], " "), usage())
+			return exitUsage
+		}
+		c.flags().writeUsage(stdout)
+		return exitOK
+	}
+	c, n, ok := findCommand(args)
+	if !ok {
+		var near []string // "binlog" alone: "binlog export"
+		for _, c := range commands() {
+			if strings.HasPrefix(c.name, args[0]+" ") {
+				near = append(near, "understudy "+c.name)
+			}
+		}
+		if len(near) > 0 {
+			fmt.Fprintf(stderr, "understudy: unknown command %q: did you mean %s? (understudy help %s)\n", strings.Join(args[:min(2, len(args))], " "), strings.Join(near, ", or "), strings.TrimPrefix(near[0], "understudy "))
+			return exitUsage
+		}
+		fmt.Fprintf(stderr, "understudy: unknown command %q\n\n%s", args[0], usage())
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var err error
-	switch args[0] {
-	case "run":
-		err = cmdRun(ctx, args[1:], stdout, stderr)
-	case "status":
-		err = cmdStatus(ctx, args[1:], stdout, stderr)
-	case "info":
-		err = cmdInfo(ctx, args[1:], stdout, stderr)
-	case "prune":
-		err = cmdPrune(ctx, args[1:], stdout, stderr)
-	case "serve":
-		err = cmdServe(ctx, args[1:], stdout, stderr)
-	case "snapshot":
-		err = cmdSnapshot(ctx, args[1:], stdout, stderr)
-	case "snapshots":
-		err = cmdSnapshots(ctx, args[1:], stdout, stderr)
-	case "restore":
-		err = cmdRestore(ctx, args[1:], stdout, stderr)
-	case "events":
-		err = cmdEvents(ctx, args[1:], stdout, stderr)
-	case "verify":
-		err = cmdVerify(ctx, args[1:], stdout, stderr)
-	case "binlog":
-		if len(args) < 2 || args[1] != "export" {
-			fmt.Fprint(stderr, "usage: understudy binlog export --config F --source NAME --dir OUT\n")
-			return exitUsage
-		}
-		err = cmdExport(ctx, args[2:], stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "understudy", version)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
-		fmt.Fprintf(stderr, "understudy: unknown command %q\n\n%s", args[0], usage)
-		return exitUsage
-	}
+	err := c.run(ctx, args[n:], stdout, stderr)
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "understudy %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "understudy %s: %v\n", c.name, err)
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "understudy %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "understudy %s: %v\n", c.name, err)
 		return exitError
 	}
-}
-
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("understudy "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	return nil
-}
-
-// flagRange checks that an integer flag, when given, lies in [lo, hi].
-func flagRange(fs *flag.FlagSet, name string, lo, hi int) error {
-	var err error
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name != name {
-			return
-		}
-		if v, perr := strconv.Atoi(f.Value.String()); perr != nil || v < lo || v > hi {
-			err = fmt.Errorf("%w: --%s: %s is not between %d and %d", errUsage, name, f.Value, lo, hi)
-		}
-	})
-	return err
 }
 
 func newLogger(w io.Writer, debug, asJSON bool) *slog.Logger {

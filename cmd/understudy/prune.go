@@ -32,11 +32,11 @@ var errRunning = errors.New("understudy run is running and prunes by itself; use
 func cmdPrune(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o pruneOptions
 	fs := newFlagSet("prune", stderr)
-	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
-	fs.StringVar(&o.source, "source", "", "source name (default: every source)")
-	fs.BoolVar(&o.dryRun, "dry-run", false, "only print what retention would remove")
-	fs.BoolVar(&o.json, "json", false, "print JSON")
-	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	fs.config(&o.config)
+	fs.sourceOrEvery(&o.source)
+	fs.BoolVar(&o.dryRun, "dry-run", false, "only print what retention would remove, and the restore windows left after it")
+	fs.json(&o.json)
+	fs.debug(&o.debug)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

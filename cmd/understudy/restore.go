@@ -5,64 +5,48 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/understudy-db/understudy"
-	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/replication"
 	"github.com/understudy-db/understudy/restore"
 )
 
 type restoreOptions struct {
-	config, source, target, passwordFile string
-	untilGTID, untilTime, beforeGTID     string
-	databases, listen, advertise, snap   string
-	threads                              int
-	force, users, json, debug            bool
+	config, source                     string
+	target                             targetFlags
+	stop                               stopFlags
+	databases, listen, advertise, snap string
+	threads                            int
+	force, users, json, debug          bool
 }
 
 func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o restoreOptions
 	fs := newFlagSet("restore", stderr)
-	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
-	fs.StringVar(&o.source, "source", "", "source name (required)")
-	fs.StringVar(&o.target, "target", "", "USER@HOST:PORT of the server to restore into (required); password from $UNDERSTUDY_TARGET_PASSWORD or --target-password-file")
-	fs.StringVar(&o.passwordFile, "target-password-file", "", "file holding the target user's password")
-	fs.StringVar(&o.untilGTID, "until-gtid", "", "restore up to this GTID position (inclusive)")
-	fs.StringVar(&o.untilTime, "until-time", "", "restore transactions committed up to this time")
-	fs.StringVar(&o.beforeGTID, "before-gtid", "", "restore everything before this GTID (the bad transaction)")
-	fs.StringVar(&o.snap, "snapshot", "", "restore from this snapshot ID (default: the newest before the point)")
-	fs.StringVar(&o.databases, "databases", "", "comma-separated databases to restore (default: all in the snapshot)")
-	fs.IntVar(&o.threads, "threads", 4, "parallel loaders and replication applier threads")
+	fs.config(&o.config)
+	fs.source(&o.source)
+	fs.target(&o.target)
+	fs.stopPoint(&o.stop)
+	fs.StringVar(&o.snap, "snapshot", "", "restore from the snapshot `ID` (default: the newest before the point)")
+	fs.StringVar(&o.databases, "databases", "", "restore only the databases `LIST`, comma-separated (default: every database of the snapshot)")
+	fs.threads(&o.threads, 4, "")
 	fs.BoolVar(&o.force, "force", false, "replace databases that already exist on the target")
 	fs.BoolVar(&o.users, "users", false, "also create the snapshot's accounts and roles with their grants (snapshot.users)")
-	fs.StringVar(&o.listen, "listen", "", "where understudy's binlog server listens for the target (default 127.0.0.1:0; set it for a remote target)")
-	fs.StringVar(&o.advertise, "advertise", "", "host the target connects to (default: the listen host)")
-	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
-	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	fs.StringVar(&o.listen, "listen", "", "the binlog server that feeds the target listens on `HOST:PORT` (default: this host's address that faces the target, a free port; behind a NAT or in a container, 0.0.0.0 and a port the target can reach)")
+	fs.StringVar(&o.advertise, "advertise", "", "the target connects to the binlog server at `HOST` or HOST:PORT (default: the --listen host, or when that is 0.0.0.0 or :: or none, this host's address that faces the target)")
+	fs.json(&o.json)
+	fs.debug(&o.debug)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := flagRange(fs, "threads", 1, config.MaxThreads); err != nil {
-		return err
-	}
-	if o.source == "" || o.target == "" {
-		return fmt.Errorf("%w: --source and --target are required", errUsage)
-	}
-	stop, err := parseStopPoint(o.untilGTID, o.untilTime, o.beforeGTID)
+	stop, err := o.stop.point()
 	if err != nil {
 		return err
 	}
-	tsrc, err := parseTarget(o.target, o.passwordFile)
+	tsrc, err := o.target.source()
 	if err != nil {
 		return err
-	}
-	if o.listen == "" && !isLoopback(tsrc.Host) {
-		return fmt.Errorf("%w: the target %s is not on this host: give --listen (e.g. 0.0.0.0:3399) and --advertise (this host's address as the target sees it)", errUsage, tsrc.Addr())
 	}
 	cfg, _, err := openSource(o.config, o.source)
 	if err != nil {
@@ -117,40 +101,4 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "verified: %d chunk checksums equal the snapshot's\n", res.Verified)
 	}
 	return nil
-}
-
-// parseTarget parses USER@HOST:PORT; the password never comes from argv.
-func parseTarget(s, passwordFile string) (understudy.Source, error) {
-	at := strings.LastIndex(s, "@")
-	if at <= 0 {
-		return understudy.Source{}, fmt.Errorf("%w: --target %q: want USER@HOST:PORT", errUsage, s)
-	}
-	host, port, err := net.SplitHostPort(s[at+1:])
-	if err != nil {
-		return understudy.Source{}, fmt.Errorf("%w: --target %q: want USER@HOST:PORT", errUsage, s)
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return understudy.Source{}, fmt.Errorf("%w: --target %q: bad port", errUsage, s)
-	}
-	src := understudy.Source{Name: "target", User: s[:at], Host: host, Port: p}
-	switch {
-	case passwordFile != "":
-		b, err := os.ReadFile(passwordFile)
-		if err != nil {
-			return src, fmt.Errorf("--target-password-file: %w", err)
-		}
-		src.Password = strings.TrimRight(string(b), "\r\n")
-	default:
-		src.Password = os.Getenv("UNDERSTUDY_TARGET_PASSWORD")
-	}
-	return src, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +165,74 @@ func TestAccidentRestore(t *testing.T) {
 			t.Fatalf("a refused restore changed the target: %s tables in app", got)
 		}
 	})
+}
+
+// TestRestoreRemoteTarget runs the README's restore into a target on
+// another host: no --listen, no --advertise, the password from
+// $UNDERSTUDY_TARGET_PASSWORD. The target is reached at an address of this
+// host other than 127.0.0.1: its first non-loopback address (a host like
+// any other, to restore), or ::1 on a host with loopback only. The binlog
+// server that feeds the target listens on the address that faces the
+// target, and the target connects there.
+func TestRestoreRemoteTarget(t *testing.T) {
+	p, dir, cfg := snapshotSource(t, "")
+	stop := startRun(t, cfg)
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v INT)")
+	p.Exec(t, "INSERT INTO app.t SELECT seq, seq FROM app.seq_1_to_100")
+	takeSnapshotCmd(t, cfg)
+	p.Exec(t, "UPDATE app.t SET v = v + 1 WHERE id <= 50")
+	p.Exec(t, "INSERT INTO app.t VALUES (1000, 1)")
+	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
+	stop()
+
+	host := otherLocalAddress(t)
+	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true, Args: []string{"--bind-address=127.0.0.1," + host}})
+	target.Exec(t, "CREATE USER 'restorer'@'"+host+"' IDENTIFIED BY 'restorer-pw'")
+	target.Exec(t, "GRANT ALL PRIVILEGES ON *.* TO 'restorer'@'"+host+"' WITH GRANT OPTION")
+	addr := net.JoinHostPort(host, strconv.Itoa(target.Port))
+	c, err := net.Dial("udp", addr) // the route to the target, found apart from restore
+	if err != nil {
+		t.Fatal(err)
+	}
+	facing := c.LocalAddr().(*net.UDPAddr).IP.String()
+	c.Close()
+	if facing == "127.0.0.1" {
+		t.Fatalf("the address facing %s is 127.0.0.1: this test would prove nothing", addr)
+	}
+
+	t.Setenv("UNDERSTUDY_TARGET_PASSWORD", "restorer-pw")
+	var so, se strings.Builder
+	args := []string{"restore", "--config", cfg, "--source", "db", "--target", "restorer@" + addr}
+	if code := run(args, &so, &se); code != exitOK {
+		t.Fatalf("understudy %s: exit %d: %s", strings.Join(args, " "), code, se.String())
+	}
+	t.Log(strings.TrimSpace(so.String()))
+	checksumsEqual(t, p.Checksums(t, "app"), target.Checksums(t, "app"), "restore into "+addr)
+	listened := regexp.MustCompile(`msg="serving the archive to replicas" .*?\baddr=(\S+)`).FindStringSubmatch(se.String())
+	told := regexp.MustCompile(`msg="binlog server for the target" .*?\bmaster_host=(\S+)`).FindStringSubmatch(se.String())
+	if listened == nil || told == nil {
+		t.Fatalf("restore did not log where its binlog server listens and where the target connects:\n%s", se.String())
+	}
+	if h, _, _ := net.SplitHostPort(listened[1]); h != facing || told[1] != facing {
+		t.Fatalf("the binlog server listened on %s and the target was told %s; want both on %s, the address facing the target", listened[1], told[1], facing)
+	}
+}
+
+// otherLocalAddress returns an address of this host, other than 127.0.0.1,
+// for a target to listen on: its first non-loopback IPv4 address, else ::1.
+func otherLocalAddress(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return "::1"
 }
 
 // TestVerify checks a healthy archive and snapshot, then finds a flipped

@@ -37,10 +37,10 @@ type runOptions struct {
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o runOptions
 	fs := newFlagSet("run", stderr)
-	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
-	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	fs.config(&o.config)
+	fs.debug(&o.debug)
 	fs.BoolVar(&o.logJSON, "log-json", false, "log as JSON lines")
-	fs.BoolVar(&o.untilCaughtUp, "until-caught-up", false, "exit once every source's archive holds the primary's position as of start (one-shot catch-up)")
+	fs.BoolVar(&o.untilCaughtUp, "until-caught-up", false, "exit once every source's archive holds the primary's position as of start (one-shot catch-up; exit status 1 at once on a permanent error)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

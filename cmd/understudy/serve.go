@@ -12,9 +12,9 @@ import (
 )
 
 type serveOptions struct {
-	config, source, listen           string
-	untilGTID, untilTime, beforeGTID string
-	debug                            bool
+	config, source, listen string
+	stop                   stopFlags
+	debug                  bool
 }
 
 // cmdServe runs a one-off binlog server for one source in the foreground,
@@ -22,20 +22,16 @@ type serveOptions struct {
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o serveOptions
 	fs := newFlagSet("serve", stderr)
-	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
-	fs.StringVar(&o.source, "source", "", "source name (required)")
-	fs.StringVar(&o.listen, "listen", "", "host:port to listen on (default: the source's serve.listen)")
-	fs.StringVar(&o.untilGTID, "until-gtid", "", "serve up to this GTID position (inclusive), then hold")
-	fs.StringVar(&o.untilTime, "until-time", "", "serve transactions committed up to this time, then hold")
-	fs.StringVar(&o.beforeGTID, "before-gtid", "", "serve everything before this GTID, then hold")
-	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	fs.config(&o.config)
+	fs.source(&o.source)
+	fs.StringVar(&o.listen, "listen", "", "listen on `HOST:PORT` for replicas")
+	fs.defaults["listen"] = "the source's serve.listen"
+	fs.stopPoint(&o.stop)
+	fs.debug(&o.debug)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.source == "" {
-		return fmt.Errorf("%w: --source is required", errUsage)
-	}
-	stop, err := parseStopPoint(o.untilGTID, o.untilTime, o.beforeGTID)
+	stop, err := o.stop.point()
 	if err != nil {
 		return err
 	}

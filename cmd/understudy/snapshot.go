@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -24,15 +26,12 @@ type snapshotOptions struct {
 func cmdSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o snapshotOptions
 	fs := newFlagSet("snapshot", stderr)
-	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
-	fs.StringVar(&o.source, "source", "", "source name (required)")
-	fs.IntVar(&o.threads, "threads", 0, "parallel readers (default: the source's snapshot.threads, or 4)")
-	fs.BoolVar(&o.json, "json", false, "print the manifest summary as JSON")
-	fs.BoolVar(&o.debug, "debug", false, "debug logging")
+	fs.config(&o.config)
+	fs.source(&o.source)
+	fs.threads(&o.threads, 0, "the source's snapshot.threads, or 4")
+	fs.json(&o.json)
+	fs.debug(&o.debug)
 	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := flagRange(fs, "threads", 1, config.MaxThreads); err != nil {
 		return err
 	}
 	cfg, s, err := openSource(o.config, o.source)
@@ -87,6 +86,13 @@ func takeSnapshot(ctx context.Context, cfg *config.Config, s *config.Source, thr
 	}
 	if st.FromReplica {
 		o.Domains = sourceDomains(ctx, cfg, s)
+		o.MaxLag = st.MaxLag
+		// The replica's connection to the source is the one to the primary
+		// or to this source's binlog server.
+		o.SourceAddrs = []string{net.JoinHostPort(s.Host, strconv.Itoa(s.Port))}
+		if s.Serve != nil {
+			o.SourceAddrs = append(o.SourceAddrs, s.Serve.Listen)
+		}
 	}
 	m, dir, err := snapshot.Take(ctx, o)
 	if err != nil {
@@ -140,9 +146,9 @@ func summarize(dir string, m *snapshot.Manifest) snapshotSummary {
 func cmdSnapshots(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o snapshotOptions
 	fs := newFlagSet("snapshots", stderr)
-	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
-	fs.StringVar(&o.source, "source", "", "source name (required)")
-	fs.BoolVar(&o.json, "json", false, "print JSON")
+	fs.config(&o.config)
+	fs.source(&o.source)
+	fs.json(&o.json)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -25,8 +25,8 @@ type statusOptions struct {
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o statusOptions
 	fs := newFlagSet("status", stderr)
-	fs.StringVar(&o.config, "config", "understudy.yaml", "config file")
-	fs.BoolVar(&o.json, "json", false, "print JSON")
+	fs.config(&o.config)
+	fs.json(&o.json)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -24,9 +24,9 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var cfgPath, source string
 	var asJSON bool
 	fs := newFlagSet("verify", stderr)
-	fs.StringVar(&cfgPath, "config", "understudy.yaml", "config file")
-	fs.StringVar(&source, "source", "", "source name (required)")
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.config(&cfgPath)
+	fs.source(&source)
+	fs.json(&asJSON)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
