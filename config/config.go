@@ -127,6 +127,13 @@ type Source struct {
 	TLS          *TLS      `yaml:"tls"`
 	Serve        *Serve    `yaml:"serve"`
 	Snapshot     *Snapshot `yaml:"snapshot"`
+	// ReplicationUser and its password are the account that backup
+	// replicas provisioned with --via primary replicate from the primary
+	// with (REPLICATION SLAVE); understudy itself never uses it.
+	ReplicationUser         string `yaml:"replication_user"`
+	ReplicationPassword     string `yaml:"replication_password"`
+	ReplicationPasswordFile string `yaml:"replication_password_file"`
+	ReplicationPasswordEnv  string `yaml:"replication_password_env"`
 	// Retention replaces the top-level retention field by field.
 	Retention *SourceRetention `yaml:"retention"`
 }
@@ -792,6 +799,19 @@ func (c *Config) ResolveServe(s *Source) (ServeSettings, error) {
 		out.TLSOptional = sv.TLS.Required != nil && !*sv.TLS.Required
 	}
 	return out, nil
+}
+
+// ResolveReplication returns the account of the source's
+// replication_user keys, for replicas that replicate from the primary.
+func (c *Config) ResolveReplication(s *Source) (user, password string, err error) {
+	if s.ReplicationUser == "" {
+		return "", "", fmt.Errorf("%s: source %s has no replication_user (and replication_password_env, replication_password_file or replication_password): the account replicas use to replicate from the primary", c.Path, s.Name)
+	}
+	if countSet(s.ReplicationPassword, s.ReplicationPasswordFile, s.ReplicationPasswordEnv) > 1 {
+		return "", "", fmt.Errorf("%s: source %s: give one of replication_password, replication_password_file and replication_password_env", c.Path, s.Name)
+	}
+	password, err = c.password(s.Name+" replication_user", s.ReplicationPassword, s.ReplicationPasswordFile, s.ReplicationPasswordEnv)
+	return s.ReplicationUser, password, err
 }
 
 // password reads a password given literally, in a file or in the

@@ -183,13 +183,9 @@ func feed(ctx context.Context, o PromoteOptions, end understudy.Position, total 
 	if err != nil {
 		return err
 	}
-	listen := o.Listen
-	if listen == "" {
-		ip, err := FacingAddr(addr)
-		if err != nil {
-			return fmt.Errorf("target %s: %w (give --listen)", addr, err)
-		}
-		listen = net.JoinHostPort(ip, "0")
+	listen, err := ListenAddr(ctx, o.Listen, addr)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -199,9 +195,9 @@ func feed(ctx context.Context, o PromoteOptions, end understudy.Position, total 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(sctx, ln) }()
 	defer func() { stop(); <-served }()
-	host, port, _ := net.SplitHostPort(ln.Addr().String())
-	if o.Advertise != "" {
-		host = o.Advertise
+	host, port, err := AdvertiseAddr(ctx, o.Advertise, addr, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		return err
 	}
 	for _, q := range []string{"STOP SLAVE " + name,
 		fmt.Sprintf("CHANGE MASTER %s TO MASTER_HOST=%s, MASTER_PORT=%s, MASTER_USER='understudy_promote', MASTER_PASSWORD='%s', MASTER_SSL=0, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 
 	"github.com/understudy-db/understudy"
@@ -234,15 +235,56 @@ func UserDatabases(ctx context.Context, db *sql.DB, dbs []string) ([]string, err
 	return out, nil
 }
 
-// FacingAddr returns this host's IP address on the route to addr
-// (host:port): the address that a server at addr reaches this host by,
-// barring NAT. It sends nothing: a UDP socket is connected, which only
-// picks the route.
-func FacingAddr(addr string) (string, error) {
-	c, err := net.Dial("udp", addr)
+// FacingIP returns this host's address that faces target (HOST:PORT):
+// the local address of the route to it, the one the server there reaches
+// this host at when no NAT lies between them. A UDP socket connected to
+// the target picks that route and sends nothing.
+func FacingIP(ctx context.Context, target string) (*net.UDPAddr, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", target)
 	if err != nil {
-		return "", fmt.Errorf("no route to %s: %w", addr, err)
+		return nil, fmt.Errorf("finding this host's address that faces the target %s: %w (give --listen and --advertise)", target, err)
 	}
 	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).IP.String(), nil
+	return c.LocalAddr().(*net.UDPAddr), nil
+}
+
+// ListenAddr is where a binlog server that feeds the server at target
+// listens: listen, or by default this host's address that faces the
+// target, with a free port.
+func ListenAddr(ctx context.Context, listen, target string) (string, error) {
+	if listen != "" {
+		return listen, nil
+	}
+	a, err := FacingIP(ctx, target)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort((&net.IPAddr{IP: a.IP, Zone: a.Zone}).String(), "0"), nil
+}
+
+// AdvertiseAddr is where the server at target connects to a binlog
+// server listening at ln: advertise (HOST, or HOST:PORT), else the
+// listener's own address, unless that is unspecified (0.0.0.0, ::): then
+// this host's address that faces the target, with the listener's port.
+func AdvertiseAddr(ctx context.Context, advertise, target string, ln *net.TCPAddr) (host, port string, err error) {
+	port = strconv.Itoa(ln.Port)
+	switch {
+	case advertise != "":
+		h, p, err := net.SplitHostPort(advertise)
+		if err != nil { // a host without a port (an IPv6 one included)
+			return advertise, port, nil
+		}
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", "", fmt.Errorf("advertise %q: the port is not a number from 1 to 65535", advertise)
+		}
+		return h, p, nil
+	case len(ln.IP) > 0 && !ln.IP.IsUnspecified():
+		return ln.IP.String(), port, nil
+	}
+	a, err := FacingIP(ctx, target)
+	if err != nil {
+		return "", "", err
+	}
+	return a.IP.String(), port, nil
 }

@@ -10,7 +10,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,6 +23,7 @@ import (
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/binlogserver"
 	"github.com/understudy-db/understudy/history"
+	"github.com/understudy-db/understudy/replica"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -187,7 +187,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	st, stPath := loadState(o, m.ID)
 	resuming := st.Stage != ""
 	res.Resumed = resuming
-	existing, err := existingDatabases(ctx, o.Target, dbs)
+	existing, err := replica.UserDatabases(ctx, o.Target, dbs)
 	if err != nil {
 		return res, err
 	}
@@ -375,132 +375,6 @@ func plan(a *archive.Archive, files []archive.FileInfo, from understudy.Position
 	return reached, n, ids, nil
 }
 
-// existingDatabases returns those of dbs that the target has with
-// something in them: a table (base, view, sequence, system-versioned), a
-// routine (procedure, function, package) or an event. An empty database,
-// such as the `test` database of a stock mariadb-install-db, is no
-// conflict: the load drops and creates it like a missing one.
-func existingDatabases(ctx context.Context, db *sql.DB, dbs []string) ([]string, error) {
-	var out []string
-	for _, d := range dbs {
-		var n int
-		if err := db.QueryRowContext(ctx, `SELECT
-			(SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?) +
-			(SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?) +
-			(SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?)`, d, d, d).Scan(&n); err != nil {
-			return nil, err
-		}
-		if n > 0 {
-			out = append(out, d)
-		}
-	}
-	return out, nil
-}
-
-// restoredDomains returns the target's gtid_slave_pos cur with the GTID
-// domains of the restored source (those of from and end) replaced by
-// from's: the domains of other primaries, which the target may replicate
-// from over connections of its own, are kept as they are.
-func restoredDomains(cur, from, end understudy.Position) understudy.Position {
-	ours := map[uint32]bool{}
-	for _, g := range append(from.GTIDs(), end.GTIDs()...) {
-		ours[g.Domain] = true
-	}
-	var keep []understudy.GTID
-	for _, g := range cur.GTIDs() {
-		if !ours[g.Domain] {
-			keep = append(keep, g)
-		}
-	}
-	return understudy.NewPosition(append(keep, from.GTIDs()...)...)
-}
-
-// runningConnections returns the target's replication connections other
-// than restore's own whose IO or SQL thread runs, with the threads that
-// run ("IO_THREAD", "SQL_THREAD").
-func runningConnections(ctx context.Context, t *sql.DB) (map[string][]string, error) {
-	rows, err := t.QueryContext(ctx, "SHOW ALL SLAVES STATUS")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]string{}
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, err
-		}
-		var name string
-		var threads []string
-		for i, c := range cols {
-			switch {
-			case c == "Connection_name":
-				name = vals[i].String
-			case c == "Slave_IO_Running" && vals[i].String != "No" && vals[i].String != "":
-				threads = append(threads, "IO_THREAD")
-			case c == "Slave_SQL_Running" && vals[i].String == "Yes":
-				threads = append(threads, "SQL_THREAD")
-			}
-		}
-		if name != ConnName && len(threads) > 0 {
-			out[name] = threads
-		}
-	}
-	return out, rows.Err()
-}
-
-// setSlavePos sets the target's gtid_slave_pos to the snapshot's position
-// from in the restored source's domains, keeping every other domain.
-// MariaDB sets gtid_slave_pos only while no replication thread runs: the
-// target's other connections (a multi-source replica of other primaries)
-// are stopped for that moment, their positions read once they are
-// stopped, and started again.
-func setSlavePos(ctx context.Context, t *sql.DB, addr string, from, end understudy.Position, log *slog.Logger) error {
-	running, err := runningConnections(ctx, t)
-	if err != nil {
-		return fmt.Errorf("target %s: SHOW ALL SLAVES STATUS: %w", addr, err)
-	}
-	if len(running) > 0 {
-		log.Info("stopping the target's replication connections for a moment to set gtid_slave_pos", "connections", running)
-	}
-	quote := func(name string) string { return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(name) + "'" }
-	for name := range running {
-		if _, err := t.ExecContext(ctx, "STOP SLAVE "+quote(name)); err != nil {
-			return fmt.Errorf("target %s: stopping replication connection %s to set gtid_slave_pos: %w", addr, quote(name), err)
-		}
-	}
-	var errs []error
-	var cur string
-	err = t.QueryRowContext(ctx, "SELECT @@global.gtid_slave_pos").Scan(&cur)
-	var curPos understudy.Position
-	if err == nil {
-		curPos, err = understudy.ParsePosition(cur)
-	}
-	if err == nil {
-		q := "SET GLOBAL gtid_slave_pos = '" + restoredDomains(curPos, from, end).String() + "'"
-		if _, err = t.ExecContext(ctx, q); err != nil {
-			err = fmt.Errorf("%s: %w", q, err)
-		}
-	}
-	if err != nil {
-		errs = append(errs, fmt.Errorf("target %s: %w", addr, err))
-	}
-	for name, threads := range running {
-		if _, err := t.ExecContext(context.WithoutCancel(ctx), "START SLAVE "+quote(name)+" "+strings.Join(threads, ", ")); err != nil {
-			errs = append(errs, fmt.Errorf("target %s: starting replication connection %s again: %w", addr, quote(name), err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // wildDoTables is the replicate_wild_do_table value that applies every
 // change to the databases dbs and nothing else: a pattern `db.%` per
 // database, with the wildcards of its name escaped. MariaDB matches it
@@ -561,7 +435,7 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 		return fmt.Errorf("target %s: gtid_slave_pos: %w", o.TargetAddr, err)
 	}
 	if fresh || txs == 0 || !curPos.ContainsPosition(from) {
-		if err := setSlavePos(ctx, t, o.TargetAddr, from, end, o.Log); err != nil {
+		if err := replica.SetSlavePos(ctx, t, "target "+o.TargetAddr, from, []understudy.Position{end}, []string{ConnName}, o.Log); err != nil {
 			return err
 		}
 	}
@@ -580,7 +454,7 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	if err != nil {
 		return err
 	}
-	listen, err := listenAddr(ctx, o)
+	listen, err := replica.ListenAddr(ctx, o.Listen, o.TargetAddr)
 	if err != nil {
 		return err
 	}
@@ -592,7 +466,7 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(sctx, ln) }()
 	defer func() { stop(); <-served }()
-	host, port, err := advertiseAddr(ctx, o, ln.Addr().(*net.TCPAddr))
+	host, port, err := replica.AdvertiseAddr(ctx, o.Advertise, o.TargetAddr, ln.Addr().(*net.TCPAddr))
 	if err != nil {
 		return err
 	}
@@ -668,11 +542,14 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 			o.Log.Info("replay reached the point", "gtid_position", end.String())
 			return nil
 		}
-		st, err := slaveStatus(ctx, t)
+		st, ok, err := replica.ConnStatus(ctx, t, ConnName)
 		if err != nil {
 			return fmt.Errorf("replay on %s stopped: %w", o.TargetAddr, err)
 		}
-		if e := replicaError(st); e != "" {
+		if !ok {
+			return fmt.Errorf("replay on %s stopped: its replication connection %s is gone (RESET SLAVE ALL?)", o.TargetAddr, replica.QuoteName(ConnName))
+		}
+		if e := st.Failure(); e != "" {
 			return fmt.Errorf("replay on %s stopped: %s", o.TargetAddr, e)
 		}
 		// The target retries a connection that fails for ever: one that
@@ -689,109 +566,4 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// slaveStatus returns SHOW SLAVE STATUS of restore's connection on the
-// target, by column; empty when there is no row.
-func slaveStatus(ctx context.Context, t *sql.DB) (map[string]string, error) {
-	rows, err := t.QueryContext(ctx, "SHOW SLAVE '"+ConnName+"' STATUS")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	st := map[string]string{}
-	if !rows.Next() || rows.Scan(ptrs...) != nil {
-		return st, rows.Err()
-	}
-	for i, c := range cols {
-		st[c] = vals[i].String
-	}
-	return st, nil
-}
-
-// replicaError returns what stops the replay in the connection's status,
-// "" if nothing does.
-func replicaError(st map[string]string) string {
-	if len(st) == 0 {
-		return ""
-	}
-	// The binlog server's own errors (a damaged archive, say) arrive as
-	// "Got fatal error 1236 from master …: '<message>'" and stop the IO
-	// thread. A stopped thread never resumes by itself: whatever stopped it
-	// ends the replay. An IO error of a running thread (a reconnect) is
-	// retried by the target and is not one, unless fatal.
-	var out []string
-	if e := st["Last_IO_Error"]; e != "" && (st["Slave_IO_Running"] == "No" || strings.Contains(e, "fatal")) {
-		out = append(out, e)
-	}
-	if e := st["Last_SQL_Error"]; e != "" {
-		out = append(out, e)
-	}
-	if len(out) == 0 && st["Slave_IO_Running"] == "No" && st["Slave_SQL_Running"] == "No" {
-		out = append(out, "replication on the target was stopped (STOP SLAVE?)")
-	}
-	return strings.Join(out, "; ")
-}
-
-// facingIP returns this host's address that faces the target: the local
-// address of the route to target (HOST:PORT), the one the target reaches
-// this host at when no NAT lies between them. A UDP socket connected to
-// the target picks that route and sends nothing.
-func facingIP(ctx context.Context, target string) (*net.UDPAddr, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", target)
-	if err != nil {
-		return nil, fmt.Errorf("finding this host's address that faces the target %s: %w (give --listen and --advertise)", target, err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr), nil
-}
-
-// listenAddr is where the binlog server for the target listens: o.Listen,
-// or by default this host's address that faces the target, with a free
-// port.
-func listenAddr(ctx context.Context, o Options) (string, error) {
-	if o.Listen != "" {
-		return o.Listen, nil
-	}
-	a, err := facingIP(ctx, o.TargetAddr)
-	if err != nil {
-		return "", err
-	}
-	return net.JoinHostPort((&net.IPAddr{IP: a.IP, Zone: a.Zone}).String(), "0"), nil
-}
-
-// advertiseAddr is where the target connects to the binlog server
-// listening at ln: o.Advertise (HOST, or HOST:PORT), else the listener's
-// own address, unless that is unspecified (0.0.0.0, ::): then this host's
-// address that faces the target, with the listener's port.
-func advertiseAddr(ctx context.Context, o Options, ln *net.TCPAddr) (host, port string, err error) {
-	port = strconv.Itoa(ln.Port)
-	switch {
-	case o.Advertise != "":
-		h, p, err := net.SplitHostPort(o.Advertise)
-		if err != nil { // a host without a port (an IPv6 one included)
-			return o.Advertise, port, nil
-		}
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return "", "", fmt.Errorf("advertise %q: the port is not a number from 1 to 65535", o.Advertise)
-		}
-		return h, p, nil
-	case len(ln.IP) > 0 && !ln.IP.IsUnspecified():
-		return ln.IP.String(), port, nil
-	}
-	a, err := facingIP(ctx, o.TargetAddr)
-	if err != nil {
-		return "", "", err
-	}
-	return a.IP.String(), port, nil
 }

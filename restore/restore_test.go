@@ -18,6 +18,7 @@ import (
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/archiver"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
+	"github.com/understudy-db/understudy/replica"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -331,7 +332,7 @@ func TestRestoreInto(t *testing.T) {
 		q.Exec(t, "INSERT INTO o.t VALUES (3)")
 		caughtUp()
 		checksumsEqual(t, "the other primary's o after the restore", q.Checksums(t, "o"), target.Checksums(t, "o"))
-		running, err := runningConnections(ctx, target.DB(t))
+		running, err := runningConns(ctx, target.DB(t))
 		if err != nil || len(running) != 1 || len(running["other"]) != 2 {
 			t.Fatalf("running replication connections %v, %v; want both threads of other", running, err)
 		}
@@ -343,7 +344,7 @@ func TestRestoreInto(t *testing.T) {
 		if _, err := Run(ctx, o); err != nil {
 			t.Fatalf("restore again: %v", err)
 		}
-		if running, _ := runningConnections(ctx, target.DB(t)); len(running) != 0 {
+		if running, _ := runningConns(ctx, target.DB(t)); len(running) != 0 {
 			t.Fatalf("restore started stopped connections: %v", running)
 		}
 		if pos, _ := understudy.ParsePosition(target.QueryString(t, "SELECT @@gtid_slave_pos")); !pos.Contains(mustDomain(t, want, 2)) {
@@ -352,7 +353,7 @@ func TestRestoreInto(t *testing.T) {
 		target.Exec(t, "START SLAVE 'other'")
 		caughtUp()
 		checksumsEqual(t, "the other primary's o, replicated after the second restore", q.Checksums(t, "o"), target.Checksums(t, "o"))
-		if running, err := runningConnections(ctx, target.DB(t)); err != nil || len(running["other"]) != 2 {
+		if running, err := runningConns(ctx, target.DB(t)); err != nil || len(running["other"]) != 2 {
 			t.Fatalf("running replication connections %v, %v; want both threads of other", running, err)
 		}
 	})
@@ -418,7 +419,7 @@ func TestRestoreListenAddress(t *testing.T) {
 		o.Log = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLog{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
 		o.Progress = func(stage string, _, _ int64) {
 			if stage == "replay" && masterHost == "" {
-				st, err := slaveStatus(ctx, target.DB(t))
+				st, _, err := replica.ConnStatus(ctx, target.DB(t), ConnName)
 				if err != nil {
 					t.Errorf("SHOW SLAVE STATUS on the target: %v", err)
 				}
@@ -490,7 +491,7 @@ func TestRestoreListenAddress(t *testing.T) {
 		defer cancel()
 		_, err := Run(ctx, o)
 		oneLine(t, err, "did not connect to understudy's binlog server at 127.0.0.1:1 within 2s")
-		if st, _ := slaveStatus(ctx, target.DB(t)); len(st) != 0 {
+		if st, ok, _ := replica.ConnStatus(ctx, target.DB(t), ConnName); ok {
 			t.Fatalf("the target kept the replication connection: %v", st)
 		}
 	})
@@ -525,4 +526,17 @@ func TestWildDoTables(t *testing.T) {
 	if _, err := wildDoTables([]string{"a,b"}); err == nil || !strings.Contains(err.Error(), `database "a,b" has a comma`) {
 		t.Fatalf("a database named a,b: %v", err)
 	}
+}
+
+// runningConns returns the target's replication connections whose IO or SQL
+// thread runs, with the threads that run.
+func runningConns(ctx context.Context, db *sql.DB) (map[string][]string, error) {
+	all, err := replica.AllStatus(ctx, db)
+	out := map[string][]string{}
+	for _, st := range all {
+		if t := st.Threads(); len(t) > 0 && st.Name() != ConnName {
+			out[st.Name()] = t
+		}
+	}
+	return out, err
 }

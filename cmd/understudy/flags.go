@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,7 +31,7 @@ type command struct {
 // commands lists the commands in the order of the usage text. Adding one
 // is a line here and a file with its function, which begins like this:
 //
-//	var o struct{ config, source string; target targetFlags; json bool }
+//	var o struct{ config, source string; target serverFlags; json bool }
 //	fs := newFlagSet("provision", stderr)
 //	fs.config(&o.config)
 //	fs.source(&o.source)
@@ -160,6 +162,19 @@ func (f *flagSet) sourceOrEvery(p *string) {
 	f.defaults["source"] = "every source"
 }
 
+// stringList is a flag given once per value.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// sources registers a required --source that may be given several times.
+func (f *flagSet) sources(p *stringList) {
+	f.Var(p, "source", sourceHelp)
+	f.order = append(f.order, "source")
+	f.require("source")
+}
+
 func (f *flagSet) json(p *bool) { f.BoolVar(p, "json", false, "print JSON instead of text") }
 
 func (f *flagSet) debug(p *bool) { f.BoolVar(p, "debug", false, "log at debug level") }
@@ -222,40 +237,82 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not a time (want RFC 3339 such as 2026-11-22T14:00:00Z, or 'YYYY-MM-DD HH:MM:SS')", s)
 }
 
-// targetFlags name a target server and where its password comes from.
-type targetFlags struct{ addr, passwordFile string }
+// serverFlags name a server on the command line (the target of a restore,
+// a replica, a scratch server), where its password comes from, and its
+// TLS settings: its own, never a source's.
+type serverFlags struct {
+	name, env                                  string // "target", "UNDERSTUDY_TARGET_PASSWORD"
+	addr, passwordFile, tlsCA, tlsCert, tlsKey string
+	tls                                        bool
+}
 
-func (f *flagSet) target(p *targetFlags) {
-	f.StringVar(&p.addr, "target", "", "the target server, `USER@HOST:PORT`; its password comes from $UNDERSTUDY_TARGET_PASSWORD or --target-password-file, never from the command line")
-	f.StringVar(&p.passwordFile, "target-password-file", "", "read the target user's password from `FILE`")
+// target registers the required --target.
+func (f *flagSet) target(p *serverFlags) {
+	f.server(p, "target", "UNDERSTUDY_TARGET_PASSWORD", "the target server")
 	f.require("target")
 }
 
-// source parses USER@HOST:PORT and reads the password.
-func (p targetFlags) source() (understudy.Source, error) {
+// server registers --NAME, --NAME-password-file and the TLS flags of a
+// server; its password comes from the environment variable env.
+func (f *flagSet) server(p *serverFlags, name, env, what string) {
+	p.name, p.env = name, env
+	f.StringVar(&p.addr, name, "", what+", `USER@HOST:PORT`; its password comes from $"+env+" or --"+name+"-password-file, never from the command line")
+	f.StringVar(&p.passwordFile, name+"-password-file", "", "read the "+name+" user's password from `FILE`")
+	f.BoolVar(&p.tls, name+"-tls", false, "connect to the "+name+" with TLS, its certificate verified against the system's CAs")
+	f.StringVar(&p.tlsCA, name+"-tls-ca", "", "connect to the "+name+" with TLS, its certificate verified against the CA certificates in `FILE`")
+	f.StringVar(&p.tlsCert, name+"-tls-cert", "", "present the client certificate in `FILE` to the "+name+" (with --"+name+"-tls-key)")
+	f.StringVar(&p.tlsKey, name+"-tls-key", "", "the key of --"+name+"-tls-cert, in `FILE`")
+}
+
+// source parses USER@HOST:PORT, reads the password and builds the TLS
+// settings.
+func (p serverFlags) source() (understudy.Source, error) {
 	s := p.addr
 	at := strings.LastIndex(s, "@")
 	if at <= 0 {
-		return understudy.Source{}, fmt.Errorf("%w: --target %q: want USER@HOST:PORT", errUsage, s)
+		return understudy.Source{}, fmt.Errorf("%w: --%s %q: want USER@HOST:PORT", errUsage, p.name, s)
 	}
 	host, port, err := net.SplitHostPort(s[at+1:])
 	if err != nil {
-		return understudy.Source{}, fmt.Errorf("%w: --target %q: want USER@HOST:PORT", errUsage, s)
+		return understudy.Source{}, fmt.Errorf("%w: --%s %q: want USER@HOST:PORT", errUsage, p.name, s)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 1 || n > 65535 {
-		return understudy.Source{}, fmt.Errorf("%w: --target %q: bad port", errUsage, s)
+		return understudy.Source{}, fmt.Errorf("%w: --%s %q: bad port", errUsage, p.name, s)
 	}
-	src := understudy.Source{Name: "target", User: s[:at], Host: host, Port: n}
+	src := understudy.Source{Name: p.name, User: s[:at], Host: host, Port: n}
 	switch {
 	case p.passwordFile != "":
 		b, err := os.ReadFile(p.passwordFile)
 		if err != nil {
-			return src, fmt.Errorf("--target-password-file: %w", err)
+			return src, fmt.Errorf("--%s-password-file: %w", p.name, err)
 		}
 		src.Password = strings.TrimRight(string(b), "\r\n")
 	default:
-		src.Password = os.Getenv("UNDERSTUDY_TARGET_PASSWORD")
+		src.Password = os.Getenv(p.env)
+	}
+	if (p.tlsCert == "") != (p.tlsKey == "") {
+		return src, fmt.Errorf("%w: --%s-tls-cert and --%s-tls-key go together", errUsage, p.name, p.name)
+	}
+	if p.tls || p.tlsCA != "" || p.tlsCert != "" {
+		tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		if p.tlsCA != "" {
+			pem, err := os.ReadFile(p.tlsCA)
+			if err != nil {
+				return src, fmt.Errorf("--%s-tls-ca: %w", p.name, err)
+			}
+			if tc.RootCAs = x509.NewCertPool(); !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return src, fmt.Errorf("--%s-tls-ca: no PEM certificate in %s", p.name, p.tlsCA)
+			}
+		}
+		if p.tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(p.tlsCert, p.tlsKey)
+			if err != nil {
+				return src, fmt.Errorf("--%s-tls-cert/--%s-tls-key: %w", p.name, p.name, err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		src.TLS = tc
 	}
 	return src, nil
 }

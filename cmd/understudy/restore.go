@@ -14,7 +14,7 @@ import (
 
 type restoreOptions struct {
 	config, source                     string
-	target                             targetFlags
+	target                             serverFlags
 	stop                               stopFlags
 	databases, listen, advertise, snap string
 	threads                            int
