@@ -52,6 +52,9 @@ func commands() []command {
 		{"snapshots", "list a source's snapshots", cmdSnapshots},
 		{"events", "describe archived transactions, to find the bad one", cmdEvents},
 		{"restore", "restore a source into a server at a point: load a snapshot, then replay the archive", cmdRestore},
+		{"provision", "make a server a live backup replica of one or more sources (a --source each): load their snapshots, verify them, replicate from the archive", cmdProvision},
+		{"check", "compare a live replica with the source at a GTID position, held for a moment, naming the rows that differ", cmdCheck},
+		{"promote", "make a backup replica the primary of a lost source, with every transaction of the archive", cmdPromote},
 		{"verify", "check every CRC, sha256, index record and GTID of the archive and of its snapshots", cmdVerify},
 		{"binlog export", "write binlog files up to a point, for mariadb-binlog | mariadb", cmdExport},
 	}
@@ -162,6 +165,14 @@ func (f *flagSet) sourceOrEvery(p *string) {
 	f.defaults["source"] = "every source"
 }
 
+// feed registers where the binlog server that feeds a target from the
+// archive listens (--listen) and where the target connects to it
+// (--advertise).
+func (f *flagSet) feed(listen, advertise *string) {
+	f.StringVar(listen, "listen", "", "the binlog server that feeds the target listens on `HOST:PORT` (default: this host's address that faces the target, a free port; behind a NAT or in a container, 0.0.0.0 and a port the target can reach)")
+	f.StringVar(advertise, "advertise", "", "the target connects to the binlog server at `HOST` or HOST:PORT (default: the --listen host, or when that is 0.0.0.0 or :: or none, this host's address that faces the target)")
+}
+
 // stringList is a flag given once per value.
 type stringList []string
 
@@ -173,6 +184,10 @@ func (f *flagSet) sources(p *stringList) {
 	f.Var(p, "source", sourceHelp)
 	f.order = append(f.order, "source")
 	f.require("source")
+}
+
+func (f *flagSet) dryRun(p *bool) {
+	f.BoolVar(p, "dry-run", false, "say what would be done, and change nothing")
 }
 
 func (f *flagSet) json(p *bool) { f.BoolVar(p, "json", false, "print JSON instead of text") }
@@ -465,7 +480,7 @@ func usage() string {
 	}
 	b.WriteString("  understudy help [COMMAND]\n      This text, or a command's flags with their help (also: understudy COMMAND -h).\n\n")
 	b.WriteString("  understudy version\n      Print the version.\n\n")
-	fmt.Fprintf(&b, "Exit status: %d done, %d failed (verify: problems found), %d bad command line.\n", exitOK, exitError, exitUsage)
+	fmt.Fprintf(&b, "Exit status: %d done, %d failed (verify: problems found), %d bad command line, %d check: the replica differs.\n", exitOK, exitError, exitUsage, exitDifferent)
 	return b.String()
 }
 

@@ -22,6 +22,9 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitDifferent: check found the replica different from the
+	// reference (the tables and keys are printed).
+	exitDifferent = 3
 )
 
 var version = "dev"
@@ -78,6 +81,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.Is(err, errDifferent):
+		fmt.Fprintf(stderr, "understudy %s: %v\n", c.name, err)
+		return exitDifferent
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "understudy %s: %v\n", c.name, err)
 		return exitUsage

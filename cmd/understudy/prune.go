@@ -34,7 +34,7 @@ func cmdPrune(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("prune", stderr)
 	fs.config(&o.config)
 	fs.sourceOrEvery(&o.source)
-	fs.BoolVar(&o.dryRun, "dry-run", false, "only print what retention would remove, and the restore windows left after it")
+	fs.dryRun(&o.dryRun)
 	fs.json(&o.json)
 	fs.debug(&o.debug)
 	if err := parseFlags(fs, args); err != nil {

@@ -33,8 +33,7 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.threads(&o.threads, 4, "")
 	fs.BoolVar(&o.force, "force", false, "replace databases that already exist on the target")
 	fs.BoolVar(&o.users, "users", false, "also create the snapshot's accounts and roles with their grants (snapshot.users)")
-	fs.StringVar(&o.listen, "listen", "", "the binlog server that feeds the target listens on `HOST:PORT` (default: this host's address that faces the target, a free port; behind a NAT or in a container, 0.0.0.0 and a port the target can reach)")
-	fs.StringVar(&o.advertise, "advertise", "", "the target connects to the binlog server at `HOST` or HOST:PORT (default: the --listen host, or when that is 0.0.0.0 or :: or none, this host's address that faces the target)")
+	fs.feed(&o.listen, &o.advertise)
 	fs.json(&o.json)
 	fs.debug(&o.debug)
 	if err := parseFlags(fs, args); err != nil {
