@@ -399,3 +399,34 @@ func TestSnapshotFrom(t *testing.T) {
 		t.Fatalf("snapshot.from.tls.ca missing: %v", err)
 	}
 }
+
+// TestResolveReplication: the account of replicas of the primary comes
+// from replication_user and one password key, and its absence is named.
+func TestResolveReplication(t *testing.T) {
+	t.Setenv("REPL_PW", "from-env")
+	base := "archive:\n  dir: /tmp/a\nsources:\n  - name: db1\n    host: h\n    port: 3306\n    user: u\n    password: p\n    server_id: 9\n"
+	for _, tc := range []struct {
+		extra, user, pw, err string
+	}{
+		{"    replication_user: repl\n    replication_password_env: REPL_PW\n", "repl", "from-env", ""},
+		{"    replication_user: repl\n    replication_password: lit\n", "repl", "lit", ""},
+		{"", "", "", "has no replication_user"},
+		{"    replication_user: repl\n    replication_password: a\n    replication_password_env: REPL_PW\n", "", "", "give one of replication_password"},
+		{"    replication_user: repl\n    replication_password_env: NOT_SET_ANYWHERE\n", "", "", "NOT_SET_ANYWHERE"},
+	} {
+		c, err := Parse("understudy.yaml", []byte(base+tc.extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		user, pw, err := c.ResolveReplication(&c.Sources[0])
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("%q: error %v, want one about %q", tc.extra, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || user != tc.user || pw != tc.pw {
+			t.Fatalf("%q: %q %q %v", tc.extra, user, pw, err)
+		}
+	}
+}
