@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archive"
 )
 
 // TestPromoteAfterPrimaryCrash: a semi-sync primary under load is killed
@@ -107,4 +108,32 @@ func TestPromoteAfterPrimaryCrash(t *testing.T) {
 	if d := target.QueryString(t, "SELECT @@global.gtid_domain_id"); d != strconv.Itoa(1) {
 		t.Fatalf("gtid_domain_id %s", d)
 	}
+
+	// The archive continues on the new primary, in the same domain and
+	// generation (docs/replicas.md).
+	one.stopArchive()
+	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER repl@'%' IDENTIFIED BY 'repl-pw'")
+	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO repl@'%'")
+	gens := len(archiveGenerations(t, one.dir))
+	one.archive(t, understudy.Source{Name: "one", Host: "127.0.0.1", Port: target.Port, User: "repl", Password: "repl-pw", ServerID: 9001, Heartbeat: 300 * time.Millisecond})
+	if _, err := app.Exec("INSERT INTO alpha.t (v, n) VALUES ('archived from the new primary', 2)"); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := understudy.ParsePosition(target.GTIDBinlogPos(t))
+	want = want.Only([]uint32{1})
+	eventually(t, "the archive at the new primary's "+want.String(), 30*time.Second, func() bool {
+		a, err := archive.Open(one.dir)
+		return err == nil && a.Position().ContainsPosition(want)
+	})
+	if n := len(archiveGenerations(t, one.dir)); n != gens {
+		t.Fatalf("the archive went from %d to %d generations on the new primary", gens, n)
+	}
+}
+
+func archiveGenerations(t *testing.T, dir string) []archive.Generation {
+	a, err := archive.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Generations()
 }

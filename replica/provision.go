@@ -613,6 +613,9 @@ func catchUp(ctx context.Context, o ProvisionOptions, plan []*planned) error {
 					return fmt.Errorf("target %s: the replication connection %s is gone (RESET SLAVE ALL?)", o.TargetAddr, QuoteName(g.p.Name))
 				}
 				if f := s.Failure(); f != "" {
+					if o.Via == ViaPrimary && strings.Contains(f, "1236") {
+						f += fmt.Sprintf(" (the primary no longer has the binlogs after snapshot %s: --via archive serves them from the archive)", g.p.snap.Manifest.ID)
+					}
 					return fmt.Errorf("source %s: replication on %s from %s stopped: %s", g.p.Name, o.TargetAddr, g.p.Master.Addr(), f)
 				}
 			}

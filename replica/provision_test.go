@@ -43,7 +43,8 @@ type lab struct {
 	dir     string
 	serve   Master
 	// serverID is the binlog server's.
-	serverID uint32
+	serverID    uint32
+	stopArchive func()
 }
 
 const servePassword = "serve-secret"
@@ -70,11 +71,8 @@ func startLabWith(t *testing.T, name string, serverID, domain uint32, db string,
 	l := &lab{name: name, primary: p, dir: t.TempDir()}
 
 	src := understudy.Source{Name: name, Host: "127.0.0.1", Port: p.Port, User: "repl", Password: "repl-pw", ServerID: 9000 + serverID, Heartbeat: 300 * time.Millisecond, SemiSync: semiSync}
-	a := archiver.New(src, l.dir, testLogger(t).With("part", "archiver"), nil)
-	a.MaxBackoff = 300 * time.Millisecond
+	l.stopArchive = l.archive(t, src)
 	ctx, cancel := context.WithCancel(context.Background())
-	archived := make(chan error, 1)
-	go func() { archived <- a.Run(ctx) }()
 
 	srv, err := binlogserver.New(binlogserver.Config{Source: name, Dir: l.dir, User: "understudy", Password: servePassword, ServerID: 9000 + serverID, Logger: testLogger(t).With("part", "serve")})
 	if err != nil {
@@ -89,9 +87,7 @@ func startLabWith(t *testing.T, name string, serverID, domain uint32, db string,
 	t.Cleanup(func() {
 		cancel()
 		<-served
-		if err := <-archived; err != nil {
-			t.Errorf("archiver of %s: %v", name, err)
-		}
+		l.stopArchive()
 	})
 	l.serverID = 9000 + serverID
 	l.serve = Master{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, User: "understudy", Password: servePassword, What: "the binlog server"}
@@ -101,6 +97,25 @@ func startLabWith(t *testing.T, name string, serverID, domain uint32, db string,
 	}
 	l.waitArchived(t)
 	return l
+}
+
+// archive runs an archiver of src into the lab's archive until the
+// returned function is called (at the latest when the test ends).
+func (l *lab) archive(t *testing.T, src understudy.Source) (stop func()) {
+	a := archiver.New(src, l.dir, testLogger(t).With("part", "archiver"), nil)
+	a.MaxBackoff = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	archived := make(chan error, 1)
+	go func() { archived <- a.Run(ctx) }()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			if err := <-archived; err != nil {
+				t.Errorf("archiver of %s: %v", l.name, err)
+			}
+		})
+	}
 }
 
 func (l *lab) snapshots() string { return filepath.Join(l.dir, "snapshots") }
@@ -318,5 +333,59 @@ func TestProvisionRefusals(t *testing.T) {
 	}
 	if got := target.QueryString(t, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='alpha'"); got != "1" {
 		t.Fatalf("the target's database alpha has %s tables after the refusals", got)
+	}
+}
+
+// TestProvisionViaPrimary provisions a replica that replicates from the
+// primary itself, and shows that one whose snapshot the primary's purged
+// binlogs no longer follow fails in one line naming the cause, where the
+// archive's binlog server would serve it.
+func TestProvisionViaPrimary(t *testing.T) {
+	ctx := context.Background()
+	one := startLab(t, "one", 1, 1, "alpha")
+	viaPrimary := func(o ProvisionOptions) ProvisionOptions {
+		o.Via = ViaPrimary
+		o.Sources[0].Master = Master{Host: "127.0.0.1", Port: one.primary.Port, User: "repl", Password: "repl-pw", What: "the primary"}
+		return o
+	}
+	target := startTarget(t)
+	one.primary.Exec(t, "INSERT INTO alpha.t (v, n) VALUES ('after the snapshot', 1)")
+	res, err := Provision(ctx, viaPrimary(provisionOpts(t, target, t.TempDir(), one)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Connections[0]["Master_Port"] != fmt.Sprint(one.primary.Port) {
+		t.Fatalf("connection %v: want the primary's port %d", res.Connections[0], one.primary.Port)
+	}
+	sameData(t, one.primary, target, "alpha")
+
+	// The primary purges the binlogs after the snapshot.
+	one.primary.Exec(t, "FLUSH BINARY LOGS")
+	one.waitArchived(t)
+	eventually(t, "the primary to purge its old binlogs", 20*time.Second, func() bool {
+		var logs []string
+		rows, err := one.primary.DB(t).Query("SHOW BINARY LOGS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var name string
+			var size int64
+			rows.Scan(&name, &size)
+			logs = append(logs, name)
+		}
+		rows.Close()
+		one.primary.Exec(t, "PURGE BINARY LOGS TO '"+logs[len(logs)-1]+"'")
+		return len(logs) == 1
+	})
+	late := startTarget(t)
+	_, err = Provision(ctx, viaPrimary(provisionOpts(t, late, t.TempDir(), one)))
+	if err == nil || !strings.Contains(err.Error(), "source one: replication on") || !strings.Contains(err.Error(), "1236") || !strings.Contains(err.Error(), "--via archive") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("provisioning from a primary that purged the binlogs after the snapshot: %v", err)
+	}
+	t.Log(err)
+	// Through the archive, the same works.
+	if _, err := Provision(ctx, provisionOpts(t, startTarget(t), t.TempDir(), one)); err != nil {
+		t.Fatalf("through the archive: %v", err)
 	}
 }
