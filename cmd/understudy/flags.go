@@ -480,7 +480,8 @@ func usage() string {
 	}
 	b.WriteString("  understudy help [COMMAND]\n      This text, or a command's flags with their help (also: understudy COMMAND -h).\n\n")
 	b.WriteString("  understudy version\n      Print the version.\n\n")
-	fmt.Fprintf(&b, "Exit status: %d done, %d failed (verify: problems found), %d bad command line, %d check: the replica differs.\n", exitOK, exitError, exitUsage, exitDifferent)
+	fmt.Fprintf(&b, "Exit status: %d done, %d error, %d bad command line, %d verify, check or drill found a problem,\n%d archive locked by another process (a running `run`), %d interrupted (run it again to resume).\n",
+		exitOK, exitError, exitUsage, exitProblem, exitLocked, exitInterrupted)
 	return b.String()
 }
 

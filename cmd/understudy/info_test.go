@@ -166,7 +166,7 @@ func TestInfoAndPrune(t *testing.T) {
 	startRun(t, cfg)
 	waitArchived(t, arch, p, 30*time.Second)
 	code, _, errOut = runCmd(t, "prune", "--config", cfg)
-	if code == 0 || !strings.Contains(errOut, "understudy run is running and prunes by itself; use --dry-run to see the plan") || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+	if code != exitLocked || !strings.Contains(errOut, "understudy run is running and prunes by itself; use --dry-run to see the plan") || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 		t.Fatalf("prune while run runs: exit %d: %q", code, errOut)
 	}
 	if code, _, e := runCmd(t, "prune", "--config", cfg, "--dry-run"); code != 0 {

@@ -14,18 +14,30 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/config"
 )
 
-// Exit codes, in one place.
+// Exit codes, in one place (printed by the usage, and in the README).
 const (
 	exitOK    = 0
-	exitError = 1
-	exitUsage = 2
-	// exitDifferent: check found the replica different from the
-	// reference (the tables and keys are printed).
-	exitDifferent = 3
+	exitError = 1 // any other error, in one line on stderr
+	exitUsage = 2 // a bad command line
+	// exitProblem: verify, check or drill ran and found a problem (a
+	// damaged file, a replica that differs, a restore that does not
+	// match); the problems are printed.
+	exitProblem = 3
+	// exitLocked: another process holds the archive (a running `run`).
+	exitLocked = 4
+	// exitInterrupted: SIGINT or SIGTERM stopped a one-shot command
+	// before it finished; running it again resumes where that is
+	// possible (restore, provision).
+	exitInterrupted = 130
 )
+
+// errProblem marks the error of a verify, check or drill that found a
+// problem.
+var errProblem = errors.New("problem found")
 
 var version = "dev"
 
@@ -81,9 +93,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.Is(err, errDifferent):
+	case errors.Is(err, errProblem):
 		fmt.Fprintf(stderr, "understudy %s: %v\n", c.name, err)
-		return exitDifferent
+		return exitProblem
+	case errors.Is(err, understudy.ErrLocked) || errors.Is(err, errRunning):
+		fmt.Fprintf(stderr, "understudy %s: %v\n", c.name, err)
+		return exitLocked
+	case ctx.Err() != nil && c.name != "run" && c.name != "serve":
+		fmt.Fprintf(stderr, "understudy %s: interrupted: %v\n", c.name, err)
+		return exitInterrupted
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "understudy %s: %v\n", c.name, err)
 		return exitUsage

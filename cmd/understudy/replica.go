@@ -23,9 +23,6 @@ import (
 	"github.com/understudy-db/understudy/snapshot"
 )
 
-// errDifferent: check found the replica different from the reference.
-var errDifferent = replica.ErrDifferent
-
 // openServer connects to a server named on the command line and checks
 // that it answers.
 func openServer(ctx context.Context, f serverFlags, conns int) (*sql.DB, understudy.Source, error) {
@@ -275,7 +272,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if !res.Equal {
-		return fmt.Errorf("%w: %d chunks of %d tables differ (see above)", errDifferent, len(res.Diffs), res.Tables)
+		return fmt.Errorf("%w: %w: %d chunks of %d tables differ (see above)", errProblem, replica.ErrDifferent, len(res.Diffs), res.Tables)
 	}
 	return nil
 }
@@ -338,7 +335,9 @@ func cmdPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	log := quietLogger(stderr, o.debug, bar)
 	res, err := replica.Promote(ctx, replica.PromoteOptions{Target: db, TargetAddr: tsrc.Addr(), Source: o.source, ArchiveDir: cfg.SourceDir(o.source),
 		Listen: o.listen, Advertise: o.advertise, DryRun: o.dryRun, Log: log,
-		Progress: func(done, total int64) { bar.update("feed", done, total, fmt.Sprintf("%d/%d transactions", done, total)) }})
+		Progress: func(done, total int64) {
+			bar.update("feed", done, total, fmt.Sprintf("%d/%d transactions", done, total))
+		}})
 	bar.done()
 	if err != nil {
 		return err

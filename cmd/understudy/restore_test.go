@@ -251,7 +251,7 @@ func TestVerify(t *testing.T) {
 		code := run([]string{"verify", "--config", cfg, "--source", "db"}, &so, &se)
 		return code, so.String() + se.String()
 	}
-	if code, out := verify(); code != 0 {
+	if code, out := verify(); code != exitOK {
 		t.Fatalf("verify of a healthy archive: %d: %s", code, out)
 	}
 	mariadbtest.FlipByte(t, filepath.Join(dir, "archive", "db", "binlog.000001"), 5000)
@@ -264,7 +264,7 @@ func TestVerify(t *testing.T) {
 	mariadbtest.FlipByte(t, chunk, min(20, st.Size()-1))
 	code, out := verify()
 	t.Log(out)
-	if code == 0 || !strings.Contains(out, "binlog.000001") || !strings.Contains(out, m.Databases[0].Tables[0].Chunks[0].File) {
+	if code != exitProblem || !strings.Contains(out, "binlog.000001") || !strings.Contains(out, m.Databases[0].Tables[0].Chunks[0].File) {
 		t.Fatalf("verify missed the corruption: exit %d: %s", code, out)
 	}
 }

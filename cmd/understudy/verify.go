@@ -18,7 +18,7 @@ import (
 )
 
 // errVerify marks a verification that found problems.
-var errVerify = errors.New("verification failed")
+var errVerify = fmt.Errorf("verification failed: %w", errProblem)
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfgPath, source string
