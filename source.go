@@ -79,8 +79,45 @@ type SourceStatus struct {
 	RestoreWindows []Window `json:"restore_windows"`
 	// Disk is the archive filesystem's space, when known.
 	Disk *DiskStatus `json:"disk,omitempty"`
+	// LastSnapshot is the source's newest snapshot, when it has one.
+	LastSnapshot *SnapshotStatus `json:"last_snapshot,omitempty"`
+	// LastDrill is the outcome of the source's last restore drill, when
+	// one ran (on run's schedule or from the command line).
+	LastDrill *DrillResult `json:"last_drill,omitempty"`
 	// Warnings need a human's attention (low disk space, say).
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// SnapshotStatus describes a source's newest snapshot.
+type SnapshotStatus struct {
+	ID       string    `json:"id"`
+	Position Position  `json:"gtid_position"`
+	Finished time.Time `json:"finished"`
+	Bytes    int64     `json:"bytes"`
+}
+
+// DrillResult is the outcome of a restore drill (`understudy drill`): a
+// snapshot restored on a scratch server, verified, and the archive
+// replayed onto it, verified again.
+type DrillResult struct {
+	Time time.Time `json:"time"`
+	OK   bool      `json:"ok"`
+	// Error is why the drill failed, in one line.
+	Error string `json:"error,omitempty"`
+	// Proved says in one line what the drill proved.
+	Proved string `json:"proved,omitempty"`
+	// Snapshot is the snapshot restored; Position the GTID position the
+	// drill replayed to and verified.
+	Snapshot string   `json:"snapshot,omitempty"`
+	Position Position `json:"gtid_position"`
+	// LoadSeconds and ReplaySeconds make up the RTO.
+	LoadSeconds   float64 `json:"load_seconds"`
+	ReplaySeconds float64 `json:"replay_seconds"`
+	RTOSeconds    float64 `json:"rto_seconds"`
+	// Bytes is the size of the data restored.
+	Bytes        int64 `json:"data_bytes"`
+	Chunks       int   `json:"chunks_verified"`
+	Transactions int64 `json:"transactions_replayed"`
 }
 
 // DiskStatus is the space of a source's archive directory.
