@@ -94,6 +94,13 @@ func Promote(ctx context.Context, o PromoteOptions) (PromoteResult, error) {
 	if e := st["Last_SQL_Error"]; e != "" {
 		return res, fmt.Errorf("target %s: the connection %s stopped on an error, so the target's data is not the source's: %s", addr, name, e)
 	}
+	// A connection with replication filters left part of the source out:
+	// the target does not hold the source's data.
+	for _, f := range []string{"Replicate_Do_DB", "Replicate_Ignore_DB", "Replicate_Do_Table", "Replicate_Ignore_Table", "Replicate_Wild_Do_Table", "Replicate_Wild_Ignore_Table", "Replicate_Do_Domain_Ids", "Replicate_Ignore_Domain_Ids", "Replicate_Ignore_Server_Ids"} {
+		if v := st[f]; v != "" {
+			return res, fmt.Errorf("target %s: the connection %s has a replication filter (%s: %s), so the target lacks part of source %s: it cannot take over as its primary", addr, name, f, v, o.Source)
+		}
+	}
 	var logBin, logSlaveUpdates, strict int
 	var binlogPos string
 	if err := t.QueryRowContext(ctx, "SELECT @@log_bin, @@log_slave_updates, @@gtid_strict_mode, @@global.gtid_binlog_pos").Scan(&logBin, &logSlaveUpdates, &strict, &binlogPos); err != nil {

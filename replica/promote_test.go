@@ -56,6 +56,14 @@ func TestPromoteAfterPrimaryCrash(t *testing.T) {
 	target.Exec(t, "START SLAVE 'one' SQL_THREAD")
 
 	o := PromoteOptions{Target: target.DB(t), TargetAddr: fmt.Sprintf("127.0.0.1:%d", target.Port), Source: "one", ArchiveDir: one.dir, DryRun: true, Log: testLogger(t)}
+	// A filtered connection is refused, by name.
+	target.Exec(t, "STOP SLAVE 'one'")
+	target.Exec(t, "SET GLOBAL one.replicate_ignore_db = 'alpha'")
+	if _, err := Promote(ctx, o); err == nil || !strings.Contains(err.Error(), "Replicate_Ignore_DB: alpha") {
+		t.Fatalf("promote of a filtered replica: %v", err)
+	}
+	target.Exec(t, "SET GLOBAL one.replicate_ignore_db = ''")
+	target.Exec(t, "START SLAVE 'one'")
 	res, err := Promote(ctx, o)
 	if err != nil {
 		t.Fatalf("dry run: %v", err)
