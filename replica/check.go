@@ -33,7 +33,14 @@ type CheckOptions struct {
 	// for messages, and a function releasing it. Nil: only a snapshot
 	// can be the reference.
 	Reference func(ctx context.Context, g understudy.Position) (db *sql.DB, what string, release func(), err error)
-	Threads   int   // parallel checksum connections (default 4)
+	// Primary, if set, is the reference instead (check --against
+	// primary): the source's primary, read in one consistent snapshot at
+	// its position P, with the replica's connection run up to exactly P
+	// (START SLAVE UNTIL master_gtid_pos) before its reads open. It loads
+	// the primary, which the default never reads. PrimaryAddr names it.
+	Primary     *sql.DB
+	PrimaryAddr string
+	Threads     int   // parallel checksum connections (default 4)
 	ChunkRows int64 // rows a chunk (default the snapshot's 200000)
 	// MaxKeys bounds the keys listed for each differing chunk (default 20).
 	MaxKeys int
@@ -117,7 +124,20 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 	if e := st["Last_SQL_Error"]; e != "" {
 		return res, fmt.Errorf("replica %s: the connection %s has stopped on an error: %s", o.ReplicaAddr, QuoteName(o.Source), e)
 	}
-	conns, g, held, err := hold(ctx, o, st["Slave_SQL_Running"] == "Yes")
+	var conns, pconns []*sql.Conn
+	var g understudy.Position
+	var held time.Duration
+	if o.Primary != nil {
+		conns, pconns, g, held, err = holdAtPrimary(ctx, o)
+		defer func() {
+			for _, c := range pconns {
+				c.ExecContext(context.Background(), "ROLLBACK")
+				c.Close()
+			}
+		}()
+	} else {
+		conns, g, held, err = hold(ctx, o, st["Slave_SQL_Running"] == "Yes")
+	}
 	res.Held = held
 	if err != nil {
 		return res, err
@@ -131,9 +151,10 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 	res.At = g
 	o.Log.Info("replica held for the check", "replica", o.ReplicaAddr, "connection", o.Source, "gtid_position", g.String(), "held", held)
 
-	// The reference: a snapshot at G, else a server restored to G.
+	// The reference: the primary (--against primary), else a snapshot at
+	// G, else a server restored to G.
 	var ref *snapshot.Manifest
-	for i := len(o.Snapshots) - 1; i >= 0; i-- {
+	for i := len(o.Snapshots) - 1; i >= 0 && pconns == nil; i-- {
 		if m := o.Snapshots[i].Manifest; m.Position.Only(o.Domains).Equal(g) {
 			ref = m
 			break
@@ -142,7 +163,14 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 	var dbs []snapshot.Database
 	var refDB *sql.DB
 	var checksum string
-	if ref != nil {
+	if pconns != nil {
+		res.Reference, checksum = fmt.Sprintf("the primary %s at %s", o.PrimaryAddr, g), snapshot.ChecksumName
+		var only []Diff
+		if dbs, only, err = planBoth(ctx, conns[0], pconns[0], o); err != nil {
+			return res, err
+		}
+		res.Diffs = append(res.Diffs, only...)
+	} else if ref != nil {
 		res.Reference = "snapshot " + ref.ID
 		dbs, checksum = ref.Databases, ref.Checksum
 	} else {
@@ -155,22 +183,16 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 		}
 		defer release()
 		refDB, res.Reference, checksum = db, what, snapshot.ChecksumName
-		if dbs, err = snapshot.Plan(ctx, conns[0], o.Databases, o.ChunkRows); err != nil {
-			return res, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
-		}
 		c, err := db.Conn(ctx)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", res.Reference, err)
 		}
-		refDBs, err := snapshot.Plan(ctx, c, o.Databases, o.ChunkRows)
+		var only []Diff
+		dbs, only, err = planBoth(ctx, conns[0], c, o)
 		c.Close()
 		if err != nil {
-			return res, fmt.Errorf("%s: %w", res.Reference, err)
+			return res, err
 		}
-		// A table on one side only differs whole; the others are compared
-		// in the replica's chunks.
-		var only []Diff
-		dbs, only = commonTables(dbs, refDBs)
 		res.Diffs = append(res.Diffs, only...)
 	}
 	type job struct {
@@ -188,7 +210,7 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 		}
 	}
 	res.Chunks = len(jobs)
-	var refConns []*sql.Conn
+	refConns := pconns
 	if refDB != nil {
 		for range conns {
 			c, err := refDB.Conn(ctx)
@@ -264,6 +286,138 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 	res.Equal = len(res.Diffs) == 0
 	res.Elapsed = time.Since(t0)
 	return res, nil
+}
+
+// planBoth cuts the replica's tables into chunks, and returns the tables
+// both sides have, with a Diff for each table on one side only.
+func planBoth(ctx context.Context, replica, ref *sql.Conn, o CheckOptions) ([]snapshot.Database, []Diff, error) {
+	dbs, err := snapshot.Plan(ctx, replica, o.Databases, o.ChunkRows)
+	if err != nil {
+		return nil, nil, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
+	}
+	refDBs, err := snapshot.Plan(ctx, ref, o.Databases, o.ChunkRows)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reference: %w", err)
+	}
+	dbs, only := commonTables(dbs, refDBs)
+	return dbs, only, nil
+}
+
+// holdAtPrimary opens consistent reads on the primary at its position P
+// and on the replica at exactly P: the replica's connection is stopped
+// first (so that it is at or behind P), then run up to P with START SLAVE
+// UNTIL, its reads opened, and started again.
+func holdAtPrimary(ctx context.Context, o CheckOptions) (rconns, pconns []*sql.Conn, g understudy.Position, held time.Duration, err error) {
+	closeAll := func() {
+		for _, c := range append(rconns, pconns...) {
+			c.Close()
+		}
+	}
+	open := func(db *sql.DB) (*sql.Conn, error) {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, q := range []string{"SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"} {
+			if _, err := c.ExecContext(ctx, q); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+		return c, nil
+	}
+	for range o.Threads {
+		r, err := open(o.Replica)
+		if err != nil {
+			closeAll()
+			return nil, nil, g, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
+		}
+		rconns = append(rconns, r)
+		p, err := open(o.Primary)
+		if err != nil {
+			closeAll()
+			return nil, nil, g, 0, fmt.Errorf("primary %s: %w", o.PrimaryAddr, err)
+		}
+		pconns = append(pconns, p)
+	}
+	name := QuoteName(o.Source)
+	t0 := time.Now()
+	if _, err := o.Replica.ExecContext(ctx, "STOP SLAVE "+name); err != nil {
+		closeAll()
+		return nil, nil, g, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
+	}
+	defer func() {
+		if _, serr := o.Replica.ExecContext(context.WithoutCancel(ctx), "START SLAVE "+name); serr != nil {
+			o.Log.Error("could not start the replica's connection again after the check: start it by hand", "replica", o.ReplicaAddr, "connection", o.Source, "err", serr)
+		}
+		if err != nil {
+			closeAll()
+		}
+	}()
+	// The primary's snapshot: commits blocked while the reads open and
+	// the position is read, as a snapshot does.
+	main := pconns[0]
+	for _, q := range []string{"BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"} {
+		if _, err = main.ExecContext(ctx, q); err != nil {
+			main.ExecContext(context.WithoutCancel(ctx), "BACKUP STAGE END")
+			return nil, nil, g, 0, fmt.Errorf("primary %s: %s: %w (--against primary needs the RELOAD privilege)", o.PrimaryAddr, q, err)
+		}
+	}
+	var pos string
+	for _, c := range pconns {
+		if err == nil {
+			_, err = c.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
+		}
+	}
+	if err == nil {
+		err = main.QueryRowContext(ctx, "SELECT @@global.gtid_binlog_pos").Scan(&pos)
+	}
+	main.ExecContext(context.WithoutCancel(ctx), "BACKUP STAGE END")
+	if err != nil {
+		return nil, nil, g, 0, fmt.Errorf("primary %s: %w", o.PrimaryAddr, err)
+	}
+	p, err := understudy.ParsePosition(pos)
+	if err != nil {
+		return nil, nil, g, 0, fmt.Errorf("primary %s: gtid_binlog_pos: %w", o.PrimaryAddr, err)
+	}
+	g = p.Only(o.Domains)
+	if _, err = o.Replica.ExecContext(ctx, "START SLAVE "+name+" UNTIL master_gtid_pos = '"+g.String()+"'"); err != nil {
+		return nil, nil, g, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
+	}
+	for {
+		var cur understudy.Position
+		if cur, err = GTIDSlavePos(ctx, o.Replica); err != nil {
+			return nil, nil, g, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
+		}
+		st, _, serr := ConnStatus(ctx, o.Replica, o.Source)
+		if serr != nil {
+			err = serr
+			return nil, nil, g, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
+		}
+		if e := st["Last_SQL_Error"]; e != "" {
+			err = errors.New(e)
+			return nil, nil, g, 0, fmt.Errorf("replica %s: the connection %s stopped on an error on its way to %s: %s", o.ReplicaAddr, name, g, e)
+		}
+		if cur.Only(o.Domains).Equal(g) && st["Slave_SQL_Running"] == "No" {
+			break
+		}
+		if cur.Only(o.Domains).ContainsPosition(g) && !cur.Only(o.Domains).Equal(g) {
+			err = errors.New("past the point")
+			return nil, nil, g, 0, fmt.Errorf("replica %s is at %s, past the primary's %s: it has transactions the primary does not", o.ReplicaAddr, cur.Only(o.Domains), g)
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			return nil, nil, g, 0, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for _, c := range rconns {
+		if _, err = c.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT"); err != nil {
+			return nil, nil, g, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
+		}
+	}
+	return rconns, pconns, g, time.Since(t0), nil
 }
 
 // hold stops the source's SQL thread, reads G, opens a consistent read on

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +51,7 @@ func TestCheck(t *testing.T) {
 		return err == nil && p.ContainsPosition(want)
 	})
 	opts.Reference = func(ctx context.Context, g understudy.Position) (*sql.DB, string, func(), error) {
+		want, _ := understudy.ParsePosition(one.primary.GTIDBinlogPos(t))
 		if !g.Equal(want) {
 			return nil, "", nil, fmt.Errorf("asked for %s; the primary is at %s", g, want)
 		}
@@ -62,6 +64,29 @@ func TestCheck(t *testing.T) {
 	if !res.Equal || res.Reference != "the idle primary" || res.Chunks < 6 || res.Tables != 2 {
 		t.Fatalf("check of a good replica: %+v", res)
 	}
+
+	// Against the primary under write load: the replica is run up to the
+	// primary's consistent point.
+	stop := one.writeLoad(t, "alpha")
+	time.Sleep(300 * time.Millisecond)
+	against := opts
+	against.Reference, against.Primary, against.PrimaryAddr = nil, one.primary.DB(t), "the primary"
+	res, err = Check(ctx, against)
+	if n := stop(); n == 0 {
+		t.Fatal("no load ran during the check against the primary")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Equal || !strings.HasPrefix(res.Reference, "the primary the primary at 1-1-") || res.Chunks < 6 {
+		t.Fatalf("check against the primary under load: %+v", res)
+	}
+	t.Logf("against the primary: held %s at %s", res.Held, res.At)
+	want, _ = understudy.ParsePosition(one.primary.GTIDBinlogPos(t))
+	eventually(t, "the replica at "+want.String(), 30*time.Second, func() bool {
+		p, err := GTIDSlavePos(ctx, target.DB(t))
+		return err == nil && p.ContainsPosition(want)
+	})
 
 	// Drift behind replication's back.
 	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR UPDATE alpha.t SET v = 'drift' WHERE id = 42")

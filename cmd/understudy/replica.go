@@ -187,6 +187,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o struct {
 		config, source  string
 		target, scratch serverFlags
+		against         string
 		threads         int
 		json, debug     bool
 	}
@@ -195,15 +196,36 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.source(&o.source)
 	fs.target(&o.target)
 	fs.server(&o.scratch, "scratch", "UNDERSTUDY_SCRATCH_PASSWORD", "a server to restore the source on at the replica's position, as the reference (default: a throwaway mariadbd that understudy starts on this host, when none of the source's snapshots is at that position); it must hold no data of its own")
+	fs.StringVar(&o.against, "against", "archive", "compare with `WHAT`: archive (a snapshot or a server restored from the archive: no load on the primary) or primary (the primary itself, read in one consistent snapshot with the snapshot user, which loads it)")
 	fs.threads(&o.threads, 4, "")
 	fs.json(&o.json)
 	fs.debug(&o.debug)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, _, err := openSource(o.config, o.source)
+	if o.against != "archive" && o.against != "primary" {
+		return fmt.Errorf("%w: --against %q: want archive or primary", errUsage, o.against)
+	}
+	cfg, s, err := openSource(o.config, o.source)
 	if err != nil {
 		return err
+	}
+	var primary *sql.DB
+	var primaryAddr string
+	if o.against == "primary" {
+		st, err := cfg.ResolveSnapshot(s)
+		if err != nil {
+			return err
+		}
+		if st.FromReplica {
+			return fmt.Errorf("--against primary reads the primary with the snapshot user, and source %s takes its snapshots from a replica (snapshot.from): give snapshot.user, or compare --against archive", o.source)
+		}
+		if primary, err = replication.Open(st.Conn, ""); err != nil {
+			return err
+		}
+		defer primary.Close()
+		primary.SetMaxOpenConns(o.threads + 2)
+		primaryAddr = st.Conn.Addr()
 	}
 	db, tsrc, err := openServer(ctx, o.target, o.threads+2)
 	if err != nil {
@@ -250,7 +272,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return rdb, fmt.Sprintf("%s, restored to %s from the archive", addr, g), release, nil
 	}
 	res, err := replica.Check(ctx, replica.CheckOptions{Replica: db, ReplicaAddr: tsrc.Addr(), Source: o.source, Databases: dbs, Domains: domains,
-		Snapshots: snaps, Reference: reference, Threads: o.threads, Log: log,
+		Snapshots: snaps, Reference: reference, Primary: primary, PrimaryAddr: primaryAddr, Threads: o.threads, Log: log,
 		Progress: func(done, total int64) { bar.update("check", done, total, fmt.Sprintf("%d/%d chunks", done, total)) }})
 	bar.done()
 	if err != nil {

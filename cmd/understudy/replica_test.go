@@ -132,6 +132,11 @@ func TestReplicaCommands(t *testing.T) {
 		t.Fatalf("check of a drifted replica: exit %d, %q %q", code, so.String(), se.String())
 	}
 	t.Log(so.String())
+	so.Reset()
+	se.Reset()
+	if code := run(append(check, "--against", "primary"), &so, &se); code != exitProblem || !strings.Contains(so.String(), "changed (7)") || !strings.Contains(so.String(), "the primary 127.0.0.1:") {
+		t.Fatalf("check --against primary of a drifted replica: exit %d, %q %q", code, so.String(), se.String())
+	}
 	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR UPDATE shop.t SET v = 'first' WHERE id = 7")
 
 	// A failover rehearsal for source one.
