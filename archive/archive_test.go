@@ -54,19 +54,22 @@ func fixtureGroups(t *testing.T) ([]byte, [][][]byte) {
 
 func writeGroup(t *testing.T, w *Writer, g [][]byte) {
 	t.Helper()
-	gi, err := binlog.ParseGTIDEvent(g[0], true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Begin(g[0], gi.GTID); err != nil {
-		t.Fatal(err)
-	}
-	for _, ev := range g[1 : len(g)-1] {
-		if err := w.Append(ev); err != nil {
+	for i, ev := range g {
+		r, err := w.Write(ev)
+		if err != nil {
 			t.Fatal(err)
 		}
+		if want := map[bool]Kind{false: Appended, true: Committed}[i == len(g)-1]; r.Kind != want {
+			t.Fatalf("event %d of %d of a transaction: %s, want %s", i+1, len(g), r.Kind, want)
+		}
 	}
-	if _, err := w.Commit(g[len(g)-1]); err != nil {
+}
+
+// write writes events that are no transaction's (a format description, an
+// INCIDENT).
+func write(t *testing.T, w *Writer, ev []byte) {
+	t.Helper()
+	if _, err := w.Write(ev); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -94,9 +97,7 @@ func TestWriterRecoversTornTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.SetFormat(fde); err != nil {
-		t.Fatal(err)
-	}
+	write(t, w, fde)
 	for _, g := range groups[:5] {
 		writeGroup(t, w, g)
 	}
@@ -104,8 +105,7 @@ func TestWriterRecoversTornTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	// half of transaction 6, then a crash
-	gi, _ := binlog.ParseGTIDEvent(groups[5][0], true)
-	w.Begin(groups[5][0], gi.GTID)
+	write(t, w, groups[5][0])
 	crash(w)
 	path := filepath.Join(dir, FileName(1))
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
@@ -151,7 +151,7 @@ func TestWriterRebuildsLostIndex(t *testing.T) {
 	fde, groups := fixtureGroups(t)
 	dir := t.TempDir()
 	w, _ := OpenWriter(dir, WriterOptions{})
-	w.SetFormat(fde)
+	write(t, w, fde)
 	for _, g := range groups {
 		writeGroup(t, w, g)
 	}
@@ -181,7 +181,7 @@ func TestRotationManifestAndExport(t *testing.T) {
 	fde, groups := fixtureGroups(t)
 	dir := t.TempDir()
 	w, _ := OpenWriter(dir, WriterOptions{MaxFileSize: 600})
-	w.SetFormat(fde)
+	write(t, w, fde)
 	for _, g := range groups {
 		writeGroup(t, w, g)
 	}

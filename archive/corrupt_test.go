@@ -72,16 +72,12 @@ func smallArchive(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.SetFormat(fde); err != nil {
-		t.Fatal(err)
-	}
+	write(t, w, fde)
 	for i := range 24 {
 		g := append([][]byte(nil), groups[i%len(groups)]...)
 		g[0] = withSeq(g[0], uint64(i+1))
 		if i == 5 || i == 22 {
-			if err := w.AppendSingle(incident()); err != nil {
-				t.Fatal(err)
-			}
+			write(t, w, incident())
 		}
 		writeGroup(t, w, g)
 	}
@@ -515,29 +511,18 @@ func TestCursorTailsWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if err := w.SetFormat(fde); err != nil {
-		t.Fatal(err)
-	}
+	write(t, w, fde)
 	const n = 60
 	done := make(chan error, 1)
 	go func() {
 		for i := range n {
 			g := append([][]byte(nil), groups[i%len(groups)]...)
 			g[0] = withSeq(g[0], uint64(i+1))
-			gi, _ := binlog.ParseGTIDEvent(g[0], true)
-			if err := w.Begin(g[0], gi.GTID); err != nil {
-				done <- err
-				return
-			}
-			for _, ev := range g[1 : len(g)-1] {
-				if err := w.Append(ev); err != nil {
+			for _, ev := range g {
+				if _, err := w.Write(ev); err != nil {
 					done <- err
 					return
 				}
-			}
-			if _, err := w.Commit(g[len(g)-1]); err != nil {
-				done <- err
-				return
 			}
 			if i%3 == 0 {
 				if err := w.Sync(); err != nil {

@@ -32,7 +32,7 @@ func TestGenerationsAndGap(t *testing.T) {
 	if !w.Began() {
 		t.Fatal("archive has not begun after StartGeneration")
 	}
-	w.SetFormat(fde)
+	write(t, w, fde)
 	for _, g := range groups[:3] {
 		writeGroup(t, w, g)
 	}
@@ -64,7 +64,7 @@ func TestGenerationsAndGap(t *testing.T) {
 	if m, _ := readManifest(dir); len(m.Files) != 1 || m.Files[0].Name != "binlog.000001" || m.Files[0].EndPosition.String() != "3-7-3" {
 		t.Fatalf("recovery did not seal generation 1's last file: %+v", m.Files)
 	}
-	w.SetFormat(fde)
+	write(t, w, fde)
 	for _, g := range groups[5:] {
 		writeGroup(t, w, g)
 	}
@@ -142,7 +142,7 @@ func TestMaxFileAge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.SetFormat(fde)
+	write(t, w, fde)
 	if sealed, _ := w.RotateIfDue(); sealed {
 		t.Fatal("sealed a new file")
 	}
@@ -207,7 +207,7 @@ func TestPruneStopsAtAHeldFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.SetFormat(fde)
+	write(t, w, fde)
 	for _, g := range groups {
 		writeGroup(t, w, g)
 	}

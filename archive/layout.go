@@ -1,6 +1,8 @@
 // Package archive owns the on-disk layout of a source's archive: native
 // binlog files, their transaction indexes and the manifest of sealed files.
-// It recovers the tail after a crash and writes only through
+// Writer.Write takes the stream's raw events and cuts them into whole
+// transactions; recovery cuts a file's tail with the same assembler. It
+// recovers the tail after a crash and writes only through
 // temp-file + fsync + rename + directory fsync. docs/archive-format.md
 // describes the layout byte by byte.
 package archive

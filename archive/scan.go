@@ -109,21 +109,22 @@ func scanTail(f *os.File, off int64, checksum bool) (scanResult, error) {
 
 // scanRange reads the events in [from, to) and returns the whole
 // transactions found, at most max of them (max 0: all), and the offset
-// after the last whole unit read. It rebuilds index records from the data.
+// after the last whole unit read. It rebuilds index records from the data,
+// cutting the events into transactions with the assembler that the live
+// stream's Writer uses, so that recovery agrees with what was written.
 func scanRange(f *os.File, from, to int64, checksum bool, max int) scanResult {
 	res := scanResult{end: from}
 	if from >= to {
 		return res
 	}
 	r := binlog.NewReaderAt(io.NewSectionReader(f, from, to-from), from, checksum)
-	var g binlog.Grouper
-	var cur Record
+	a := assembler{checksum: checksum}
 	for {
 		start := r.Offset()
 		ev, err := r.Next()
 		if err == io.EOF {
-			if g.InGroup() {
-				res.torn = fmt.Errorf("transaction %s at offset %d is incomplete", cur.GTID, cur.Start)
+			if a.writing() {
+				res.torn = fmt.Errorf("transaction %s at offset %d is incomplete", a.cur.GTID, a.cur.Start)
 			}
 			return res
 		}
@@ -134,28 +135,20 @@ func scanRange(f *os.File, from, to int64, checksum bool, max int) scanResult {
 			res.torn = err
 			return res
 		}
-		step, err := g.Next(ev, checksum)
+		k, err := a.next(ev, start, nil)
 		if err != nil {
 			res.torn = fmt.Errorf("offset %d: %v", start, err)
 			return res
 		}
-		switch step {
-		case binlog.Begin:
-			gi, err := binlog.ParseGTIDEvent(ev, checksum)
-			if err != nil {
-				res.torn = fmt.Errorf("offset %d: %v", start, err)
-				return res
-			}
-			cur = Record{Start: uint32(start), GTID: gi.GTID}
-		case binlog.End:
-			cur.End = uint32(r.Offset())
-			cur.Time = binlogTimestamp(ev)
-			res.records = append(res.records, cur)
+		switch k {
+		case Appended:
+		case Committed:
+			res.records = append(res.records, a.cur)
 			res.end = r.Offset()
 			if max > 0 && len(res.records) == max {
 				return res
 			}
-		case binlog.Single, binlog.Meta:
+		default: // a unit of its own
 			res.end = r.Offset()
 		}
 	}

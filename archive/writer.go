@@ -34,9 +34,10 @@ type Durable struct {
 	Offset int64
 }
 
-// Writer appends whole transactions to a source's archive. All methods are
-// safe for concurrent use. A transaction counts once Commit returned and a
-// later Sync returned; Open cuts anything after the last whole transaction.
+// Writer appends the events of a source's stream to its archive, cut into
+// whole transactions (Write). All methods are safe for concurrent use. A
+// transaction counts once Write returned Committed for it and a later Sync
+// returned; OpenWriter cuts anything after the last whole transaction.
 type Writer struct {
 	dir         string
 	log         *slog.Logger
@@ -62,25 +63,24 @@ type Writer struct {
 	recovering bool // seal synchronously
 
 	// the active file
-	num      int
-	f        *os.File
-	idx      *os.File
-	bw       *bufio.Writer
-	bin      *binlog.Writer
-	fde      []byte
-	checksum bool
-	start    understudy.Position
-	records  int64
-	first    uint32
-	created  time.Time // when understudy created the active file
+	num     int
+	f       *os.File
+	idx     *os.File
+	bw      *bufio.Writer
+	bin     *binlog.Writer
+	fde     []byte
+	start   understudy.Position
+	records int64
+	first   uint32
+	created time.Time // when understudy created the active file
 
 	// primaryCreated is the create timestamp of the primary's last
 	// format description that had one.
 	primaryCreated uint32
 
+	// asm cuts the stream into transactions: the open one is asm.cur.
+	asm        assembler
 	pendingIdx []byte
-	open       bool // a transaction is open
-	cur        Record
 	pos        understudy.Position // after the last committed transaction
 	lastTime   uint32
 	committed  int64 // end of the last committed unit in the active file
@@ -262,7 +262,7 @@ func (w *Writer) StartGeneration(start understudy.Position, reason string, gap *
 	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.open {
+	if w.asm.writing() {
 		return Generation{}, errors.New("new generation inside a transaction")
 	}
 	if w.f != nil {
@@ -383,7 +383,8 @@ func (w *Writer) openActive(n int) error {
 	if _, err := idx.Seek(int64(len(recs)*RecordSize), io.SeekStart); err != nil {
 		return err
 	}
-	w.num, w.f, w.idx, w.fde, w.checksum, w.start, w.created = n, f, idx, h.fde, h.checksum, h.start, h.created
+	w.num, w.f, w.idx, w.fde, w.start, w.created = n, f, idx, h.fde, h.start, h.created
+	w.asm = assembler{checksum: h.checksum}
 	if fd, err := binlog.ParseFormatDescription(h.fde); err == nil && fd.CreateTimestamp != 0 {
 		w.primaryCreated = fd.CreateTimestamp
 	}
@@ -429,19 +430,89 @@ func (w *Writer) Notify() <-chan struct{} {
 // Dir is the archive directory of the source.
 func (w *Writer) Dir() string { return w.dir }
 
-// SetFormat declares the source's format description event for what
-// follows. If it differs from the active file's, a new file is started.
-func (w *Writer) SetFormat(fde []byte) error {
-	if _, err := binlog.ParseFormatDescription(fde); err != nil {
-		return err
+// Result is what Write did with an event.
+type Result struct {
+	Kind Kind
+	// Record is the transaction that a Committed event completed.
+	Record Record
+	// Binlog is the primary's binlog file that a Rotate event names.
+	Binlog string
+	// Time is the timestamp in the event's header (0 in heartbeats and in
+	// the ROTATE that begins a stream).
+	Time uint32
+}
+
+// Write archives the next event of the stream and says what it did with it
+// (see Kind). The events of a transaction are appended as they come, and a
+// transaction counts once Write returned Committed for it and a later Sync
+// returned. A transaction that the archive's position already contains is
+// skipped, with a warning, never archived twice. A format description that
+// differs from the active file's starts a new file, and so does a
+// transaction that begins when the active file is due (full, or older than
+// the maximum age): a transaction is never split across files.
+func (w *Writer) Write(ev []byte) (Result, error) {
+	if len(ev) < binlog.HeaderSize {
+		return Result{}, fmt.Errorf("event of %d bytes is shorter than its header", len(ev))
 	}
+	switch ev[4] {
+	case binlog.FormatDescriptionEvent:
+		return w.setFormat(ev)
+	case binlog.GTIDEvent:
+		if err := w.rotateBeforeBegin(ev); err != nil {
+			return Result{}, err
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var off int64
+	if w.bin != nil {
+		off = w.bin.Offset()
+	}
+	k, err := w.asm.next(ev, off, &w.pos)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s event out of place in the stream: %w", binlog.TypeName(ev[4]), err)
+	}
+	r := Result{Kind: k, Time: binlogTimestamp(ev)}
+	if k.written() && w.f == nil {
+		return r, fmt.Errorf("%s event before any format description", binlog.TypeName(ev[4]))
+	}
+	switch k {
+	case Appended:
+		return r, w.bin.WriteEvent(ev)
+	case Committed:
+		if err := w.bin.WriteEvent(ev); err != nil {
+			return r, err
+		}
+		r.Record = w.asm.cur
+		w.commitLocked(r.Record)
+	case Alone:
+		w.log.Warn("event outside any transaction", "type", binlog.TypeName(ev[4]))
+		if err := w.bin.WriteEvent(ev); err != nil {
+			return r, err
+		}
+		w.committed = w.bin.Offset()
+	case Skipped:
+		if ev[4] == binlog.GTIDEvent {
+			w.log.Warn("skipping a transaction that is already archived", "gtid", w.asm.cur.GTID.String())
+		}
+	case Rotate:
+		r.Binlog = w.asm.rotateName(ev)
+	}
+	return r, nil
+}
+
+// setFormat handles the source's format description for what follows: if
+// it differs from the active file's, or the primary restarted, a new file
+// is started.
+func (w *Writer) setFormat(fde []byte) (Result, error) {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.open {
-		return errors.New("format description inside a transaction")
+	if _, err := w.asm.next(fde, 0, nil); err != nil {
+		return Result{}, err
 	}
+	r := Result{Kind: Format, Time: binlogTimestamp(fde)}
 	// A new create timestamp means the primary restarted: start a new file
 	// so that replicas of the archive learn it too.
 	fd, _ := binlog.ParseFormatDescription(fde)
@@ -450,38 +521,49 @@ func (w *Writer) SetFormat(fde []byte) error {
 		w.primaryCreated = fd.CreateTimestamp
 	}
 	if w.f != nil && binlog.SameFormat(w.fde, fde) && !restarted {
-		return nil
+		return r, nil
 	}
 	if w.f != nil {
 		if err := w.seal(); err != nil {
-			return err
+			return r, err
 		}
 	}
-	return w.create(fde)
+	return r, w.create(fde)
 }
 
-// Begin starts a transaction with its GTID event. A full active file is
-// sealed first.
-func (w *Writer) Begin(ev []byte, g understudy.GTID) error {
+// rotateBeforeBegin seals a due active file before the transaction whose
+// GTID event is ev begins (unless it is skipped).
+func (w *Writer) rotateBeforeBegin(ev []byte) error {
 	w.mu.Lock()
-	full := w.f != nil && !w.open && w.dueLocked()
-	w.mu.Unlock()
-	if full {
-		if err := w.rotate(); err != nil {
-			return err
+	due := w.f != nil && !w.asm.g.InGroup() && w.dueLocked()
+	if due {
+		if gi, err := binlog.ParseGTIDEvent(ev, w.asm.checksum); err == nil && w.pos.Contains(gi.GTID) {
+			due = false
 		}
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.f == nil {
-		return errors.New("transaction before any format description")
+	w.mu.Unlock()
+	if !due {
+		return nil
 	}
-	if w.open {
-		return fmt.Errorf("GTID %s while transaction %s is open", g, w.cur.GTID)
+	return w.rotate()
+}
+
+// commitLocked records a transaction whose last event was written.
+func (w *Writer) commitLocked(r Record) {
+	n := len(w.pendingIdx)
+	w.pendingIdx = append(w.pendingIdx, make([]byte, RecordSize)...)
+	r.put(w.pendingIdx[n:])
+	w.committed = w.bin.Offset()
+	w.pos = w.pos.With(r.GTID)
+	w.lastTime = r.Time
+	if w.first == 0 {
+		w.first = r.Time
 	}
-	w.open = true
-	w.cur = Record{Start: uint32(w.bin.Offset()), GTID: g}
-	return w.bin.WriteEvent(ev)
+	w.records++
+	select {
+	case w.commits <- struct{}{}:
+	default:
+	}
 }
 
 // activePath is the path of the active file (its *os.File may carry the
@@ -503,7 +585,7 @@ func (w *Writer) rotate() error {
 	defer w.syncMu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.f == nil || w.open || !w.dueLocked() {
+	if w.f == nil || w.asm.writing() || !w.dueLocked() {
 		return nil
 	}
 	w.log.Debug("sealing archived file", "file", FileName(w.num), "bytes", w.committed, "age", w.now().Sub(w.created).Round(time.Second).String())
@@ -518,7 +600,7 @@ func (w *Writer) rotate() error {
 // files get sealed too. It reports whether it sealed one.
 func (w *Writer) RotateIfDue() (bool, error) {
 	w.mu.Lock()
-	due := w.f != nil && !w.open && w.dueLocked()
+	due := w.f != nil && !w.asm.writing() && w.dueLocked()
 	num := w.num
 	w.mu.Unlock()
 	if !due {
@@ -532,66 +614,9 @@ func (w *Writer) RotateIfDue() (bool, error) {
 	return w.num != num, nil
 }
 
-// Append writes an event of the open transaction.
-func (w *Writer) Append(ev []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.open {
-		return errors.New("event outside a transaction")
-	}
-	return w.bin.WriteEvent(ev)
-}
-
-// Commit writes the last event of the open transaction. The transaction is
-// durable after the next Sync.
-func (w *Writer) Commit(ev []byte) (Record, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.open {
-		return Record{}, errors.New("commit outside a transaction")
-	}
-	if err := w.bin.WriteEvent(ev); err != nil {
-		return Record{}, err
-	}
-	w.open = false
-	r := w.cur
-	r.End = uint32(w.bin.Offset())
-	r.Time = binlogTimestamp(ev)
-	var b [RecordSize]byte
-	r.put(b[:])
-	w.pendingIdx = append(w.pendingIdx, b[:]...)
-	w.committed = w.bin.Offset()
-	w.pos = w.pos.With(r.GTID)
-	w.lastTime = r.Time
-	if w.first == 0 {
-		w.first = r.Time
-	}
-	w.records++
-	select {
-	case w.commits <- struct{}{}:
-	default:
-	}
-	return r, nil
-}
-
 // Commits returns a channel that receives a value after transactions are
 // committed (at most one pending value): a cue to Sync.
 func (w *Writer) Commits() <-chan struct{} { return w.commits }
-
-// AppendSingle writes an event that stands outside any transaction, such
-// as an INCIDENT event.
-func (w *Writer) AppendSingle(ev []byte) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.f == nil || w.open {
-		return errors.New("single event at the wrong place")
-	}
-	if err := w.bin.WriteEvent(ev); err != nil {
-		return err
-	}
-	w.committed = w.bin.Offset()
-	return nil
-}
 
 // Reopen forgets everything in memory and recovers the archive from disk,
 // as OpenWriter does: an open transaction is dropped, and after a failed
@@ -609,8 +634,8 @@ func (w *Writer) Reopen() error {
 	w.manifestMu.Lock()
 	w.sealErr = nil
 	w.manifestMu.Unlock()
-	w.manifest, w.num, w.bw, w.bin, w.fde, w.checksum = Manifest{}, 0, nil, nil, nil, false
-	w.start, w.records, w.first, w.pendingIdx, w.open, w.cur = understudy.Position{}, 0, 0, nil, false, Record{}
+	w.manifest, w.num, w.bw, w.bin, w.fde = Manifest{}, 0, nil, nil, nil
+	w.start, w.records, w.first, w.pendingIdx, w.asm = understudy.Position{}, 0, 0, nil, assembler{}
 	w.pos, w.lastTime, w.committed, w.sealed, w.durable = understudy.Position{}, 0, 0, 0, Durable{}
 	return w.recover()
 }
@@ -816,10 +841,8 @@ func (w *Writer) create(fde []byte) error {
 		idx.Close()
 		return &SyncError{Path: w.dir, Err: err}
 	}
-	fd, _ := binlog.ParseFormatDescription(fde)
 	w.num, w.f, w.idx, w.bw, w.bin = n, f, idx, bw, bin
 	w.fde = append([]byte(nil), fde...)
-	w.checksum = fd.ChecksumAlg == binlog.ChecksumCRC32
 	w.start, w.records, w.first, w.created = w.pos, 0, 0, created
 	w.committed = bin.Offset()
 	w.durable = w.durableLocked()
@@ -847,11 +870,11 @@ func (w *Writer) Close() error {
 	defer w.mu.Unlock()
 	var err error
 	if w.f != nil {
-		if w.open {
-			w.open = false
+		if w.asm.writing() {
 			if ferr := w.bw.Flush(); ferr == nil {
-				err = w.f.Truncate(int64(w.cur.Start))
+				err = w.f.Truncate(int64(w.asm.cur.Start))
 			}
+			w.asm = assembler{}
 		}
 		if serr := w.syncHeld(); err == nil {
 			err = serr

@@ -15,7 +15,6 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/binlog"
 	"github.com/understudy-db/understudy/replication"
 )
 
@@ -75,14 +74,17 @@ type Archiver struct {
 	lowDisk  bool
 
 	// stream state, only touched by the stream goroutine
-	grouper   binlog.Grouper
-	checksum  bool
-	skipping  bool
 	skew      time.Duration
 	caughtUp  bool
 	lastEvent uint32
 	target    understudy.Position // UntilCaughtUp: the primary's position
 	finished  bool
+	// firstEvent is when the session's first event arrived.
+	firstEvent time.Time
+
+	// the last retry logged at its level (see logRetry)
+	lastRetryErr string
+	lastRetryLog time.Time
 }
 
 var errFinished = errors.New("caught up")
@@ -229,7 +231,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 		a.mu.Lock()
 		a.kick = kick
 		a.mu.Unlock()
-		progressed, err := a.session(sctx, w)
+		progressed, streamed, err := a.session(sctx, w)
 		if sctx.Err() != nil && ctx.Err() == nil {
 			err = context.Cause(sctx) // ended by the flusher: a failed write
 		}
@@ -248,7 +250,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if progressed {
+		if progressed || streamed >= time.Second {
 			backoff = time.Second
 		}
 		if archive.DiskFull(err) {
@@ -268,23 +270,50 @@ func (a *Archiver) Run(ctx context.Context) error {
 			err = gerr
 		}
 		state := understudy.StateReconnecting
-		if permanent(err) {
+		delay := backoff
+		switch {
+		case permanent(err):
 			state = understudy.StateError
 			if a.UntilCaughtUp {
 				// A one-shot catch-up gives up: no retry fixes this.
 				a.setState(state, err)
 				return &understudy.Error{Source: a.Source.Name, Err: err}
 			}
-			a.Log.Error("archiving stopped; retrying", "err", err, "retry_in", backoff)
-		} else {
-			a.Log.Warn("stream ended; reconnecting", "err", err, "retry_in", backoff)
+			backoff = min(2*backoff, a.MaxBackoff)
+		case streamed >= time.Second:
+			// A stream that was up broke: reconnect at once.
+			delay = 0
+		case errors.Is(err, replication.ErrTimeout):
+			// No answer (a dead network): the try already waited
+			// replication.ConnectTimeout, so try again after a second,
+			// without backing off, to stream again within seconds of the
+			// network's return.
+			delay = min(time.Second, a.MaxBackoff)
+		default:
+			backoff = min(2*backoff, a.MaxBackoff)
 		}
+		a.logRetry(state, err, delay)
 		a.setState(state, err)
-		if !sleep(ctx, backoff) {
+		if !sleep(ctx, delay) {
 			return nil
 		}
-		backoff = min(2*backoff, a.MaxBackoff)
 	}
+}
+
+// logRetry logs why a session ended. The same error again within a minute
+// is logged at debug level only: a dead network is tried every few seconds.
+func (a *Archiver) logRetry(state understudy.State, err error, delay time.Duration) {
+	msg, lvl := "stream ended; reconnecting", slog.LevelWarn
+	if state == understudy.StateError {
+		msg, lvl = "archiving stopped; retrying", slog.LevelError
+	}
+	now := time.Now()
+	if err.Error() == a.lastRetryErr && now.Sub(a.lastRetryLog) < time.Minute {
+		lvl = slog.LevelDebug
+	} else {
+		a.lastRetryErr, a.lastRetryLog = err.Error(), now
+	}
+	a.Log.Log(context.Background(), lvl, msg, "err", err, "retry_in", delay)
 }
 
 // fsyncFailure returns the failed fsync among the causes of a session's
@@ -483,11 +512,12 @@ func permanent(err error) bool {
 }
 
 // session checks the primary and streams until an error. progressed says
-// whether any transaction was archived.
-func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed bool, err error) {
+// whether any transaction was archived, streamed for how long the stream
+// was up (from its first event; 0 if none came).
+func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed bool, streamed time.Duration, err error) {
 	info, warnings, err := replication.Check(ctx, a.Source)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	for _, msg := range warnings {
 		a.Log.Warn(msg)
@@ -498,7 +528,7 @@ func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed b
 	a.mu.Unlock()
 	if !w.Began() {
 		if err := a.begin(ctx, w, info); err != nil {
-			return false, err
+			return false, 0, err
 		}
 	}
 	start := w.Position()
@@ -506,103 +536,68 @@ func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed b
 		a.target = info.BinlogPos
 		if start.ContainsPosition(a.target) {
 			a.finished = true
-			return false, nil
+			return false, 0, nil
 		}
 	}
 	a.Log.Info("streaming", "primary", a.Source.Addr(), "version", info.Version, "from", start.String(), "primary_position", info.BinlogPos.String())
-	a.grouper.Reset()
-	a.skipping, a.checksum, a.caughtUp = false, false, false
+	a.caughtUp = false
+	a.firstEvent = time.Time{}
 	a.setState(understudy.StateStreaming, nil)
 	before := w.Durable().Position
 	err = replication.Stream(ctx, a.Source, start, a.Log, replication.HandlerFunc(func(ev []byte) error {
 		return a.handle(w, ev)
 	}))
 	progressed = !w.Durable().Position.Equal(before) || !w.Position().Equal(start)
+	if !a.firstEvent.IsZero() {
+		streamed = time.Since(a.firstEvent)
+	}
 	if err == nil && ctx.Err() == nil {
 		err = errors.New("stream closed")
 	}
-	return progressed, err
+	return progressed, streamed, err
 }
 
-// handle routes one event of the stream into the archive.
+// handle passes one event of the stream to the archive, and counts and
+// acts on what the archive did with it.
 func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
-	step, err := a.grouper.Next(ev, a.checksum)
-	if err != nil {
-		return fmt.Errorf("stream out of order: %w", err)
+	if a.firstEvent.IsZero() {
+		a.firstEvent = time.Now()
 	}
-	typ := ev[4]
-	if typ != binlog.HeartbeatEvent {
+	r, err := w.Write(ev)
+	if r.Kind != archive.Heartbeat {
 		a.mu.Lock()
 		a.caughtUp = false
-		if ts := binlogTimestamp(ev); ts != 0 {
-			a.lastEvent = ts
+		if r.Time != 0 {
+			a.lastEvent = r.Time
 		}
 		a.mu.Unlock()
 	}
-	switch step {
-	case binlog.Meta:
-		switch typ {
-		case binlog.FormatDescriptionEvent:
-			fd, err := binlog.ParseFormatDescription(ev)
-			if err != nil {
-				return err
-			}
-			if fd.ChecksumAlg == binlog.ChecksumCRC32 {
-				if err := binlog.VerifyChecksum(ev); err != nil {
-					return fmt.Errorf("format description: %w", err)
-				}
-			}
-			a.checksum = fd.ChecksumAlg == binlog.ChecksumCRC32
-			return w.SetFormat(ev)
-		case binlog.HeartbeatEvent:
+	if err != nil {
+		return err
+	}
+	switch r.Kind {
+	case archive.Heartbeat:
+		a.mu.Lock()
+		a.caughtUp = true
+		a.mu.Unlock()
+		// An idle primary after a full disk: nothing new to write
+		// proves the room, so the filesystem is asked.
+		if a.diskFullNow() && freeBytes(a.Dir) >= 1<<20 {
+			a.noteDiskBack()
+		}
+		// An idle primary: seal an old active file (max_file_age).
+		if sealed, err := w.RotateIfDue(); err != nil {
+			return err
+		} else if sealed {
+			a.Log.Debug("sealed an idle archived file", "max_file_age", a.MaxFileAge)
+		}
+	case archive.Rotate:
+		if r.Binlog != "" {
 			a.mu.Lock()
-			a.caughtUp = true
+			a.status.PrimaryBinlog = r.Binlog
 			a.mu.Unlock()
-			// An idle primary after a full disk: nothing new to write
-			// proves the room, so the filesystem is asked.
-			if a.diskFullNow() && freeBytes(a.Dir) >= 1<<20 {
-				a.noteDiskBack()
-			}
-			// An idle primary: seal an old active file (max_file_age).
-			if sealed, err := w.RotateIfDue(); err != nil {
-				return err
-			} else if sealed {
-				a.Log.Debug("sealed an idle archived file", "max_file_age", a.MaxFileAge)
-			}
-		case binlog.RotateEvent:
-			name, _, err := binlog.ParseRotate(ev, a.checksum && ev[17]&binlog.FlagArtificial == 0)
-			if err == nil {
-				a.mu.Lock()
-				a.status.PrimaryBinlog = name
-				a.mu.Unlock()
-			}
 		}
-		return nil
-	case binlog.Begin:
-		gi, err := binlog.ParseGTIDEvent(ev, a.checksum)
-		if err != nil {
-			return err
-		}
-		if w.Position().Contains(gi.GTID) {
-			a.Log.Warn("skipping a transaction that is already archived", "gtid", gi.GTID.String())
-			a.skipping = true
-			return nil
-		}
-		return w.Begin(ev, gi.GTID)
-	case binlog.Inside:
-		if a.skipping {
-			return nil
-		}
-		return w.Append(ev)
-	case binlog.End:
-		if a.skipping {
-			a.skipping = false
-			return nil
-		}
-		rec, err := w.Commit(ev)
-		if err != nil {
-			return err
-		}
+	case archive.Committed:
 		if a.Metrics != nil {
 			a.Metrics.Transactions.WithLabelValues(a.Source.Name).Inc()
 		}
@@ -610,7 +605,7 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 		a.status.Transactions++
 		a.mu.Unlock()
 		if a.OnCommit != nil {
-			a.OnCommit(rec)
+			a.OnCommit(r.Record)
 		}
 		if a.UntilCaughtUp && w.Position().ContainsPosition(a.target) {
 			if err := a.sync(w); err != nil {
@@ -623,10 +618,6 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 		if a.Source.SemiSync {
 			return a.sync(w)
 		}
-		return nil
-	case binlog.Single:
-		a.Log.Warn("event outside any transaction", "type", binlog.TypeName(typ))
-		return w.AppendSingle(ev)
 	}
 	return nil
 }
@@ -710,10 +701,6 @@ func (a *Archiver) flusher(ctx context.Context, w *archive.Writer, fail context.
 			}
 		}
 	}
-}
-
-func binlogTimestamp(ev []byte) uint32 {
-	return uint32(ev[0]) | uint32(ev[1])<<8 | uint32(ev[2])<<16 | uint32(ev[3])<<24
 }
 
 // endSession ends the current streaming session with cause.

@@ -19,6 +19,7 @@ func TestPermanent(t *testing.T) {
 	}{
 		{"refused, with a hint", &understudy.Error{Op: "connect", Err: errors.New("connection refused"), Hint: "is MariaDB running?"}, false},
 		{"stream silence", &understudy.Error{Op: "stream", Err: errors.New("no event or heartbeat for 3s")}, false},
+		{"no answer", &understudy.Error{Op: "connect", Err: fmt.Errorf("timed out: %w", replication.ErrTimeout)}, false},
 		{"plain", errors.New("EOF"), false},
 		{"access denied, no hint", &understudy.Error{Op: "connect", Err: fmt.Errorf("x: %w", replication.ErrAccessDenied)}, true},
 		{"privilege", fmt.Errorf("wrapped: %w", &understudy.Error{Err: replication.ErrPrivilege, Hint: "GRANT"}), true},

@@ -255,3 +255,51 @@ func TestReplaceQuery(t *testing.T) {
 		t.Fatal("a longer statement was accepted")
 	}
 }
+
+// queryEvent builds a QUERY event with a CRC32 for statement sql in db.
+func queryEvent(db, sql string) []byte {
+	body := make([]byte, 13, 13+len(db)+1+len(sql))
+	body[8] = byte(len(db))
+	body = append(append(append(body, db...), 0), sql...)
+	return NewEvent(Header{Timestamp: 1795363200, Type: QueryEvent, ServerID: 7}, body, true)
+}
+
+// TestGroupEnd: the statements that end a (non-standalone) group, read
+// without allocating.
+func TestGroupEnd(t *testing.T) {
+	gtid := NewEvent(Header{Type: GTIDEvent, ServerID: 7}, make([]byte, 19), true) // flags 0: not standalone
+	for _, tc := range []struct {
+		sql string
+		end bool
+	}{
+		{"COMMIT", true},
+		{"ROLLBACK", true},
+		{"XA COMMIT X'31',X'',1", true},
+		{"xa rollback X'31',X'',1", true},
+		{"XA END X'31',X'',1", false},
+		{"XA COMMI", false},
+		{"COMMIT ", false},
+		{"INSERT INTO t VALUES (1)", false},
+	} {
+		var g Grouper
+		if step, err := g.Next(gtid, true); err != nil || step != Begin {
+			t.Fatalf("GTID event: %v, %v", step, err)
+		}
+		q := queryEvent("app", tc.sql)
+		step, err := g.Next(q, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := step == End; got != tc.end {
+			t.Errorf("%q ends the group: %v, want %v", tc.sql, got, tc.end)
+		}
+	}
+	q := queryEvent("app", "COMMIT")
+	if n := testing.AllocsPerRun(100, func() {
+		var g Grouper
+		g.Next(gtid, true)
+		g.Next(q, true)
+	}); n != 0 {
+		t.Fatalf("grouping a transaction allocates %v times", n)
+	}
+}

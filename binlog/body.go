@@ -157,18 +157,28 @@ type Query struct {
 
 // ParseQuery decodes a QUERY event.
 func ParseQuery(ev []byte, checksum bool) (Query, error) {
+	db, sql, err := queryText(ev, checksum)
+	if err != nil {
+		return Query{}, err
+	}
+	return Query{Database: string(db), SQL: string(sql)}, nil
+}
+
+// queryText returns the database and the statement of a QUERY event, as
+// slices of ev.
+func queryText(ev []byte, checksum bool) (db, sql []byte, err error) {
 	b := Body(ev, checksum)
 	const post = 13
 	if len(b) < post {
-		return Query{}, fmt.Errorf("query event too short")
+		return nil, nil, fmt.Errorf("query event too short")
 	}
 	dbLen := int(b[8])
 	statusLen := int(binary.LittleEndian.Uint16(b[11:]))
 	start := post + statusLen
 	if len(b) < start+dbLen+1 {
-		return Query{}, fmt.Errorf("query event: lengths exceed the event")
+		return nil, nil, fmt.Errorf("query event: lengths exceed the event")
 	}
-	return Query{Database: string(b[start : start+dbLen]), SQL: string(b[start+dbLen+1:])}, nil
+	return b[start : start+dbLen], b[start+dbLen+1:], nil
 }
 
 // ParseRotate decodes a ROTATE event: the next file's name and position.

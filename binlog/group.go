@@ -2,7 +2,6 @@ package binlog
 
 import (
 	"fmt"
-	"strings"
 )
 
 // Step says where an event stands with respect to transaction groups.
@@ -79,11 +78,11 @@ func (g *Grouper) Next(ev []byte, checksum bool) (Step, error) {
 		g.in = false
 		return End, nil
 	case QueryEvent:
-		q, err := ParseQuery(ev, checksum)
+		_, sql, err := queryText(ev, checksum)
 		if err != nil {
 			return 0, err
 		}
-		if isGroupEnd(q.SQL) {
+		if isGroupEnd(sql) {
 			g.in = false
 			return End, nil
 		}
@@ -91,14 +90,31 @@ func (g *Grouper) Next(ev []byte, checksum bool) (Step, error) {
 	return Inside, nil
 }
 
-func isGroupEnd(sql string) bool {
-	switch sql {
+// isGroupEnd reports whether a statement ends a group: COMMIT, ROLLBACK,
+// or one that starts with XA COMMIT or XA ROLLBACK (in any case). It does
+// not allocate: it runs for every QUERY event of the stream.
+func isGroupEnd(sql []byte) bool {
+	switch string(sql) {
 	case "COMMIT", "ROLLBACK":
 		return true
 	}
-	if len(sql) > 16 {
-		sql = sql[:16]
+	return hasPrefixFold(sql, "XA COMMIT") || hasPrefixFold(sql, "XA ROLLBACK")
+}
+
+// hasPrefixFold reports whether b starts with the upper-case ASCII prefix,
+// ignoring the case of ASCII letters.
+func hasPrefixFold(b []byte, prefix string) bool {
+	if len(b) < len(prefix) {
+		return false
 	}
-	u := strings.ToUpper(sql)
-	return strings.HasPrefix(u, "XA COMMIT") || strings.HasPrefix(u, "XA ROLLBACK")
+	for i := 0; i < len(prefix); i++ {
+		c := b[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -39,14 +39,23 @@ func Check(ctx context.Context, src understudy.Source) (Primary, []string, error
 		return Primary{}, nil, err
 	}
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	// The connect and login get ConnectTimeout: a primary behind a dead
+	// network is reported within it, and retried.
+	cctx, cancel := context.WithTimeout(ctx, ConnectTimeout)
+	conn, err := db.Conn(cctx)
+	cancel()
+	if err != nil {
+		return Primary{}, nil, sqlError(src, err)
+	}
+	defer conn.Close()
+	ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var p Primary
 	var logBin int
 	var gtidPos string
 	var now int64
 	before := time.Now()
-	err = db.QueryRowContext(ctx, `SELECT @@version, @@server_id, @@gtid_domain_id, @@log_bin, @@binlog_format, @@global.gtid_binlog_pos, @@binlog_checksum, UNIX_TIMESTAMP()`).
+	err = conn.QueryRowContext(ctx, `SELECT @@version, @@server_id, @@gtid_domain_id, @@log_bin, @@binlog_format, @@global.gtid_binlog_pos, @@binlog_checksum, UNIX_TIMESTAMP()`).
 		Scan(&p.Version, &p.ServerID, &p.DomainID, &logBin, &p.BinlogFormat, &gtidPos, &p.BinlogChecksum, &now)
 	if err != nil {
 		return p, nil, sqlError(src, err)
@@ -61,7 +70,7 @@ func Check(ctx context.Context, src understudy.Source) (Primary, []string, error
 	if p.BinlogPos, err = understudy.ParsePosition(gtidPos); err != nil {
 		return p, nil, err
 	}
-	if err := checkGrants(ctx, db, src); err != nil {
+	if err := checkGrants(ctx, conn, src); err != nil {
 		return p, nil, err
 	}
 	var warnings []string
@@ -69,7 +78,7 @@ func Check(ctx context.Context, src understudy.Source) (Primary, []string, error
 		warnings = append(warnings, fmt.Sprintf("binlog_format is %s on %s, not ROW: statement-based events replay correctly only when the statements are deterministic", p.BinlogFormat, src.Addr()))
 	}
 	var name, val string
-	if err := db.QueryRowContext(ctx, `SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_master_enabled'`).Scan(&name, &val); err == nil {
+	if err := conn.QueryRowContext(ctx, `SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_master_enabled'`).Scan(&name, &val); err == nil {
 		p.SemiSync = strings.EqualFold(val, "ON")
 	}
 	if src.SemiSync && !p.SemiSync {
@@ -79,7 +88,7 @@ func Check(ctx context.Context, src understudy.Source) (Primary, []string, error
 }
 
 // checkGrants looks for REPLICATION SLAVE (or ALL PRIVILEGES) on *.*.
-func checkGrants(ctx context.Context, db *sql.DB, src understudy.Source) error {
+func checkGrants(ctx context.Context, db *sql.Conn, src understudy.Source) error {
 	rows, err := db.QueryContext(ctx, "SHOW GRANTS")
 	if err != nil {
 		return sqlError(src, err)

@@ -35,6 +35,13 @@ var (
 	ErrServerID = errors.New("server_id clash")
 )
 
+// ErrTimeout marks a primary that did not answer in time: a connect, a
+// login or a query that got no answer within ConnectTimeout, or a stream
+// silent for DeadAfter(heartbeat). The network drops packets (or the
+// primary hangs); a retry a second later costs little, and is the one
+// that succeeds once the network is back.
+var ErrTimeout = errors.New("no answer from the primary")
+
 // causeError is an error whose text is err's and whose cause, for
 // errors.Is, is cause.
 type causeError struct {
@@ -90,7 +97,7 @@ func connectError(src understudy.Source, err error) error {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return &understudy.Error{Op: "connect to " + src.Addr(), Err: errors.New("connection refused"), Hint: "is MariaDB running and listening on that address?"}
 	case errors.As(err, &ne) && ne.Timeout():
-		return &understudy.Error{Op: "connect to " + src.Addr(), Err: errors.New("timed out"), Hint: "host unreachable or a firewall drops the connection"}
+		return &understudy.Error{Op: "connect to " + src.Addr(), Err: withCause(fmt.Errorf("timed out: no answer within %s", ConnectTimeout), ErrTimeout), Hint: "host unreachable, or the network drops packets; retrying"}
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +39,12 @@ func (f HandlerFunc) HandleEvent(ev []byte) error { return f(ev) }
 // passes each event to h until ctx ends (it then returns nil) or an error
 // occurs. It never retries by itself: the caller resumes from its own
 // durable position.
+//
+// A network that drops packets without a reset is noticed quickly: the
+// connection and its handshake are bounded by ConnectTimeout, the wait for
+// the first event by DumpTimeout (and TCP keepalives), and the stream by
+// the heartbeat: no byte for DeadAfter(heartbeat) means a dead stream.
+// These errors carry ErrTimeout.
 func Stream(ctx context.Context, src understudy.Source, start understudy.Position, log *slog.Logger, h Handler) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -49,55 +57,82 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 	if err != nil {
 		return fmt.Errorf("GTID position %q: %w", start, err)
 	}
-	// Every connection go-mysql dials gets a read deadline until the
-	// stream starts, so that neither the handshake nor the KILL go-mysql
-	// sends on close can hang on a primary that went silent. The first
-	// connection is the dump connection.
+	// The first connection go-mysql dials is the dump connection. Later
+	// ones are for the KILL it sends on close: once the network is known
+	// to be dead, they fail at once rather than time out too.
 	var dumpConn atomic.Pointer[watchConn]
+	var dead, timedOut atomic.Bool
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
+		if dead.Load() {
+			return nil, errDeadNetwork
+		}
+		c, err := dialer.DialContext(ctx, network, addr)
 		if err != nil {
+			if isTimeout(err) {
+				timedOut.Store(true)
+			}
 			return nil, err
 		}
-		wc := &watchConn{Conn: c, timeout: handshakeTimeout}
+		wc := &watchConn{Conn: c, timeout: ConnectTimeout, timedOut: &timedOut}
 		dumpConn.CompareAndSwap(nil, wc)
 		return wc, nil
 	}
 	hd := handler{h: h, started: func() {
 		if dc := dumpConn.Load(); dc != nil {
-			dc.streaming()
+			dc.setMode(modeStreaming)
 		}
 	}}
 	syncer := newSyncer(src, hb, dial, log, &hd)
-	defer syncer.Close()
+	closeSyncer := func() {
+		if timedOut.Load() {
+			dead.Store(true)
+		}
+		syncer.Close()
+	}
 	streamer, err := syncer.StartSyncGTID(gset)
 	if err != nil {
+		timeout := timedOut.Load()
+		closeSyncer()
+		if timeout && ctx.Err() == nil {
+			return timeoutError(src, "connect to", fmt.Sprintf("no answer within %s", ConnectTimeout), err)
+		}
 		return classify(src, err)
 	}
-	// The primary sends a heartbeat every hb when idle: silence for much
-	// longer means a dead connection that TCP has not noticed.
-	silence := 3*hb + 5*time.Second
+	// The dump request is sent: the primary now reads its binlog up to the
+	// position, without a heartbeat, before it sends the first event.
+	if dc := dumpConn.Load(); dc != nil {
+		dc.setMode(modeDumping)
+	}
+	silence := DeadAfter(hb)
 	var silent atomic.Bool
 	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
 	go func() {
-		t := time.NewTicker(hb)
+		// The primary sends a heartbeat every hb when idle. A connection
+		// that waits for bytes and gets none for silence is dead, even if
+		// TCP has not noticed. Time spent in the handler (an fsync, a
+		// sealed file) is not silence: no read waits then.
+		t := time.NewTicker(silence / 8)
 		defer t.Stop()
-		last, since := hd.events.Load(), time.Now()
+		var last uint64
+		since := time.Now()
 		for {
 			select {
 			case <-wctx.Done():
 				return
 			case now := <-t.C:
-				if n := hd.events.Load(); n != last {
+				dc := dumpConn.Load()
+				if dc == nil || dc.mode.Load() != modeStreaming {
+					since = now
+					continue
+				}
+				if n := dc.io.Load(); n != last || n%2 == 0 {
 					last, since = n, now
-				} else if now.Sub(since) > silence {
-					// Closing the socket fails the blocked read at once.
+				} else if now.Sub(since) >= silence {
+					// A deadline in the past fails the blocked read at
+					// once (and leaves go-mysql a socket to close).
 					silent.Store(true)
-					if dc := dumpConn.Load(); dc != nil {
-						dc.Conn.Close()
-					}
+					timedOut.Store(true)
+					dc.Conn.SetReadDeadline(time.Now())
 					return
 				}
 			}
@@ -106,18 +141,65 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 	// With a synchronous handler the streamer only ever yields the error
 	// that ended the stream.
 	_, err = streamer.GetEvent(ctx)
-	if ctx.Err() != nil {
+	stopWatch()
+	timeout := timedOut.Load()
+	closeSyncer()
+	switch {
+	case ctx.Err() != nil:
 		return nil
-	}
-	if silent.Load() {
-		return &understudy.Error{Op: "stream from " + src.Addr(), Err: fmt.Errorf("no event or heartbeat for %s", silence), Hint: ""}
+	case silent.Load():
+		return timeoutError(src, "stream from", fmt.Sprintf("no event or heartbeat for %s", silence), nil)
+	case timeout:
+		// No first event within DumpTimeout, or TCP gave up.
+		return timeoutError(src, "stream from", "no answer", err)
 	}
 	return classify(src, err)
 }
 
+// DeadAfter is how long a stream with heartbeat period hb may stay silent
+// before it is taken for dead: two heartbeats, and at least a second.
+func DeadAfter(hb time.Duration) time.Duration {
+	return max(2*hb, time.Second)
+}
+
+// ConnectTimeout bounds each step of reaching a primary: the TCP connect,
+// and each answer during the login and the queries that precede the dump
+// (Check's connection included). A live primary answers within
+// milliseconds; one that does not answer for this long sits behind a
+// network that drops packets, and the caller tries again soon, rather
+// than wait on a connection that may never answer.
+const ConnectTimeout = 2 * time.Second
+
+// DumpTimeout bounds the wait for the first event after the dump request.
+// The primary first reads its binlog file from the start up to the
+// position, without sending anything (not even a heartbeat), which takes
+// seconds for a large file. Meanwhile TCP keepalives notice a dead network.
+const DumpTimeout = 60 * time.Second
+
+// dialer dials the dump connection: keepalives begin after ConnectTimeout
+// of quiet and give up after 5 unanswered probes a second apart. They only
+// matter while no heartbeat is due (before the first event); the heartbeat
+// watchdog is quicker after it.
+var dialer = net.Dialer{Timeout: ConnectTimeout, KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: ConnectTimeout, Interval: time.Second, Count: 5}}
+
+var errDeadNetwork = errors.New("the network to the primary is dead (no answer); not connecting again to end the old session")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// timeoutError is the error of a primary that did not answer in time.
+func timeoutError(src understudy.Source, op, what string, err error) error {
+	e := fmt.Errorf("timed out: %s", what)
+	if err != nil {
+		e = fmt.Errorf("timed out: %s (%v)", what, err)
+	}
+	return &understudy.Error{Op: op + " " + src.Addr(), Err: withCause(e, ErrTimeout), Hint: "host unreachable, or the network drops packets; retrying"}
+}
+
 type handler struct {
 	h       Handler
-	events  atomic.Uint64
 	started func()
 	once    bool
 }
@@ -127,32 +209,70 @@ func (h *handler) HandleEvent(e *gmrepl.BinlogEvent) error {
 		h.once = true
 		h.started()
 	}
-	h.events.Add(1)
 	return h.h.HandleEvent(e.RawData)
 }
 
-// handshakeTimeout bounds each read of a connection before its stream
-// starts.
+// handshakeTimeout bounds each read of OldestPosition's connection.
 const handshakeTimeout = 10 * time.Second
 
-// watchConn sets a read deadline before every read until streaming is
-// called; a streaming connection is watched by heartbeats instead, which
-// costs nothing per event.
+// Modes of a watchConn, in the order a dump connection goes through them.
+const (
+	modeHandshake int32 = iota // a deadline before every read
+	modeDumping                // one deadline, DumpTimeout after the dump request
+	modeStreaming              // no deadline: the heartbeat watchdog watches
+)
+
+// watchConn bounds the reads of a connection until it streams: each read
+// gets timeout during the handshake, and the first event DumpTimeout. A
+// streaming connection is watched by the heartbeat watchdog instead, which
+// costs nothing per event: io counts the entries into and exits from Read
+// and Write, so that it is odd while the connection waits on the network.
 type watchConn struct {
 	net.Conn
-	timeout time.Duration
-	stream  atomic.Bool
+	timeout  time.Duration
+	timedOut *atomic.Bool // set when a deadline ended a read
+	io       atomic.Uint64
+	mode     atomic.Int32
+	mu       sync.Mutex // orders mode changes with the deadlines they set
 }
 
 func (c *watchConn) Read(b []byte) (int, error) {
-	if !c.stream.Load() {
-		c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	if c.mode.Load() == modeHandshake {
+		c.mu.Lock()
+		if c.mode.Load() == modeHandshake {
+			c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+		}
+		c.mu.Unlock()
 	}
-	return c.Conn.Read(b)
+	c.io.Add(1)
+	n, err := c.Conn.Read(b)
+	c.io.Add(1)
+	if err != nil && c.timedOut != nil && isTimeout(err) {
+		c.timedOut.Store(true)
+	}
+	return n, err
 }
 
-func (c *watchConn) streaming() {
-	if c.stream.CompareAndSwap(false, true) {
+func (c *watchConn) Write(b []byte) (int, error) {
+	c.io.Add(1)
+	n, err := c.Conn.Write(b)
+	c.io.Add(1)
+	return n, err
+}
+
+// setMode moves the connection on to mode m (never back) and sets the
+// deadline that goes with it.
+func (c *watchConn) setMode(m int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mode.Load() >= m {
+		return
+	}
+	c.mode.Store(m)
+	switch m {
+	case modeDumping:
+		c.Conn.SetReadDeadline(time.Now().Add(DumpTimeout))
+	case modeStreaming:
 		c.Conn.SetReadDeadline(time.Time{})
 	}
 }
@@ -180,9 +300,10 @@ func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 // Handle drops go-mysql's report of killing its previous connection, which
-// is routine when a stream closes and not an error of understudy's.
+// is routine when a stream closes and not an error of understudy's, and its
+// report of the read that ended a stream, whose error Stream returns.
 func (h warnOnly) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "kill connection" || r.Message == "retry sync is disabled" {
+	if r.Message == "kill connection" || r.Message == "retry sync is disabled" || strings.HasSuffix(r.Message, "connection was bad") {
 		return nil
 	}
 	return h.Handler.Handle(ctx, r)
