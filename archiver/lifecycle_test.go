@@ -35,36 +35,6 @@ func write(t *testing.T, p *mariadbtest.Server, n int) {
 	}
 }
 
-// purgeAllButCurrent flushes and purges every binlog but the newest,
-// retrying while a dump thread still reads an old one.
-func purgeAllButCurrent(t *testing.T, p *mariadbtest.Server) {
-	t.Helper()
-	p.Exec(t, "FLUSH BINARY LOGS")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var files []string
-		rows, err := p.DB(t).Query("SHOW BINARY LOGS")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var name string
-			var size any
-			rows.Scan(&name, &size)
-			files = append(files, name)
-		}
-		rows.Close()
-		if len(files) == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("could not purge binlogs: %v", files)
-		}
-		p.Exec(t, "PURGE BINARY LOGS TO '"+files[len(files)-1]+"'")
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // archived lists the archive's GTIDs per generation.
 func archived(t *testing.T, dir string) map[int][]understudy.GTID {
 	t.Helper()
@@ -179,7 +149,7 @@ func TestAdoptPurgedPrimary(t *testing.T) {
 	}
 	write(t, p, 5)
 	before := p.GTIDBinlogPos(t)
-	purgeAllButCurrent(t, p)
+	p.PurgeBinlogs(t)
 	write(t, p, 7)
 
 	dir := t.TempDir()
@@ -250,7 +220,7 @@ func TestGapStartsANewGeneration(t *testing.T) {
 	gen1 := archived(t, dir)[1]
 
 	write(t, p, 6) // never archived
-	purgeAllButCurrent(t, p)
+	p.PurgeBinlogs(t)
 	oldest := p.GTIDBinlogPos(t)
 	write(t, p, 4)
 

@@ -360,24 +360,8 @@ func TestProvisionViaPrimary(t *testing.T) {
 	sameData(t, one.primary, target, "alpha")
 
 	// The primary purges the binlogs after the snapshot.
-	one.primary.Exec(t, "FLUSH BINARY LOGS")
 	one.waitArchived(t)
-	eventually(t, "the primary to purge its old binlogs", 20*time.Second, func() bool {
-		var logs []string
-		rows, err := one.primary.DB(t).Query("SHOW BINARY LOGS")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for rows.Next() {
-			var name string
-			var size int64
-			rows.Scan(&name, &size)
-			logs = append(logs, name)
-		}
-		rows.Close()
-		one.primary.Exec(t, "PURGE BINARY LOGS TO '"+logs[len(logs)-1]+"'")
-		return len(logs) == 1
-	})
+	one.primary.PurgeBinlogs(t)
 	late := startTarget(t)
 	_, err = Provision(ctx, viaPrimary(provisionOpts(t, late, t.TempDir(), one)))
 	if err == nil || !strings.Contains(err.Error(), "source one: replication on") || !strings.Contains(err.Error(), "1236") || !strings.Contains(err.Error(), "--via archive") || strings.Contains(err.Error(), "\n") {

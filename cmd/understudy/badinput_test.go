@@ -135,7 +135,7 @@ func TestPurgedBinlog(t *testing.T) {
 	stop()
 	archivedBefore := archivedGTIDs(t, filepath.Join(dir, "archive", "db"))
 	p.Exec(t, "INSERT INTO app.t VALUES (1)")
-	purgeBinlogs(t, p)
+	p.PurgeBinlogs(t)
 	p.Exec(t, "INSERT INTO app.t VALUES (2)")
 	src := testSrc(p, replUser, replPassword, 9600)
 	st := runUntilError(t, src, filepath.Join(dir, "archive", "db"), "needed binlog purged on the primary", func(a *archiver.Archiver) { a.GapMode = archiver.GapStop })
@@ -145,23 +145,4 @@ func TestPurgedBinlog(t *testing.T) {
 	if got := archivedGTIDs(t, filepath.Join(dir, "archive", "db")); len(got) != len(archivedBefore) {
 		t.Fatalf("archive grew from %d to %d transactions across a purged gap", len(archivedBefore), len(got))
 	}
-}
-
-func binaryLogs(t *testing.T, p *mariadbtest.Server) []string {
-	t.Helper()
-	rows, err := p.DB(t).Query("SHOW BINARY LOGS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var name string
-		var size any
-		if err := rows.Scan(&name, &size); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, name)
-	}
-	return out
 }

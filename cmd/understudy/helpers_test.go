@@ -398,22 +398,3 @@ func checksumsEqual(t *testing.T, want, got map[string]string, what string) {
 		t.Fatalf("%s: %d tables, want %d", what, len(got), len(want))
 	}
 }
-
-// purgeBinlogs purges every binlog of the primary but the current one,
-// retrying while a dump thread still holds an old file.
-func purgeBinlogs(t *testing.T, p *mariadbtest.Server) {
-	t.Helper()
-	p.Exec(t, "FLUSH BINARY LOGS")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		logs := binaryLogs(t, p)
-		if len(logs) == 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("could not purge binlogs: %v", logs)
-		}
-		p.Exec(t, "PURGE BINARY LOGS TO '"+logs[len(logs)-1]+"'")
-		time.Sleep(200 * time.Millisecond)
-	}
-}

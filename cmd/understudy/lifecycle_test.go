@@ -83,7 +83,7 @@ func TestAdoptPurgedPrimary(t *testing.T) {
 		p.Exec(t, "FLUSH BINARY LOGS")
 	}
 	insertRows(t, p, 10)
-	purgeBinlogs(t, p)
+	p.PurgeBinlogs(t)
 	oldest := p.GTIDBinlogPos(t)
 	insertRows(t, p, 15)
 
@@ -146,7 +146,7 @@ func TestGapGeneration(t *testing.T) {
 	insertRows(t, p, 10) // purged before understudy sees them
 	inGap := p.GTIDBinlogPos(t)
 	insertRows(t, p, 5)
-	purgeBinlogs(t, p)
+	p.PurgeBinlogs(t)
 	insertRows(t, p, 10)
 
 	stop = startRun(t, cfg)
@@ -340,7 +340,7 @@ func TestReplicaStopsAtAGap(t *testing.T) {
 	stop()
 
 	insertRows(t, p, 10) // purged before understudy sees them
-	purgeBinlogs(t, p)
+	p.PurgeBinlogs(t)
 	insertRows(t, p, 10)
 	startRun(t, cfg)
 	deadline := time.Now().Add(60 * time.Second)

@@ -59,7 +59,7 @@ func TestReplicaCommands(t *testing.T) {
 	p1.Exec(t, "INSERT INTO shop.t (id, v) VALUES (1000, 'after')")
 	p2.Exec(t, "DELETE FROM crm.c WHERE id % 5 = 0")
 	waitArchived(t, filepath.Join(dir, "archive", "one"), p1, 30*time.Second)
-	purgeBinlogs(t, p1)
+	p1.PurgeBinlogs(t)
 
 	target := mariadbtest.Start(t, mariadbtest.Options{Stock: true, ServerID: 700, DomainID: 70,
 		Args: []string{"--log-slave-updates", "--gtid-strict-mode=1", "--read-only=1"}})

@@ -48,7 +48,7 @@ func TestServeAfterPurge(t *testing.T) {
 	workload(ctx, t, p, "app", 3)
 	cancel()
 	waitArchived(t, filepath.Join(dir, "archive", "db"), p, 30*time.Second)
-	purgeBinlogs(t, p)
+	p.PurgeBinlogs(t)
 	r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 50})
 	startReplicaOf(t, r, "u", addr, "")
 	waitReplica(t, r, "u", p.GTIDBinlogPos(t), 60*time.Second)
