@@ -37,7 +37,7 @@ func blackhole(t *testing.T, hb time.Duration) {
 	link := p.Proxy(t)
 	src := understudy.Source{Name: "db", Host: link.Host, Port: link.Port, User: replUser, Password: replPassword, ServerID: 9100, Heartbeat: hb}
 	logs := &mariadbtest.LogBuffer{}
-	a := New(src, t.TempDir(), slog.New(slog.NewTextHandler(io.MultiWriter(logs, testLog{t}), nil)), nil)
+	a := New(src, t.TempDir(), slog.New(slog.NewTextHandler(io.MultiWriter(logs, mariadbtest.TestLog{TB: t}), nil)), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
 // nsEnv marks a test process re-executed in its own user and mount
@@ -102,7 +103,7 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 	for i := 0; i < 12; i++ { // about 1.2 MB of row data: more than the filesystem holds
 		p.Exec(t, "INSERT INTO app.blobs (b) VALUES (REPEAT(SHA2(?, 256), 1600))", i)
 	}
-	waitFor(t, "the disk-full error", 30*time.Second, func() bool {
+	mariadbtest.Eventually(t, "the disk-full error", 30*time.Second, func() bool {
 		return strings.Contains(r.a.Status().LastError, "no space left on device")
 	})
 	st := r.a.Status()
@@ -112,7 +113,7 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 	if st.State != understudy.StateError {
 		t.Fatalf("state %s while the disk is full", st.State)
 	}
-	waitFor(t, "a low-disk warning", 10*time.Second, func() bool {
+	mariadbtest.Eventually(t, "a low-disk warning", 10*time.Second, func() bool {
 		s := r.a.Status()
 		return len(s.Warnings) > 0 && strings.Contains(s.Warnings[0], "min_free 50%") && s.Disk != nil && s.Disk.TotalBytes > 0
 	})
@@ -126,7 +127,7 @@ func TestDiskFullPausesAndResumes(t *testing.T) {
 	resize("64m")
 	write(t, p, 5)
 	waitCaughtUp(t, p, dir)
-	waitFor(t, "state streaming", 10*time.Second, func() bool { return r.a.Status().State == understudy.StateStreaming })
+	mariadbtest.Eventually(t, "state streaming", 10*time.Second, func() bool { return r.a.Status().State == understudy.StateStreaming })
 	sameGTIDs(t, "after the disk was full", archived(t, dir)[1], p.BinlogGTIDs(t))
 	if !strings.Contains(r.logs.String(), "archiving resumes") {
 		t.Fatalf("no log line for the resume:\n%s", r.logs.String())

@@ -71,7 +71,7 @@ func start(t *testing.T, p *mariadbtest.Server, dir string, m *Metrics, setup fu
 	t.Helper()
 	src := understudy.Source{Name: "db", Host: "127.0.0.1", Port: p.Port, User: replUser, Password: replPassword, ServerID: 9100, Heartbeat: 300 * time.Millisecond}
 	logs := &mariadbtest.LogBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testLog{t}), nil))
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, mariadbtest.TestLog{TB: t}), nil))
 	a := New(src, dir, log, m)
 	a.MaxBackoff = 300 * time.Millisecond
 	r := &running{a: a, done: make(chan error, 1), gens: make(chan archive.Generation, 10), logs: logs}
@@ -98,28 +98,10 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(b []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func waitCaughtUp(t *testing.T, p *mariadbtest.Server, dir string) {
 	t.Helper()
 	want, _ := understudy.ParsePosition(p.GTIDBinlogPos(t))
-	waitFor(t, "the archive to reach "+want.String(), 30*time.Second, func() bool {
+	mariadbtest.Eventually(t, "the archive to reach "+want.String(), 30*time.Second, func() bool {
 		a, err := archive.Open(dir)
 		return err == nil && a.Position().ContainsPosition(want)
 	})
@@ -226,7 +208,7 @@ func TestGapStartsANewGeneration(t *testing.T) {
 
 	// on_gap: stop keeps the old behaviour.
 	r = start(t, p, dir, nil, func(a *Archiver) { a.GapMode = GapStop })
-	waitFor(t, "the purge error", 20*time.Second, func() bool {
+	mariadbtest.Eventually(t, "the purge error", 20*time.Second, func() bool {
 		return strings.Contains(r.a.Status().LastError, "needed binlog purged")
 	})
 	if st := r.a.Status(); st.State != understudy.StateError || len(st.Gaps) != 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -357,13 +356,4 @@ func replicaStatus(t *testing.T, r *mariadbtest.Server) map[string]string {
 	return out
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.Writer(testWriter{t}), nil))
-}
+func testLogger(t *testing.T) *slog.Logger { return mariadbtest.Logger(t, slog.LevelInfo) }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/internal/mariadbtest"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -46,7 +47,7 @@ func TestCheck(t *testing.T) {
 	one.primary.Exec(t, "INSERT INTO alpha.t (v, n) SELECT CONCAT('more', seq), seq FROM alpha.seq_1_to_1000")
 	one.primary.Exec(t, "UPDATE alpha.t SET n = n * 2 WHERE id % 7 = 0")
 	want, _ := understudy.ParsePosition(one.primary.GTIDBinlogPos(t))
-	eventually(t, "the replica at "+want.String(), 30*time.Second, func() bool {
+	mariadbtest.Eventually(t, "the replica at "+want.String(), 30*time.Second, func() bool {
 		p, err := GTIDSlavePos(ctx, target.DB(t))
 		return err == nil && p.ContainsPosition(want)
 	})
@@ -83,7 +84,7 @@ func TestCheck(t *testing.T) {
 	}
 	t.Logf("against the primary: held %s at %s", res.Held, res.At)
 	want, _ = understudy.ParsePosition(one.primary.GTIDBinlogPos(t))
-	eventually(t, "the replica at "+want.String(), 30*time.Second, func() bool {
+	mariadbtest.Eventually(t, "the replica at "+want.String(), 30*time.Second, func() bool {
 		p, err := GTIDSlavePos(ctx, target.DB(t))
 		return err == nil && p.ContainsPosition(want)
 	})
@@ -119,7 +120,7 @@ func TestCheck(t *testing.T) {
 	// Replication goes on.
 	one.primary.Exec(t, "INSERT INTO alpha.t (v, n) VALUES ('after', 1)")
 	want, _ = understudy.ParsePosition(one.primary.GTIDBinlogPos(t))
-	eventually(t, "the replica replicating after the checks", 30*time.Second, func() bool {
+	mariadbtest.Eventually(t, "the replica replicating after the checks", 30*time.Second, func() bool {
 		p, err := GTIDSlavePos(ctx, target.DB(t))
 		return err == nil && p.ContainsPosition(want)
 	})

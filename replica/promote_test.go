@@ -12,6 +12,7 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
 // TestPromoteAfterPrimaryCrash: a semi-sync primary under load is killed
@@ -129,7 +130,7 @@ func TestPromoteAfterPrimaryCrash(t *testing.T) {
 	}
 	want, _ := understudy.ParsePosition(target.GTIDBinlogPos(t))
 	want = want.Only([]uint32{1})
-	eventually(t, "the archive at the new primary's "+want.String(), 30*time.Second, func() bool {
+	mariadbtest.Eventually(t, "the archive at the new primary's "+want.String(), 30*time.Second, func() bool {
 		a, err := archive.Open(one.dir)
 		return err == nil && a.Position().ContainsPosition(want)
 	})

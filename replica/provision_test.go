@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -23,16 +22,7 @@ import (
 	"github.com/understudy-db/understudy/snapshot"
 )
 
-type tlog struct{ t *testing.T }
-
-func (l tlog) Write(b []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.MultiWriter(tlog{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
+func testLogger(t *testing.T) *slog.Logger { return mariadbtest.Logger(t, slog.LevelInfo) }
 
 // lab is one source: its primary, its archive kept by a running archiver,
 // and a running binlog server over that archive, as `understudy run`
@@ -131,7 +121,7 @@ func (l *lab) waitArchived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "archive of "+l.name+" at "+want.String(), 30*time.Second, func() bool {
+	mariadbtest.Eventually(t, "archive of "+l.name+" at "+want.String(), 30*time.Second, func() bool {
 		a, err := archive.Open(l.dir)
 		return err == nil && a.Position().ContainsPosition(want)
 	})
@@ -170,17 +160,6 @@ func (l *lab) writeLoad(t *testing.T, db string) (stop func() int) {
 		}
 	}()
 	return func() int { close(quit); wg.Wait(); return int(n.Load()) }
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func startTarget(t *testing.T) *mariadbtest.Server {
@@ -251,7 +230,7 @@ func TestProvisionMultiSource(t *testing.T) {
 	}
 	for _, l := range []*lab{one, two} {
 		want, _ := understudy.ParsePosition(l.primary.GTIDBinlogPos(t))
-		eventually(t, "the replica at "+l.name+"'s "+want.String(), 60*time.Second, func() bool {
+		mariadbtest.Eventually(t, "the replica at "+l.name+"'s "+want.String(), 60*time.Second, func() bool {
 			p, err := GTIDSlavePos(context.Background(), target.DB(t))
 			return err == nil && p.ContainsPosition(want)
 		})

@@ -24,16 +24,7 @@ import (
 
 const replUser, replPassword = "repl", "repl-pw"
 
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(b []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
-
-func logger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.MultiWriter(testLog{t}), &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+func logger(t *testing.T) *slog.Logger { return mariadbtest.Logger(t, slog.LevelWarn) }
 
 // startPrimary starts a primary with a replication account.
 func startPrimary(t *testing.T, o mariadbtest.Options) *mariadbtest.Server {
@@ -62,7 +53,7 @@ func archiveSource(t *testing.T, p *mariadbtest.Server, dir string) (stop func()
 		}
 		stopped = true
 		want, _ := understudy.ParsePosition(p.GTIDBinlogPos(t))
-		waitFor(t, "the archive to reach "+want.String(), 30*time.Second, func() bool {
+		mariadbtest.Eventually(t, "the archive to reach "+want.String(), 30*time.Second, func() bool {
 			a, err := archive.Open(dir)
 			return err == nil && a.Position().ContainsPosition(want)
 		})
@@ -73,17 +64,6 @@ func archiveSource(t *testing.T, p *mariadbtest.Server, dir string) (stop func()
 	}
 	t.Cleanup(stop)
 	return stop
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func takeSnapshot(t *testing.T, p *mariadbtest.Server, root string) *snapshot.Manifest {
@@ -305,7 +285,7 @@ func TestRestoreInto(t *testing.T) {
 		caughtUp := func() {
 			t.Helper()
 			want := q.GTIDBinlogPos(t)
-			waitFor(t, "the target to replicate "+want+" from the other primary", 30*time.Second, func() bool {
+			mariadbtest.Eventually(t, "the target to replicate "+want+" from the other primary", 30*time.Second, func() bool {
 				p, err := understudy.ParsePosition(target.QueryString(t, "SELECT @@gtid_slave_pos"))
 				w, _ := understudy.ParsePosition(want)
 				return err == nil && p.ContainsPosition(w)
@@ -416,7 +396,7 @@ func TestRestoreListenAddress(t *testing.T) {
 	watchRestore := func(t *testing.T, o Options, target *mariadbtest.Server) (masterHost, listened string) {
 		t.Helper()
 		var logs mariadbtest.LogBuffer
-		o.Log = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testLog{t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+		o.Log = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, mariadbtest.TestLog{TB: t}), &slog.HandlerOptions{Level: slog.LevelInfo}))
 		o.Progress = func(stage string, _, _ int64) {
 			if stage == "replay" && masterHost == "" {
 				st, _, err := replica.ConnStatus(ctx, target.DB(t), ConnName)
