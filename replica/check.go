@@ -355,8 +355,14 @@ func holdAtPrimary(ctx context.Context, o CheckOptions) (rconns, pconns []*sql.C
 		}
 	}()
 	// The primary's snapshot: commits blocked while the reads open and
-	// the position is read, as a snapshot does.
-	main := pconns[0]
+	// the position is read, as a snapshot does. The backup stage has a
+	// connection of its own: a START TRANSACTION on the connection that
+	// holds it would end its block.
+	main, err := o.Primary.Conn(ctx)
+	if err != nil {
+		return nil, nil, g, 0, fmt.Errorf("primary %s: %w", o.PrimaryAddr, err)
+	}
+	defer main.Close()
 	for _, q := range []string{"BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"} {
 		if _, err = main.ExecContext(ctx, q); err != nil {
 			main.ExecContext(context.WithoutCancel(ctx), "BACKUP STAGE END")
