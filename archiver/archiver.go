@@ -72,6 +72,12 @@ type Archiver struct {
 	fail     context.CancelCauseFunc // stops the source
 	diskFull bool
 	lowDisk  bool
+	// semiSync: the current session acknowledges semi-sync (semi_sync is
+	// set and the primary had it on when the session began). semiMode is
+	// the last session's mode, for the fallbacks counter: 0 none yet, 1
+	// semi-sync, 2 asynchronous.
+	semiSync bool
+	semiMode int
 
 	// stream state, only touched by the stream goroutine
 	skew      time.Duration
@@ -106,6 +112,9 @@ func (s syncFailure) Error() string { return s.err.Error() }
 func New(src understudy.Source, dir string, log *slog.Logger, m *Metrics) *Archiver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if m != nil {
+		m.init(src)
 	}
 	return &Archiver{
 		Source: src, Dir: dir, Log: log.With("source", src.Name), Metrics: m,
@@ -166,6 +175,7 @@ func (a *Archiver) setState(st understudy.State, err error) {
 		now := time.Now().UTC()
 		a.status.LastError, a.status.LastErrorTime = err.Error(), &now
 	}
+	semi := a.semiSync && st == understudy.StateStreaming
 	a.mu.Unlock()
 	if a.Metrics != nil {
 		up := 0.0
@@ -173,8 +183,16 @@ func (a *Archiver) setState(st understudy.State, err error) {
 			up = 1
 		}
 		a.Metrics.Up.WithLabelValues(a.Source.Name).Set(up)
+		a.Metrics.setState(a.Source.Name, st)
 		if st != understudy.StateStreaming {
 			a.Metrics.SecondsBehind.WithLabelValues(a.Source.Name).Set(-1)
+		}
+		if a.Source.SemiSync {
+			v := 0.0
+			if semi {
+				v = 1
+			}
+			a.Metrics.SemiSyncActive.WithLabelValues(a.Source.Name).Set(v)
 		}
 	}
 }
@@ -202,6 +220,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 		a.setState(understudy.StateStopped, nil)
 	}()
 	g := w.Generation()
+	if a.Metrics != nil && w.Began() {
+		a.Metrics.Generation.WithLabelValues(a.Source.Name).Set(float64(g.ID))
+	}
 	a.Log.Info("archive opened", "dir", a.Dir, "position", w.Position().String(), "generation", g.ID, "generation_start", g.StartPosition.String())
 
 	// A failed fsync stops the source: after one, the kernel may have
@@ -526,6 +547,7 @@ func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed b
 	a.status.PrimaryVersion = info.Version
 	a.skew = info.ClockSkew
 	a.mu.Unlock()
+	a.noteSemiSync(info.SemiSync)
 	if !w.Began() {
 		if err := a.begin(ctx, w, info); err != nil {
 			return false, 0, err
@@ -555,6 +577,31 @@ func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed b
 		err = errors.New("stream closed")
 	}
 	return progressed, streamed, err
+}
+
+// noteSemiSync records whether the session about to stream acknowledges
+// semi-sync: with semi_sync set, replication's stream registers as a
+// semi-sync replica exactly when the primary has
+// rpl_semi_sync_master_enabled=ON, which Check has just read. A session
+// that begins asynchronously after a semi-sync one (or as the first)
+// counts as a fallback. The primary's own switch to asynchronous
+// replication after rpl_semi_sync_master_timeout, within a session, is not
+// seen here (docs/metrics.md).
+func (a *Archiver) noteSemiSync(primaryOn bool) {
+	if !a.Source.SemiSync {
+		return
+	}
+	a.mu.Lock()
+	a.semiSync = primaryOn
+	fellBack := !primaryOn && a.semiMode != 2
+	a.semiMode = 1
+	if !primaryOn {
+		a.semiMode = 2
+	}
+	a.mu.Unlock()
+	if fellBack && a.Metrics != nil {
+		a.Metrics.SemiSyncFallbacks.WithLabelValues(a.Source.Name).Inc()
+	}
 }
 
 // handle passes one event of the stream to the archive, and counts and
@@ -600,6 +647,7 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 	case archive.Committed:
 		if a.Metrics != nil {
 			a.Metrics.Transactions.WithLabelValues(a.Source.Name).Inc()
+			a.Metrics.TransactionBytes.WithLabelValues(a.Source.Name).Add(float64(r.Record.End - r.Record.Start))
 		}
 		a.mu.Lock()
 		a.status.Transactions++

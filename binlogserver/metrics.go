@@ -52,6 +52,9 @@ type Metrics struct {
 	Refused *prometheus.CounterVec
 	// Conns is the number of connections open, logged in or not.
 	Conns *prometheus.GaugeVec
+	// Replicas is the number of replicas streaming: connections whose
+	// COM_BINLOG_DUMP passed its checks.
+	Replicas *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (if not nil).
@@ -73,9 +76,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "understudy_binlog_server_connections",
 			Help: "Connections open to the binlog server, logged in or not.",
 		}, []string{"source"}),
+		Replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "understudy_binlog_server_replicas",
+			Help: "Replicas streaming from the binlog server (their COM_BINLOG_DUMP was accepted).",
+		}, []string{"source"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Errors, m.LastError, m.Refused, m.Conns)
+		reg.MustRegister(m.Errors, m.LastError, m.Refused, m.Conns, m.Replicas)
 	}
 	return m
 }
@@ -90,4 +97,5 @@ func (m *Metrics) init(source string) {
 		m.Refused.WithLabelValues(source, r)
 	}
 	m.Conns.WithLabelValues(source)
+	m.Replicas.WithLabelValues(source)
 }

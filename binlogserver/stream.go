@@ -133,6 +133,11 @@ func (h *session) dump(data []byte) error {
 		}
 	}
 	h.log.Info("replica connected", "replica_server_id", h.replicaID, "gtid_position", start.String(), "until", until.String(), "file", first.Name)
+	if m := h.srv.cfg.Metrics; m != nil {
+		g := m.Replicas.WithLabelValues(src)
+		g.Inc()
+		defer g.Dec()
+	}
 	err = st.run()
 	var fe *fatalError
 	switch {

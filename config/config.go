@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -127,6 +128,8 @@ type Source struct {
 	TLS          *TLS      `yaml:"tls"`
 	Serve        *Serve    `yaml:"serve"`
 	Snapshot     *Snapshot `yaml:"snapshot"`
+	// Drill configures this source's restore drills.
+	Drill *Drill `yaml:"drill"`
 	// ReplicationUser and its password are the account that backup
 	// replicas provisioned with --via primary replicate from the primary
 	// with (REPLICATION SLAVE); understudy itself never uses it.
@@ -195,6 +198,90 @@ type Snapshot struct {
 	// From, if set, takes snapshots from a replica of the source instead of
 	// the primary.
 	From *Endpoint `yaml:"from"`
+}
+
+// Drill configures the restore drills of a source: `understudy drill`,
+// and drill.every in `understudy run`. See docs/drills.md.
+type Drill struct {
+	// Every schedules drills in `understudy run`; 0 means none.
+	Every Duration `yaml:"every"`
+	// Target is the server the backups are restored onto: DrillTargetAuto
+	// (the default, also when empty), a throwaway mariadbd on this host
+	// for each drill, or USER@HOST:PORT of a server that holds no user
+	// data, with its password and tls.
+	Target       string `yaml:"target"`
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	PasswordEnv  string `yaml:"password_env"`
+	TLS          *TLS   `yaml:"tls"`
+	// Threads loads and checks in parallel (default 4).
+	Threads int `yaml:"threads"`
+	// ScratchDir is where an auto target's temporary directory is made
+	// (default: the system's temporary directory).
+	ScratchDir string `yaml:"scratch_dir"`
+}
+
+// DrillTargetAuto is drill.target's default: a throwaway mariadbd.
+const DrillTargetAuto = "auto"
+
+// DrillSettings is a resolved drill block.
+type DrillSettings struct {
+	Every time.Duration
+	// Target is the given target; nil for auto.
+	Target     *understudy.Source
+	Threads    int
+	ScratchDir string
+}
+
+// ResolveDrill resolves the drill settings of a source; a source without
+// a drill block gets the defaults (auto target, 4 threads, no schedule).
+func (c *Config) ResolveDrill(s *Source) (DrillSettings, error) {
+	out := DrillSettings{Threads: 4}
+	d := s.Drill
+	if d == nil {
+		return out, nil
+	}
+	out.Every = d.Every.D()
+	if d.Threads > 0 {
+		out.Threads = d.Threads
+	}
+	if d.ScratchDir != "" {
+		out.ScratchDir = c.rel(d.ScratchDir)
+	}
+	if d.Target == "" || d.Target == DrillTargetAuto {
+		return out, nil
+	}
+	user, host, port, err := splitServer(d.Target)
+	if err != nil {
+		return out, fmt.Errorf("%s: source %s: drill.target: %w", c.Path, s.Name, err)
+	}
+	t := understudy.Source{Name: s.Name + " drill target", User: user, Host: host, Port: port}
+	if t.Password, err = c.password(s.Name+" drill", d.Password, d.PasswordFile, d.PasswordEnv); err != nil {
+		return out, err
+	}
+	if t.TLS, err = c.tlsConfig(s.Name, "drill.tls", d.TLS, host); err != nil {
+		return out, err
+	}
+	out.Target = &t
+	return out, nil
+}
+
+// splitServer parses USER@HOST:PORT.
+func splitServer(s string) (user, host string, port int, err error) {
+	at := strings.LastIndex(s, "@")
+	bad := fmt.Errorf("%q is not %s or USER@HOST:PORT", s, DrillTargetAuto)
+	if at <= 0 {
+		return "", "", 0, bad
+	}
+	host, p, err := net.SplitHostPort(s[at+1:])
+	if err != nil || host == "" {
+		return "", "", 0, bad
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return "", "", 0, fmt.Errorf("%q: %s is not a TCP port (1..65535)", s, p)
+	}
+	return s[:at], host, port, nil
 }
 
 // Endpoint is the replica of snapshot.from. Nothing of it comes from the
@@ -433,7 +520,7 @@ var (
 	cannotRe       = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
 )
 
-var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls", "Snapshot": "snapshot", "Endpoint": "snapshot.from", "Retention": "retention", "SourceRetention": "a source's retention"}
+var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls", "Snapshot": "snapshot", "Endpoint": "snapshot.from", "Drill": "drill", "Retention": "retention", "SourceRetention": "a source's retention"}
 
 func yamlError(err error) string {
 	if errors.Is(err, errEmpty) || err.Error() == "EOF" {
@@ -582,6 +669,27 @@ func (c *Config) validate() error {
 			if sn.From != nil {
 				if err := durationRange(key("snapshot.from.max_lag"), sn.From.MaxLag, MinMaxLag, MaxMaxLag); err != nil {
 					return err
+				}
+			}
+		}
+		if d := s.Drill; d != nil {
+			if err := durationRange(key("drill.every"), d.Every, MinDrillEvery, MaxDrillEvery); err != nil {
+				return err
+			}
+			auto := d.Target == "" || d.Target == DrillTargetAuto
+			switch {
+			case d.Threads != 0 && (d.Threads < 1 || d.Threads > MaxThreads):
+				return fmt.Errorf("%s: %d is not between 1 and %d", key("drill.threads"), d.Threads, MaxThreads)
+			case auto && (countSet(d.Password, d.PasswordFile, d.PasswordEnv) > 0 || d.TLS != nil):
+				return fmt.Errorf("%s: password, password_file, password_env and tls are for a drill.target USER@HOST:PORT, not %s", key("drill"), DrillTargetAuto)
+			case !auto && countSet(d.Password, d.PasswordFile, d.PasswordEnv) > 1:
+				return fmt.Errorf("%s: give at most one of password, password_file and password_env", key("drill"))
+			case d.TLS != nil && (d.TLS.Cert == "") != (d.TLS.Key == ""):
+				return fmt.Errorf("%s: cert and key go together", key("drill.tls"))
+			}
+			if !auto {
+				if _, _, _, err := splitServer(d.Target); err != nil {
+					return fmt.Errorf("%s: %w", key("drill.target"), err)
 				}
 			}
 		}
@@ -934,6 +1042,9 @@ const (
 	// MinMaxLag and MaxMaxLag bound snapshot.from.max_lag.
 	MinMaxLag = time.Second
 	MaxMaxLag = 7 * 24 * time.Hour
+	// MinDrillEvery and MaxDrillEvery bound drill.every.
+	MinDrillEvery = time.Second
+	MaxDrillEvery = 366 * 24 * time.Hour
 )
 
 // durationRange checks a duration that is 0 (the default) or within

@@ -430,3 +430,49 @@ func TestResolveReplication(t *testing.T) {
 		}
 	}
 }
+
+// TestDrill: the drill block's defaults (an auto target, 4 threads, no
+// schedule), a given target with its password, and every error named by
+// its key, drill.every out of its range included.
+func TestDrill(t *testing.T) {
+	t.Setenv("DRILL_PW", "drill-pw")
+	c, err := Parse("/etc/understudy.yaml", []byte(withDB2("    drill:\n      every: 1d\n      target: root@scratch.internal:3307\n      password_env: DRILL_PW\n      threads: 8\n      scratch_dir: tmp\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.ResolveDrill(&c.Sources[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Every != 24*time.Hour || d.Threads != 8 || d.ScratchDir != "/etc/tmp" || d.Target == nil ||
+		d.Target.User != "root" || d.Target.Host != "scratch.internal" || d.Target.Port != 3307 || d.Target.Password != "drill-pw" || d.Target.TLS != nil {
+		t.Fatalf("ResolveDrill = %+v (target %+v)", d, d.Target)
+	}
+	for _, lines := range []string{"", "    drill:\n      target: auto\n", "    drill:\n      every: 1s\n"} {
+		c, err := Parse("u.yaml", []byte(withDB2(lines)))
+		if err != nil {
+			t.Fatalf("%q: %v", lines, err)
+		}
+		d, err := c.ResolveDrill(&c.Sources[1])
+		if err != nil || d.Target != nil || d.Threads != 4 {
+			t.Fatalf("%q: ResolveDrill = %+v, %v; want an auto target and 4 threads", lines, d, err)
+		}
+	}
+	for _, tc := range []struct{ lines, want string }{
+		{"    drill:\n      every: 500ms\n", "sources[1].drill.every: 500ms is not between 1s and 8784h0m0s"},
+		{"    drill:\n      every: 400d\n", "sources[1].drill.every: 9600h0m0s is not between 1s and 8784h0m0s"},
+		{"    drill:\n      every: -1h\n", "sources[1].drill.every: -1h0m0s is not between 1s and 8784h0m0s"},
+		{"    drill:\n      every: daily\n", `sources[1].drill.every: invalid duration "daily"`},
+		{"    drill:\n      target: scratch.internal:3306\n", `sources[1].drill.target: "scratch.internal:3306" is not auto or USER@HOST:PORT`},
+		{"    drill:\n      target: root@scratch.internal:70000\n", `sources[1].drill.target: "root@scratch.internal:70000": 70000 is not a TCP port (1..65535)`},
+		{"    drill:\n      password: pw\n", "sources[1].drill: password, password_file, password_env and tls are for a drill.target USER@HOST:PORT, not auto"},
+		{"    drill:\n      target: root@h:3306\n      password: a\n      password_env: DRILL_PW\n", "sources[1].drill: give at most one of password, password_file and password_env"},
+		{"    drill:\n      threads: 300\n", "sources[1].drill.threads: 300 is not between 1 and 256"},
+		{"    drill:\n      evry: 1d\n", `unknown key "evry" in drill`},
+	} {
+		_, err := Parse("u.yaml", []byte(withDB2(tc.lines)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err=%v, want %q", tc.lines, err, tc.want)
+		}
+	}
+}

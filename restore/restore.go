@@ -60,6 +60,10 @@ type Options struct {
 	Advertise string
 	// ConnectTimeout is how long the target may try to connect to the
 	// binlog server before the restore fails (default 30 s).
+	// Throwaway says the target is a scratch server, used once (a check's
+	// reference, a drill): no state is read or kept for a rerun, and a
+	// rerun loads again.
+	Throwaway bool
 	ConnectTimeout time.Duration
 	Log            *slog.Logger
 	// Progress reports a stage's progress ("load" or "replay").
@@ -185,6 +189,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	st, stPath := loadState(o, m.ID)
+	if o.Throwaway {
+		st = state{}
+	}
+	save := func(st state) error {
+		if o.Throwaway {
+			return nil
+		}
+		return saveState(stPath, st)
+	}
 	resuming := st.Stage != ""
 	res.Resumed = resuming
 	existing, err := replica.UserDatabases(ctx, o.Target, dbs)
@@ -202,7 +215,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	fresh := st.Stage != "loaded"
 	if fresh {
 		st = state{Target: o.TargetAddr, Snapshot: m.ID, Stop: o.Stop.String(), Stage: "loading"}
-		if err := saveState(stPath, st); err != nil {
+		if err := save(st); err != nil {
 			return res, err
 		}
 		for _, d := range dbs {
@@ -225,7 +238,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		res.Load = time.Since(t0)
 		st.Stage = "loaded"
-		if err := saveState(stPath, st); err != nil {
+		if err := save(st); err != nil {
 			return res, err
 		}
 	}
@@ -245,7 +258,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	// Kept: running the same restore again redoes it without --force.
 	st.Stage = "done"
-	return res, saveState(stPath, st)
+	return res, save(st)
 }
 
 func hasSnapshot(snaps []snapshot.Listed, id string) bool {

@@ -55,6 +55,7 @@ func commands() []command {
 		{"provision", "make a server a live backup replica of one or more sources (a --source each): load their snapshots, verify them, replicate from the archive", cmdProvision},
 		{"check", "compare a live replica with the source at a GTID position, held for a moment, naming the rows that differ", cmdCheck},
 		{"promote", "make a backup replica the primary of a lost source, with every transaction of the archive", cmdPromote},
+		{"drill", "prove that a source's backups restore: restore its snapshots on an empty server, replay the archive between them and verify the result (run does it on drill.every)", cmdDrill},
 		{"verify", "check every CRC, sha256, index record and GTID of the archive and of its snapshots", cmdVerify},
 		{"binlog export", "write binlog files up to a point, for mariadb-binlog | mariadb", cmdExport},
 	}

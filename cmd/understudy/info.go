@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/config"
+	"github.com/understudy-db/understudy/drill"
 	"github.com/understudy-db/understudy/history"
 	"github.com/understudy-db/understudy/snapshot"
 )
@@ -82,6 +84,10 @@ type sourceInfo struct {
 	Gaps         []gapInfo              `json:"gaps"`
 	Windows      []understudy.Window    `json:"restore_windows"`
 	Snapshots    []snapshotInfo         `json:"snapshots"`
+	// LastDrill is the source's last restore drill, and
+	// LastSuccessfulDrill the last one that passed (see docs/drills.md).
+	LastDrill           *understudy.DrillResult `json:"last_drill,omitempty"`
+	LastSuccessfulDrill *understudy.DrillResult `json:"last_successful_drill,omitempty"`
 }
 
 type generationInfo struct {
@@ -205,6 +211,11 @@ func collectInfo(cfg *config.Config, s *config.Source) sourceInfo {
 		}
 		si.Snapshots = append(si.Snapshots, sn)
 	}
+	if r, ok, err := drill.ReadRecord(dir); err != nil {
+		si.Error = strings.TrimPrefix(si.Error+"; "+err.Error(), "; ")
+	} else if ok {
+		si.LastDrill, si.LastSuccessfulDrill = &r.Last, r.LastSuccess
+	}
 	return si
 }
 
@@ -294,6 +305,17 @@ func printInfo(w io.Writer, si sourceInfo) {
 			kind = "its binlogs are not in the archive"
 		}
 		fmt.Fprintf(w, "    generation %d: %s, %s\n", win.Generation, win, kind)
+	}
+	fmt.Fprintf(w, "  last drill:  %s\n", describeDrill(si.LastDrill))
+	if d := si.LastDrill; d != nil && d.Proved != "" {
+		fmt.Fprintf(w, "               proved: %s\n", d.Proved)
+	}
+	if d := si.LastDrill; d != nil && !d.OK {
+		last := "never"
+		if s := si.LastSuccessfulDrill; s != nil {
+			last = describeDrill(s)
+		}
+		fmt.Fprintf(w, "               last passed: %s\n", last)
 	}
 	fmt.Fprintln(w, "  snapshots:")
 	if len(si.Snapshots) == 0 {

@@ -264,7 +264,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return nil, "", nil, err
 		}
 		_, err = restore.Run(ctx, restore.Options{Source: o.source, ArchiveDir: dir, SnapshotRoot: snapRoot, Target: rdb, TargetAddr: addr,
-			Stop: understudy.StopPoint{UntilGTID: g}, Force: true, Threads: o.threads, Log: log})
+			Stop: understudy.StopPoint{UntilGTID: g}, Force: true, Threads: o.threads, Log: log, Throwaway: true})
 		if err != nil {
 			release()
 			return nil, "", nil, fmt.Errorf("restoring the reference on %s: %w", addr, err)

@@ -25,6 +25,7 @@ import (
 	"github.com/understudy-db/understudy/replication"
 	"github.com/understudy-db/understudy/schedule"
 	"github.com/understudy-db/understudy/snapshot"
+	"github.com/understudy-db/understudy/statuspage"
 )
 
 type runOptions struct {
@@ -57,6 +58,8 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := archiver.NewMetrics(reg)
 	serveMetrics := binlogserver.NewMetrics(reg)
+	registerRunMetrics(reg, cfg, !o.untilCaughtUp)
+	drillMetrics, snapMetrics := newBackupMetrics(reg, cfg)
 
 	var archivers []*archiver.Archiver
 	var servers []*binlogServer
@@ -111,6 +114,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			enc.SetIndent("", "  ")
 			enc.Encode(statuses(cfg, archivers, served))
 		})
+		mux.Handle("/", statuspage.New(func() []understudy.SourceStatus { return statuses(cfg, archivers, served) }))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
@@ -133,7 +137,8 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	}
 	if !o.untilCaughtUp {
 		for i := range cfg.Sources {
-			startSchedules(ctx, &wg, cfg, &cfg.Sources[i], archivers[i], log)
+			startSchedules(ctx, &wg, cfg, &cfg.Sources[i], archivers[i], snapMetrics, log)
+			startDrill(ctx, &wg, cfg, &cfg.Sources[i], drillMetrics, log)
 		}
 	}
 	errs := make([]error, len(archivers))
@@ -166,6 +171,9 @@ func statuses(cfg *config.Config, as []*archiver.Archiver, served map[string]*bi
 			out[i].Warnings = append(out[i].Warnings, "restore windows: "+err.Error())
 		}
 		out[i].RestoreWindows = ws
+		var warns []string
+		out[i].LastSnapshot, out[i].LastDrill, warns = lastBackups(cfg, a.Source.Name)
+		out[i].Warnings = append(out[i].Warnings, warns...)
 	}
 	return out
 }
@@ -228,7 +236,7 @@ func newBinlogServer(cfg *config.Config, s *config.Source, stop understudy.StopP
 
 // startSchedules starts the snapshot schedule and the pruning of a source
 // (see package schedule), when its config asks for them.
-func startSchedules(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, s *config.Source, a *archiver.Archiver, log *slog.Logger) {
+func startSchedules(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, s *config.Source, a *archiver.Archiver, sm *snapshotMetrics, log *slog.Logger) {
 	ret := cfg.ResolveRetention(s)
 	var pruner *schedule.Pruner
 	if ret.Enabled {
@@ -262,6 +270,9 @@ func startSchedules(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config,
 	sn.Every, sn.OnStart = st.Every, st.OnStart
 	sn.Take = func(ctx context.Context) (*snapshot.Manifest, error) {
 		m, _, err := takeSnapshot(ctx, cfg, s, 0, log, nil)
+		if err != nil && ctx.Err() == nil {
+			sm.failed(s.Name)
+		}
 		return m, err
 	}
 	sn.List = func() ([]snapshot.Listed, error) { return snapshot.List(cfg.SnapshotDir(s.Name)) }

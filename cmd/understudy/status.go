@@ -88,6 +88,9 @@ func collectStatus(ctx context.Context, cfg *config.Config) ([]understudy.Source
 		if err != nil {
 			st.LastError = err.Error()
 		}
+		var warns []string
+		st.LastSnapshot, st.LastDrill, warns = lastBackups(cfg, s.Name)
+		st.Warnings = append(st.Warnings, warns...)
 		out = append(out, st)
 	}
 	return out, nil
@@ -136,6 +139,8 @@ func printStatus(w io.Writer, st []understudy.SourceStatus) {
 			fmt.Fprintf(w, "  GAP before generation %d: %s\n", g.Generation, history.GapDetail(g))
 		}
 		fmt.Fprintf(w, "  restore windows: %s\n", describeWindows(s.RestoreWindows))
+		fmt.Fprintf(w, "  last snapshot: %s\n", describeSnapshot(s.LastSnapshot))
+		fmt.Fprintf(w, "  last drill: %s\n", describeDrill(s.LastDrill))
 		for _, warn := range s.Warnings {
 			fmt.Fprintf(w, "  WARNING: %s\n", warn)
 		}
