@@ -170,3 +170,21 @@ func skipQuoted(sql string, i int, q byte, escapes bool) int {
 	}
 	return len(sql)
 }
+
+// RedactMessage redacts the statement that a server's error message
+// quotes ("… Query: 'CREATE USER … IDENTIFIED BY '…''", as a replica's
+// Last_SQL_Error does): the text after "Query: '" up to the message's
+// last quote is redacted as a statement.
+func RedactMessage(msg string) string {
+	const marker = "Query: '"
+	i := strings.Index(msg, marker)
+	if i < 0 {
+		return Redact(msg)
+	}
+	start := i + len(marker)
+	end := strings.LastIndexByte(msg, '\'')
+	if end < start {
+		return msg[:start] + Redact(msg[start:])
+	}
+	return msg[:start] + Redact(msg[start:end]) + msg[end:]
+}

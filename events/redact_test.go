@@ -1,6 +1,9 @@
 package events
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRedact(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
@@ -52,6 +55,24 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := Redact(tc.in); got != tc.want {
 			t.Errorf("Redact(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestRedactMessage: a replica's Last_SQL_Error quotes the statement that
+// failed; its password never reaches understudy's messages.
+func TestRedactMessage(t *testing.T) {
+	for in, want := range map[string]string{
+		"Error 'Operation CREATE USER failed for 'app'@'%'' on query. Default database: ''. Query: 'CREATE USER 'app'@'%' IDENTIFIED BY 's3cret''":
+		"Error 'Operation CREATE USER failed for 'app'@'%'' on query. Default database: ''. Query: 'CREATE USER 'app'@'%' IDENTIFIED BY '<secret>''",
+		"Error 'x' on query. Default database: 'd'. Query: 'SET PASSWORD FOR u = PASSWORD('pw')'": "Error 'x' on query. Default database: 'd'. Query: 'SET PASSWORD FOR u = PASSWORD('<secret>')'",
+		"Could not execute Write_rows_v1 event on table a.t; Duplicate entry '1' for key 'PRIMARY'": "Could not execute Write_rows_v1 event on table a.t; Duplicate entry '1' for key 'PRIMARY'",
+	} {
+		if got := RedactMessage(in); got != want {
+			t.Errorf("RedactMessage(%q)\n = %q\nwant %q", in, got, want)
+		}
+		if strings.Contains(RedactMessage(in), "s3cret") || strings.Contains(RedactMessage(in), "('pw')") {
+			t.Errorf("a password is left in %q", RedactMessage(in))
 		}
 	}
 }

@@ -146,3 +146,31 @@ func archiveGenerations(t *testing.T, dir string) []archive.Generation {
 	}
 	return a.Generations()
 }
+
+// TestFailureRedacted: when a replica's SQL thread stops on an account
+// statement, the error understudy reports quotes it without its password.
+func TestFailureRedacted(t *testing.T) {
+	ctx := context.Background()
+	one := startLab(t, "one", 1, 1, "alpha")
+	target := startTarget(t)
+	if _, err := Provision(ctx, provisionOpts(t, target, t.TempDir(), one)); err != nil {
+		t.Fatal(err)
+	}
+	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER app@'%'")
+	one.primary.Exec(t, "CREATE USER app@'%' IDENTIFIED BY 's3cret-pw'")
+	var failure string
+	mariadbtest.Eventually(t, "the replica to stop on the CREATE USER", 30*time.Second, func() bool {
+		st, _, err := ConnStatus(ctx, target.DB(t), "one")
+		failure = st.Failure()
+		return err == nil && failure != ""
+	})
+	t.Log(failure)
+	if strings.Contains(failure, "s3cret-pw") || !strings.Contains(failure, "CREATE USER") || !strings.Contains(failure, "<secret>") {
+		t.Fatalf("failure %q: want the statement with its password redacted", failure)
+	}
+	// Promote refuses it, and its message is redacted too.
+	_, err := Promote(ctx, PromoteOptions{Target: target.DB(t), TargetAddr: "t", Source: "one", ArchiveDir: one.dir, DryRun: true})
+	if err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Fatalf("promote of a replica stopped on an error: %v", err)
+	}
+}

@@ -21,9 +21,11 @@ import (
 	"strings"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/events"
 )
 
-// Status is one row of SHOW ALL SLAVES STATUS, by column name.
+// Status is one row of SHOW ALL SLAVES STATUS, by column name, with the
+// passwords of the statements its errors quote redacted.
 type Status map[string]string
 
 // Name is the connection's name ("" for the default connection).
@@ -109,6 +111,11 @@ func statusRows(ctx context.Context, db *sql.DB, q string) ([]Status, error) {
 		st := Status{}
 		for i, c := range cols {
 			st[c] = vals[i].String
+			// An SQL error quotes the statement that failed: an account's
+			// password never reaches a message, a log or a summary.
+			if strings.HasSuffix(c, "_Error") && st[c] != "" {
+				st[c] = events.RedactMessage(st[c])
+			}
 		}
 		out = append(out, st)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/events"
 )
 
 // DefaultMaxLag is how far behind its primary a replica may be for a
@@ -120,8 +121,8 @@ func replicaConns(ctx context.Context, c *sql.Conn) ([]replicaConn, error) {
 			io:     col["Slave_IO_Running"].String,
 			sql:    col["Slave_SQL_Running"].String,
 			behind: -1,
-			ioErr:  oneLine(col["Last_IO_Error"].String),
-			sqlErr: oneLine(col["Last_SQL_Error"].String),
+			ioErr:  oneLine(events.RedactMessage(col["Last_IO_Error"].String)),
+			sqlErr: oneLine(events.RedactMessage(col["Last_SQL_Error"].String)),
 		}
 		if b := col["Seconds_Behind_Master"]; b.Valid {
 			if r.behind, err = strconv.ParseInt(b.String, 10, 64); err != nil {
