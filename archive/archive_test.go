@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -271,4 +272,40 @@ func TestWriterLock(t *testing.T) {
 	if _, err := OpenWriter(dir, WriterOptions{}); err == nil {
 		t.Fatal("second writer on the same archive was allowed")
 	}
+}
+
+// TestTightenOldArchive: an archive written by an older understudy, with
+// world-readable files and directories, is made private when opened.
+func TestTightenOldArchive(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	w, err := OpenWriter(dir, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	snap := filepath.Join(dir, "snapshots", "20260101T000000Z")
+	if err := os.MkdirAll(snap, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "manifest.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, filepath.Join(dir, "snapshots"), snap} {
+		os.Chmod(p, 0o755)
+	}
+	w, err = OpenWriter(dir, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := d.Info()
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v after the archive was opened", path, info.Mode().Perm())
+		}
+		return nil
+	})
 }
