@@ -78,7 +78,18 @@ func OldestPosition(ctx context.Context, src understudy.Source, log *slog.Logger
 		}
 		return nil
 	})
-	syncer := newSyncer(src, time.Second, dial, log, h)
+	// The probe never registers as a semi-sync replica, whatever the
+	// source says: it acknowledges nothing, and a semi-sync dump that ends
+	// within moments of starting can hang the primary. MariaDB's ACK
+	// receiver (10.11 at least) can miss that a semi-sync replica came and
+	// went while it was not scheduled: the ended dump thread then waits
+	// forever in Ack_receiver::remove_slave ("Killed", "Waiting to finalize
+	// termination"), and every later dump with the same server_id waits
+	// for it in kill_zombie_dump_threads, so the stream that follows the
+	// probe would never get an event.
+	probe := src
+	probe.SemiSync = false
+	syncer := newSyncer(probe, time.Second, dial, log, h)
 	defer syncer.Close()
 	streamer, err := syncer.StartSync(mysql.Position{Name: "", Pos: 4})
 	if err != nil {

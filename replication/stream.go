@@ -129,10 +129,12 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 					last, since = n, now
 				} else if now.Sub(since) >= silence {
 					// A deadline in the past fails the blocked read at
-					// once (and leaves go-mysql a socket to close).
+					// once (and leaves go-mysql a socket to close), or
+					// the blocked write: a semi-sync ACK that a primary
+					// which stopped reading its socket never takes.
 					silent.Store(true)
 					timedOut.Store(true)
-					dc.Conn.SetReadDeadline(time.Now())
+					dc.Conn.SetDeadline(time.Now())
 					return
 				}
 			}
