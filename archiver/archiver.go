@@ -566,7 +566,16 @@ func (a *Archiver) session(ctx context.Context, w *archive.Writer) (progressed b
 	a.firstEvent = time.Time{}
 	a.setState(understudy.StateStreaming, nil)
 	before := w.Durable().Position
-	err = replication.Stream(ctx, a.Source, start, a.Log, replication.HandlerFunc(func(ev []byte) error {
+	src := a.Source
+	if a.UntilCaughtUp {
+		// A one-shot catch-up leaves at once: registered as a semi-sync
+		// replica, it would make the primary's next commit wait for its
+		// semi-sync timeout, and a semi-sync dump that ends moments after
+		// it began can strand a thread on MariaDB that blocks our next
+		// dump (docs/replication.md). It acknowledges nothing.
+		src.SemiSync = false
+	}
+	err = replication.Stream(ctx, src, start, a.Log, replication.HandlerFunc(func(ev []byte) error {
 		return a.handle(w, ev)
 	}))
 	progressed = !w.Durable().Position.Equal(before) || !w.Position().Equal(start)
@@ -663,7 +672,7 @@ func (a *Archiver) handle(w *archive.Writer, ev []byte) error {
 			return errFinished
 		}
 		// Semi-sync: the ACK goes out when this returns, so sync first.
-		if a.Source.SemiSync {
+		if a.Source.SemiSync && !a.UntilCaughtUp {
 			return a.sync(w)
 		}
 	}
