@@ -118,7 +118,7 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
-		log.Info("serving /metrics and /status", "addr", ln.Addr().String())
+		log.Info("serving the status page at /, /status and /metrics", "addr", ln.Addr().String())
 	}
 
 	var wg sync.WaitGroup
