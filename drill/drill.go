@@ -484,7 +484,7 @@ func (d *drill) run(ctx context.Context, res *understudy.DrillResult) error {
 
 	// The result, against the newest snapshot.
 	if s := p.second; s != nil {
-		n, err := snapshot.Verify(ctx, t.db, s.Manifest, nil)
+		n, err := snapshot.Verify(ctx, t.db, s.Manifest, nil, d.o.Threads)
 		if err != nil {
 			return d.fail(ctx, err, fmt.Sprintf("the restored data does not match snapshot %s at its position %s", s.Manifest.ID, s.Manifest.Position))
 		}

@@ -518,7 +518,7 @@ func load(ctx context.Context, o ProvisionOptions, p *planned) error {
 func verify(ctx context.Context, o ProvisionOptions, p *planned) (int, error) {
 	m := p.snap.Manifest
 	o.Progress("verify", p.Name, 0, 1)
-	n, err := snapshot.Verify(ctx, o.Target, m, p.dbs)
+	n, err := snapshot.Verify(ctx, o.Target, m, p.dbs, o.Threads)
 	if err != nil {
 		return n, fmt.Errorf("source %s: the data loaded into %s differs from snapshot %s: %w", p.Name, o.TargetAddr, m.ID, err)
 	}

@@ -250,7 +250,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Replay = time.Since(t0)
 	if txs == 0 {
-		n, err := snapshot.Verify(ctx, o.Target, m, dbs)
+		n, err := snapshot.Verify(ctx, o.Target, m, dbs, o.Threads)
 		if err != nil {
 			return res, fmt.Errorf("verification: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -444,40 +445,89 @@ func LoadUsers(ctx context.Context, db *sql.DB, dir string, m *Manifest, log *sl
 }
 
 // Verify recomputes every chunk checksum of the databases dbs (all if
-// empty) on db and compares them with the manifest. It returns the number
-// of chunks compared.
-func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string) (int, error) {
-	c, err := db.Conn(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	if _, err := c.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
-		return 0, err
-	}
+// empty) on db and compares them with the manifest, on threads connections
+// at once (at least 1). It returns the number of chunks compared; the
+// first chunk that differs ends it with an error naming the chunk.
+func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads int) (int, error) {
 	want := map[string]bool{}
 	for _, d := range dbs {
 		want[d] = true
 	}
-	n := 0
-	for _, d := range m.Databases {
+	type job struct {
+		db string
+		t  *Table
+		ch Chunk
+	}
+	var jobs []job
+	for i := range m.Databases {
+		d := &m.Databases[i]
 		if len(want) > 0 && !want[d.Name] {
 			continue
 		}
-		for _, t := range d.Tables {
-			for _, ch := range t.Chunks {
-				rows, sum, err := ChunkChecksum(ctx, c, m.Checksum, d.Name, t, ch.Where)
-				if err != nil {
-					return n, err
-				}
-				if rows != ch.Rows || sum != ch.Checksum {
-					return n, fmt.Errorf("%s.%s chunk %q: %d rows, checksum %s on the target; the snapshot has %d rows, %s", d.Name, t.Name, ch.Where, rows, sum, ch.Rows, ch.Checksum)
-				}
-				n++
+		for j := range d.Tables {
+			for _, ch := range d.Tables[j].Chunks {
+				jobs = append(jobs, job{d.Name, &d.Tables[j], ch})
 			}
 		}
 	}
-	return n, nil
+	// The biggest chunks first keep every connection busy to the end.
+	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].ch.Bytes > jobs[j].ch.Bytes })
+	threads = max(1, min(threads, len(jobs)))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next  atomic.Int64
+		done  atomic.Int64
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	for range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := db.Conn(ctx)
+			if err != nil {
+				fail(err)
+				return
+			}
+			defer c.Close()
+			if _, err := c.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
+				fail(err)
+				return
+			}
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(jobs) || ctx.Err() != nil {
+					return
+				}
+				j := jobs[i]
+				rows, sum, err := ChunkChecksum(ctx, c, m.Checksum, j.db, *j.t, j.ch.Where)
+				if err != nil {
+					fail(fmt.Errorf("%s.%s chunk %q: %w", j.db, j.t.Name, j.ch.Where, err))
+					return
+				}
+				if rows != j.ch.Rows || sum != j.ch.Checksum {
+					fail(fmt.Errorf("%s.%s chunk %q: %d rows, checksum %s on the target; the snapshot has %d rows, %s", j.db, j.t.Name, j.ch.Where, rows, sum, j.ch.Rows, j.ch.Checksum))
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return int(done.Load()), first
+	}
+	return int(done.Load()), ctx.Err()
 }
 
 // createTable runs a table's CREATE TABLE without its secondary indexes,

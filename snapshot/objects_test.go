@@ -133,11 +133,18 @@ func TestObjectTypes(t *testing.T) {
 	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := Verify(ctx, target.DB(t), m, nil); err != nil {
+	if n, err := Verify(ctx, target.DB(t), m, nil, 2); err != nil {
 		t.Fatalf("chunk checksums on the target: %v", err)
 	} else if n < len(kinds) {
 		t.Fatalf("%d chunks verified, want at least %d", n, len(kinds))
 	}
+	// One changed row in one chunk of several, found by the parallel
+	// verification and named.
+	target.Exec(t, "UPDATE o.prices SET price = price + 1 WHERE item = 1 AND valid_from = '2026-01-01'")
+	if _, err := Verify(ctx, target.DB(t), m, nil, 4); err == nil || !strings.Contains(err.Error(), "o.prices chunk") || !strings.Contains(err.Error(), "on the target; the snapshot has") {
+		t.Fatalf("verification of a changed row: %v", err)
+	}
+	target.Exec(t, "UPDATE o.prices SET price = price - 1 WHERE item = 1 AND valid_from = '2026-01-01'")
 	want, got := p.Checksums(t, "o", "o2"), target.Checksums(t, "o", "o2")
 	for _, name := range []string{"o.s", "o.down", "o2.ids", "o.hist", "o.hist2", "o.histp", "o.histk", "o.histtrx", "o.prices", "o.cols"} {
 		if want[name] == "" {
