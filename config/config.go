@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/storage"
 )
 
 // Config is the whole configuration file.
@@ -32,6 +33,10 @@ type Config struct {
 	Retention *Retention `yaml:"retention"`
 	HTTP      HTTP       `yaml:"http"`
 	Sources   []Source   `yaml:"sources"`
+
+	// Storage puts the archive and the snapshots in an S3 bucket too; nil:
+	// archive.dir is the only store. See ResolveStorage.
+	Storage *Storage `yaml:"storage"`
 
 	// Path is the file the config was read from.
 	Path string `yaml:"-"`
@@ -342,6 +347,152 @@ type TLS struct {
 	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
 }
 
+// Storage is the storage block: the archive and the snapshots in an
+// S3-compatible bucket, besides the local archive.dir. docs/storage.md
+// describes it.
+type Storage struct {
+	S3 *S3 `yaml:"s3"`
+	// LocalKeep is how many bytes of sealed, uploaded files the local
+	// archive directory keeps; nil means DefaultLocalKeep.
+	LocalKeep *ByteSize `yaml:"local_keep"`
+	// UploadInterval is how often the active file's new bytes are
+	// shipped; 0 means DefaultUploadInterval.
+	UploadInterval Duration    `yaml:"upload_interval"`
+	Encryption     *Encryption `yaml:"encryption"`
+}
+
+// S3 is the bucket of the storage block. Its keys come from the
+// environment or from files, exactly one of each pair.
+type S3 struct {
+	Bucket        string `yaml:"bucket"`
+	Prefix        string `yaml:"prefix"`
+	Endpoint      string `yaml:"endpoint"`
+	Region        string `yaml:"region"`
+	AccessKeyEnv  string `yaml:"access_key_env"`
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyEnv  string `yaml:"secret_key_env"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	PathStyle     bool   `yaml:"path_style"`
+	CAFile        string `yaml:"ca_file"`
+}
+
+// Encryption is the age keys of the storage block: the recipients are
+// enough to write, the identity is needed to read.
+type Encryption struct {
+	RecipientsFile string `yaml:"recipients_file"`
+	IdentityFile   string `yaml:"identity_file"`
+}
+
+// Defaults and limits of the storage block.
+const (
+	DefaultLocalKeep      = 2 << 30
+	DefaultUploadInterval = time.Second
+	MinUploadInterval     = 100 * time.Millisecond
+	MaxUploadInterval     = time.Hour
+)
+
+// check validates a storage block; every error names its key.
+func (s *Storage) check() error {
+	if s == nil {
+		return nil
+	}
+	b := s.S3
+	if b == nil {
+		return errors.New("storage.s3: required in a storage block (without a storage block, archive.dir is the only store)")
+	}
+	if b.Bucket == "" {
+		return errors.New("storage.s3.bucket: required")
+	}
+	if err := storage.CheckBucket(b.Bucket); err != nil {
+		return fmt.Errorf("storage.s3.bucket: %w", err)
+	}
+	if _, err := storage.NormalizePrefix(b.Prefix); err != nil {
+		return fmt.Errorf("storage.s3.prefix: %q is not a prefix of object names (segments separated by single slashes, none starting with a dot)", b.Prefix)
+	}
+	_, secure, err := storage.ParseEndpoint(b.Endpoint)
+	switch {
+	case err != nil:
+		return fmt.Errorf("storage.s3.endpoint: %w", err)
+	case countSet(b.AccessKeyEnv, b.AccessKeyFile) != 1:
+		return errors.New("storage.s3: give exactly one of access_key_env and access_key_file")
+	case countSet(b.SecretKeyEnv, b.SecretKeyFile) != 1:
+		return errors.New("storage.s3: give exactly one of secret_key_env and secret_key_file")
+	case b.CAFile != "" && !secure:
+		return errors.New("storage.s3.ca_file: the endpoint is http://; a CA file needs an https:// endpoint")
+	case s.Encryption != nil && s.Encryption.RecipientsFile == "" && s.Encryption.IdentityFile == "":
+		return errors.New("storage.encryption: give recipients_file (to write), identity_file (to read), or both")
+	}
+	return durationRange("storage.upload_interval", s.UploadInterval, MinUploadInterval, MaxUploadInterval)
+}
+
+// ResolveStorage resolves the storage block: the bucket's keys are read
+// from the environment or their files, paths are made absolute, defaults
+// are applied. It returns nil without a storage block: archive.dir is
+// then the only store. storage/s3.Open builds the store from the result,
+// storage.LoadKeys reads its keys.
+func (c *Config) ResolveStorage() (*storage.Settings, error) {
+	s := c.Storage
+	if s == nil {
+		return nil, nil
+	}
+	b := s.S3
+	prefix, _ := storage.NormalizePrefix(b.Prefix)
+	out := &storage.Settings{
+		S3:             storage.S3Settings{Bucket: b.Bucket, Prefix: prefix, Endpoint: b.Endpoint, Region: b.Region, PathStyle: b.PathStyle},
+		LocalKeep:      DefaultLocalKeep,
+		UploadInterval: DefaultUploadInterval,
+	}
+	if s.LocalKeep != nil {
+		out.LocalKeep = int64(*s.LocalKeep)
+	}
+	if s.UploadInterval > 0 {
+		out.UploadInterval = s.UploadInterval.D()
+	}
+	if b.CAFile != "" {
+		out.S3.CAFile = c.rel(b.CAFile)
+	}
+	var err error
+	if out.S3.AccessKey, err = c.storageSecret("access_key", b.AccessKeyEnv, b.AccessKeyFile); err != nil {
+		return nil, err
+	}
+	if out.S3.SecretKey, err = c.storageSecret("secret_key", b.SecretKeyEnv, b.SecretKeyFile); err != nil {
+		return nil, err
+	}
+	if e := s.Encryption; e != nil {
+		if e.RecipientsFile != "" {
+			out.RecipientsFile = c.rel(e.RecipientsFile)
+		}
+		if e.IdentityFile != "" {
+			out.IdentityFile = c.rel(e.IdentityFile)
+		}
+	}
+	return out, nil
+}
+
+// storageSecret reads a key of storage.s3 from the environment or a file
+// (a trailing newline is ignored); it must not be empty.
+func (c *Config) storageSecret(key, env, file string) (string, error) {
+	if env != "" {
+		v, ok := os.LookupEnv(env)
+		switch {
+		case !ok:
+			return "", fmt.Errorf("%s: storage.s3.%s_env: environment variable %s is not set", c.Path, key, env)
+		case v == "":
+			return "", fmt.Errorf("%s: storage.s3.%s_env: environment variable %s is empty", c.Path, key, env)
+		}
+		return v, nil
+	}
+	bs, err := os.ReadFile(c.rel(file))
+	if err != nil {
+		return "", fmt.Errorf("%s: storage.s3.%s_file: %w", c.Path, key, err)
+	}
+	v := strings.TrimRight(string(bs), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("%s: storage.s3.%s_file: %s is empty", c.Path, key, c.rel(file))
+	}
+	return v, nil
+}
+
 // ByteSize is a size written as 268435456, "256MiB" or "256MB".
 type ByteSize int64
 
@@ -520,7 +671,7 @@ var (
 	cannotRe       = regexp.MustCompile("line (\\d+): cannot unmarshal !!(\\w+) `([^`]*)` into (\\S+)")
 )
 
-var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls", "Snapshot": "snapshot", "Endpoint": "snapshot.from", "Drill": "drill", "Retention": "retention", "SourceRetention": "a source's retention"}
+var sectionNames = map[string]string{"Config": "the top level", "Archive": "archive", "HTTP": "http", "Source": "a source", "TLS": "tls", "Serve": "serve", "ServeTLS": "serve.tls", "Snapshot": "snapshot", "Endpoint": "snapshot.from", "Drill": "drill", "Retention": "retention", "SourceRetention": "a source's retention", "Storage": "storage", "S3": "storage.s3", "Encryption": "storage.encryption"}
 
 func yamlError(err error) string {
 	if errors.Is(err, errEmpty) || err.Error() == "EOF" {
@@ -579,8 +730,13 @@ func (c *Config) validate() error {
 		return errors.New("archive.max_file_age: must not be negative")
 	case a.MaxFileAge > 0 && a.MaxFileAge.D() < time.Second:
 		return fmt.Errorf("archive.max_file_age: %s is less than 1s", a.MaxFileAge)
+	case a.MaxFileAge.D() > 366*24*time.Hour:
+		return fmt.Errorf("archive.max_file_age: %s is more than 366d (a file is sealed by size or age, at the latest after a year)", a.MaxFileAge)
 	case a.MinFree != nil && !(a.MinFree.Percent >= 0 && a.MinFree.Percent < 100):
 		return fmt.Errorf("archive.min_free: %s is not a percentage from 0%% to below 100%%", a.MinFree)
+	}
+	if err := c.Storage.check(); err != nil {
+		return err
 	}
 	if err := c.Retention.check("retention"); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,6 +167,7 @@ func TestArchiveModes(t *testing.T) {
 		{"  on_gap: skip\n", "", "", `archive.on_gap: "skip" is not new-generation or stop`, 0},
 		{"  max_file_age: 500ms\n", "", "", "archive.max_file_age: 500ms is less than 1s", 0},
 		{"  max_file_age: -1h\n", "", "", "archive.max_file_age: must not be negative", 0},
+		{"  max_file_age: 400d\n", "", "", "archive.max_file_age: 9600h0m0s is more than 366d (a file is sealed by size or age, at the latest after a year)", 0},
 	}
 	for _, tc := range cases {
 		c, err := Parse("u.yaml", []byte(withArchive(tc.lines)))
@@ -473,6 +475,115 @@ func TestDrill(t *testing.T) {
 		_, err := Parse("u.yaml", []byte(withDB2(tc.lines)))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err=%v, want %q", tc.lines, err, tc.want)
+		}
+	}
+}
+
+const withStorage = good + `
+storage:
+  s3:
+    bucket: backups
+    prefix: understudy
+    endpoint: https://s3.example.net
+    region: eu-west-1
+    access_key_env: T_AWS_KEY
+    secret_key_file: secret.key
+    path_style: true
+    ca_file: ca.pem
+  local_keep: 1GiB
+  upload_interval: 500ms
+  encryption:
+    recipients_file: age.pub
+    identity_file: /etc/understudy/age.key
+`
+
+// TestStorage: the storage block resolves to the settings storage/s3
+// opens, with the keys read and the paths made absolute.
+func TestStorage(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "u.yaml")
+	c, err := Parse(path, []byte(withStorage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("T_AWS_KEY", "AKIA1")
+	if _, err := c.ResolveStorage(); err == nil || !strings.Contains(err.Error(), "storage.s3.secret_key_file") {
+		t.Fatalf("ResolveStorage without the secret file: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret.key"), []byte("s3cr3t\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.ResolveStorage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := st.S3
+	if s.Bucket != "backups" || s.Prefix != "understudy/" || s.Endpoint != "https://s3.example.net" || s.Region != "eu-west-1" ||
+		s.AccessKey != "AKIA1" || s.SecretKey != "s3cr3t" || !s.PathStyle || s.CAFile != filepath.Join(dir, "ca.pem") {
+		t.Fatalf("S3 settings %+v", s)
+	}
+	if st.LocalKeep != 1<<30 || st.UploadInterval != 500*time.Millisecond || st.RecipientsFile != filepath.Join(dir, "age.pub") || st.IdentityFile != "/etc/understudy/age.key" || !st.Encrypted() {
+		t.Fatalf("settings %+v", st)
+	}
+	t.Setenv("T_AWS_KEY", "")
+	if _, err := c.ResolveStorage(); err == nil || !strings.Contains(err.Error(), "storage.s3.access_key_env: environment variable T_AWS_KEY is empty") {
+		t.Fatalf("empty access key: %v", err)
+	}
+
+	// The defaults, and no storage at all.
+	minimal := good + "storage:\n  s3:\n    bucket: b-1\n    endpoint: http://127.0.0.1:9000\n    access_key_env: T_AWS_KEY\n    secret_key_env: T_AWS_KEY\n"
+	t.Setenv("T_AWS_KEY", "k")
+	c, err = Parse(path, []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err = c.ResolveStorage(); err != nil || st.LocalKeep != DefaultLocalKeep || st.UploadInterval != time.Second || st.S3.Prefix != "" || st.Encrypted() {
+		t.Fatalf("defaults: %+v, %v", st, err)
+	}
+	c, _ = Parse(path, []byte(good))
+	if st, err := c.ResolveStorage(); st != nil || err != nil {
+		t.Fatalf("without a storage block: %+v, %v; want nil", st, err)
+	}
+}
+
+// TestStorageErrors: every mistake in the storage block is refused with
+// a message that names the key.
+func TestStorageErrors(t *testing.T) {
+	edit := func(old, new string) string {
+		if !strings.Contains(withStorage, old) {
+			t.Fatalf("%q is not in the config", old)
+		}
+		return strings.Replace(withStorage, old, new, 1)
+	}
+	cases := []struct{ yaml, want string }{
+		{edit("    region: eu-west-1\n", "    regoin: eu-west-1\n"), `unknown key "regoin" in storage.s3`},
+		{edit("  local_keep: 1GiB\n", "  local_kept: 1GiB\n"), `unknown key "local_kept" in storage`},
+		{edit("    identity_file:", "    identity:"), `unknown key "identity" in storage.encryption`},
+		{good + "storage:\n  local_keep: 1GiB\n", "storage.s3: required"},
+		{edit("    bucket: backups\n", ""), "storage.s3.bucket: required"},
+		{edit("bucket: backups", "bucket: Backups_1"), `storage.s3.bucket: "Backups_1" is not a bucket name`},
+		{edit("prefix: understudy", "prefix: /understudy"), `storage.s3.prefix: "/understudy" is not a prefix`},
+		{edit("prefix: understudy", "prefix: a//b"), `storage.s3.prefix: "a//b"`},
+		{edit("https://s3.example.net", "http://s3.example.net"), "storage.s3.endpoint: \"http://s3.example.net\": http:// is allowed only for a loopback host"},
+		{edit("https://s3.example.net", "http://10.0.0.7:9000"), "http:// is allowed only for a loopback host"},
+		{edit("https://s3.example.net", "s3.example.net"), `storage.s3.endpoint: "s3.example.net" is not a URL`},
+		{edit("https://s3.example.net", "https://s3.example.net/backups"), "storage.s3.endpoint: \"https://s3.example.net/backups\": give only the scheme, host and port"},
+		{edit("    access_key_env: T_AWS_KEY\n", ""), "storage.s3: give exactly one of access_key_env and access_key_file"},
+		{edit("    access_key_env: T_AWS_KEY\n", "    access_key_env: T_AWS_KEY\n    access_key_file: k\n"), "storage.s3: give exactly one of access_key_env and access_key_file"},
+		{edit("    secret_key_file: secret.key\n", "    secret_key_file: secret.key\n    secret_key_env: X\n"), "storage.s3: give exactly one of secret_key_env and secret_key_file"},
+		{edit("https://s3.example.net", "http://127.0.0.1:9000"), "storage.s3.ca_file: the endpoint is http://"},
+		{edit("local_keep: 1GiB", "local_keep: -1GiB"), "storage.local_keep: invalid size"},
+		{edit("local_keep: 1GiB", "local_keep: lots"), "storage.local_keep: invalid size"},
+		{edit("upload_interval: 500ms", "upload_interval: 10ms"), "storage.upload_interval: 10ms is not between 100ms and 1h0m0s"},
+		{edit("upload_interval: 500ms", "upload_interval: 2d"), "storage.upload_interval: 48h0m0s is not between 100ms and 1h0m0s"},
+		{edit("upload_interval: 500ms", "upload_interval: soon"), "storage.upload_interval: invalid duration"},
+		{edit("path_style: true", "path_style: yes please"), `invalid value "yes please" (want true or false)`},
+		{edit("    recipients_file: age.pub\n    identity_file: /etc/understudy/age.key\n", "    recipients_file: \"\"\n"), "storage.encryption: give recipients_file (to write), identity_file (to read), or both"},
+	}
+	for _, tc := range cases {
+		_, err := Parse("u.yaml", []byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: error %v, want one line with %q", tc.want, err, tc.want)
 		}
 	}
 }

@@ -172,7 +172,7 @@ func skipQuoted(sql string, i int, q byte, escapes bool) int {
 }
 
 // RedactMessage redacts the statement that a server's error message
-// quotes ("… Query: 'CREATE USER … IDENTIFIED BY '…''", as a replica's
+// quotes ("… Query: 'CREATE USER … IDENTIFIED BY '…”", as a replica's
 // Last_SQL_Error does): the text after "Query: '" up to the message's
 // last quote is redacted as a statement.
 func RedactMessage(msg string) string {

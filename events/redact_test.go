@@ -63,10 +63,9 @@ func TestRedact(t *testing.T) {
 // failed; its password never reaches understudy's messages.
 func TestRedactMessage(t *testing.T) {
 	for in, want := range map[string]string{
-		"Error 'Operation CREATE USER failed for 'app'@'%'' on query. Default database: ''. Query: 'CREATE USER 'app'@'%' IDENTIFIED BY 's3cret''":
-		"Error 'Operation CREATE USER failed for 'app'@'%'' on query. Default database: ''. Query: 'CREATE USER 'app'@'%' IDENTIFIED BY '<secret>''",
-		"Error 'x' on query. Default database: 'd'. Query: 'SET PASSWORD FOR u = PASSWORD('pw')'": "Error 'x' on query. Default database: 'd'. Query: 'SET PASSWORD FOR u = PASSWORD('<secret>')'",
-		"Could not execute Write_rows_v1 event on table a.t; Duplicate entry '1' for key 'PRIMARY'": "Could not execute Write_rows_v1 event on table a.t; Duplicate entry '1' for key 'PRIMARY'",
+		"Error 'Operation CREATE USER failed for 'app'@'%'' on query. Default database: ''. Query: 'CREATE USER 'app'@'%' IDENTIFIED BY 's3cret''": "Error 'Operation CREATE USER failed for 'app'@'%'' on query. Default database: ''. Query: 'CREATE USER 'app'@'%' IDENTIFIED BY '<secret>''",
+		"Error 'x' on query. Default database: 'd'. Query: 'SET PASSWORD FOR u = PASSWORD('pw')'":                                                  "Error 'x' on query. Default database: 'd'. Query: 'SET PASSWORD FOR u = PASSWORD('<secret>')'",
+		"Could not execute Write_rows_v1 event on table a.t; Duplicate entry '1' for key 'PRIMARY'":                                                "Could not execute Write_rows_v1 event on table a.t; Duplicate entry '1' for key 'PRIMARY'",
 	} {
 		if got := RedactMessage(in); got != want {
 			t.Errorf("RedactMessage(%q)\n = %q\nwant %q", in, got, want)

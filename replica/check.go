@@ -41,7 +41,7 @@ type CheckOptions struct {
 	Primary     *sql.DB
 	PrimaryAddr string
 	Threads     int   // parallel checksum connections (default 4)
-	ChunkRows int64 // rows a chunk (default the snapshot's 200000)
+	ChunkRows   int64 // rows a chunk (default the snapshot's 200000)
 	// MaxKeys bounds the keys listed for each differing chunk (default 20).
 	MaxKeys int
 	Log     *slog.Logger

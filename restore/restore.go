@@ -63,7 +63,7 @@ type Options struct {
 	// Throwaway says the target is a scratch server, used once (a check's
 	// reference, a drill): no state is read or kept for a rerun, and a
 	// rerun loads again.
-	Throwaway bool
+	Throwaway      bool
 	ConnectTimeout time.Duration
 	Log            *slog.Logger
 	// Progress reports a stage's progress ("load" or "replay").

@@ -21,8 +21,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("binlog export", stderr)
 	fs.config(&o.config)
 	fs.source(&o.source)
-	fs.StringVar(&o.dir, "dir", "", "write the binlog files into the directory `DIR`")
-	fs.require("dir")
+	fs.outDir(&o.dir)
 	fs.stopPoint(&o.stop)
 	fs.json(&o.json)
 	if err := parseFlags(fs, args); err != nil {

@@ -58,6 +58,7 @@ func commands() []command {
 		{"drill", "prove that a source's backups restore: restore its snapshots on an empty server, replay the archive between them and verify the result (run does it on drill.every)", cmdDrill},
 		{"verify", "check every CRC, sha256, index record and GTID of the archive and of its snapshots", cmdVerify},
 		{"binlog export", "write binlog files up to a point, for mariadb-binlog | mariadb", cmdExport},
+		{"keygen", "write a new age key pair for encryption at rest (storage.encryption): DIR/age.key, the identity (mode 0600), needed only where backups are read; DIR/age.pub, the recipient, all the archiving host needs. Never overwrites a key", cmdKeygen},
 	}
 }
 
@@ -172,6 +173,13 @@ func (f *flagSet) sourceOrEvery(p *string) {
 func (f *flagSet) feed(listen, advertise *string) {
 	f.StringVar(listen, "listen", "", "the binlog server that feeds the target listens on `HOST:PORT` (default: this host's address that faces the target, a free port; behind a NAT or in a container, 0.0.0.0 and a port the target can reach)")
 	f.StringVar(advertise, "advertise", "", "the target connects to the binlog server at `HOST` or HOST:PORT (default: the --listen host, or when that is 0.0.0.0 or :: or none, this host's address that faces the target)")
+}
+
+// outDir registers the required --dir of a command that writes files
+// (binlog export, keygen).
+func (f *flagSet) outDir(p *string) {
+	f.StringVar(p, "dir", "", "write into the directory `DIR`")
+	f.require("dir")
 }
 
 // stringList is a flag given once per value.
