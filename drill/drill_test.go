@@ -13,69 +13,23 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/archiver"
 	"github.com/understudy-db/understudy/binlog"
+	"github.com/understudy-db/understudy/internal/labtest"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
-const replUser, replPassword = "repl", "repl-pw"
+func logger(t *testing.T) *slog.Logger { return mariadbtest.Logger(t, slog.LevelWarn) }
 
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(b []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
-
-func logger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-// archive archives p into dir until the returned function is called,
-// which waits until the archive holds p's gtid_binlog_pos first.
+// archiveSource archives p as source "db" into dir until the returned
+// function is called, which first waits until the archive holds p's
+// gtid_binlog_pos.
 func archiveSource(t *testing.T, p *mariadbtest.Server, dir string) (stop func()) {
-	t.Helper()
-	src := understudy.Source{Name: "db", Host: "127.0.0.1", Port: p.Port, User: replUser, Password: replPassword, ServerID: 9100, Heartbeat: 300 * time.Millisecond}
-	a := archiver.New(src, dir, logger(t), nil)
-	a.MaxBackoff = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		t.Helper()
-		if stopped {
-			return
-		}
-		stopped = true
-		want, _ := understudy.ParsePosition(p.GTIDBinlogPos(t))
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if a, err := archive.Open(dir); err == nil && a.Position().ContainsPosition(want) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the archive did not reach %s within 30s", want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("archiver: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return labtest.Archive(t, labtest.Source(p, "db", 9100), dir, p, logger(t))
 }
 
 func takeSnapshot(t *testing.T, p *mariadbtest.Server, root string) *snapshot.Manifest {
-	t.Helper()
-	m, _, err := snapshot.Take(context.Background(), snapshot.Options{Source: "db", DB: p.DB(t), From: fmt.Sprintf("127.0.0.1:%d", p.Port), Root: root, Threads: 2, ChunkRows: 100})
-	if err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	return m
+	return labtest.TakeSnapshot(t, p, "db", root, 100)
 }
 
 func options(t *testing.T, dir string, target *mariadbtest.Server) Options {
@@ -126,9 +80,7 @@ func userDatabases(t *testing.T, db *sql.DB) []string {
 // of its own is refused and left as it was.
 func TestDrill(t *testing.T) {
 	ctx := context.Background()
-	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER "+replUser+"@'%' IDENTIFIED BY '"+replPassword+"'")
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT REPLICATION SLAVE ON *.* TO "+replUser+"@'%'")
+	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
 	p.Exec(t, "CREATE DATABASE a")
 	p.Exec(t, "CREATE TABLE a.t (id INT PRIMARY KEY, v VARCHAR(20), KEY v (v))")
 	p.Exec(t, "CREATE TABLE a.nokey (n INT, s TEXT)")

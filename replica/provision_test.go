@@ -16,10 +16,9 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/archiver"
 	"github.com/understudy-db/understudy/binlogserver"
+	"github.com/understudy-db/understudy/internal/labtest"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
-	"github.com/understudy-db/understudy/snapshot"
 )
 
 func testLogger(t *testing.T) *slog.Logger { return mariadbtest.Logger(t, slog.LevelInfo) }
@@ -50,9 +49,7 @@ func startLab(t *testing.T, name string, serverID, domain uint32, db string) *la
 // the archiver once a transaction is durable, when semiSync is set.
 func startLabWith(t *testing.T, name string, serverID, domain uint32, db string, semiSync bool) *lab {
 	t.Helper()
-	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: serverID, DomainID: domain, SemiSync: semiSync})
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER repl@'%' IDENTIFIED BY 'repl-pw'")
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO repl@'%'")
+	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: serverID, DomainID: domain, SemiSync: semiSync})
 	p.Exec(t, "CREATE DATABASE "+db)
 	p.Exec(t, "CREATE TABLE "+db+".t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(40), n INT)")
 	p.Exec(t, "INSERT INTO "+db+".t (v, n) SELECT CONCAT('row', seq), seq FROM "+db+".seq_1_to_2000")
@@ -60,7 +57,8 @@ func startLabWith(t *testing.T, name string, serverID, domain uint32, db string,
 	p.Exec(t, "INSERT INTO "+db+".nokey SELECT seq % 10, 'dup' FROM "+db+".seq_1_to_50")
 	l := &lab{name: name, primary: p, dir: t.TempDir()}
 
-	src := understudy.Source{Name: name, Host: "127.0.0.1", Port: p.Port, User: "repl", Password: "repl-pw", ServerID: 9000 + serverID, Heartbeat: 300 * time.Millisecond, SemiSync: semiSync}
+	src := labtest.Source(p, name, 9000+serverID)
+	src.SemiSync = semiSync
 	l.stopArchive = l.archive(t, src)
 	ctx, cancel := context.WithCancel(context.Background())
 
@@ -82,9 +80,7 @@ func startLabWith(t *testing.T, name string, serverID, domain uint32, db string,
 	l.serverID = 9000 + serverID
 	l.serve = Master{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, User: "understudy", Password: servePassword, What: "the binlog server"}
 	l.waitArchived(t)
-	if _, _, err := snapshot.Take(context.Background(), snapshot.Options{Source: name, DB: p.DB(t), From: fmt.Sprintf("127.0.0.1:%d", p.Port), Root: l.snapshots(), Threads: 2}); err != nil {
-		t.Fatalf("snapshot of %s: %v", name, err)
-	}
+	labtest.TakeSnapshot(t, p, name, l.snapshots(), 0)
 	l.waitArchived(t)
 	return l
 }
@@ -92,20 +88,7 @@ func startLabWith(t *testing.T, name string, serverID, domain uint32, db string,
 // archive runs an archiver of src into the lab's archive until the
 // returned function is called (at the latest when the test ends).
 func (l *lab) archive(t *testing.T, src understudy.Source) (stop func()) {
-	a := archiver.New(src, l.dir, testLogger(t).With("part", "archiver"), nil)
-	a.MaxBackoff = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	archived := make(chan error, 1)
-	go func() { archived <- a.Run(ctx) }()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			if err := <-archived; err != nil {
-				t.Errorf("archiver of %s: %v", l.name, err)
-			}
-		})
-	}
+	return labtest.Archive(t, src, l.dir, nil, testLogger(t).With("part", "archiver"))
 }
 
 func (l *lab) snapshots() string { return filepath.Join(l.dir, "snapshots") }

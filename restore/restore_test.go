@@ -15,64 +15,27 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
-	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/archiver"
+	"github.com/understudy-db/understudy/internal/labtest"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 	"github.com/understudy-db/understudy/replica"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
-const replUser, replPassword = "repl", "repl-pw"
-
 func logger(t *testing.T) *slog.Logger { return mariadbtest.Logger(t, slog.LevelWarn) }
 
-// startPrimary starts a primary with a replication account.
 func startPrimary(t *testing.T, o mariadbtest.Options) *mariadbtest.Server {
-	t.Helper()
-	p := mariadbtest.Start(t, o)
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER "+replUser+"@'%' IDENTIFIED BY '"+replPassword+"'")
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT REPLICATION SLAVE ON *.* TO "+replUser+"@'%'")
-	return p
+	return labtest.StartPrimary(t, o)
 }
 
-// archiveSource archives p into dir until the returned function is called,
-// which first waits until the archive holds p's gtid_binlog_pos.
+// archiveSource archives p as source "db" into dir until the returned
+// function is called, which first waits until the archive holds p's
+// gtid_binlog_pos.
 func archiveSource(t *testing.T, p *mariadbtest.Server, dir string) (stop func()) {
-	t.Helper()
-	src := understudy.Source{Name: "db", Host: "127.0.0.1", Port: p.Port, User: replUser, Password: replPassword, ServerID: 9100, Heartbeat: 300 * time.Millisecond}
-	a := archiver.New(src, dir, logger(t), nil)
-	a.MaxBackoff = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		t.Helper()
-		if stopped {
-			return
-		}
-		stopped = true
-		want, _ := understudy.ParsePosition(p.GTIDBinlogPos(t))
-		mariadbtest.Eventually(t, "the archive to reach "+want.String(), 30*time.Second, func() bool {
-			a, err := archive.Open(dir)
-			return err == nil && a.Position().ContainsPosition(want)
-		})
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("archiver: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return labtest.Archive(t, labtest.Source(p, "db", 9100), dir, p, logger(t))
 }
 
 func takeSnapshot(t *testing.T, p *mariadbtest.Server, root string) *snapshot.Manifest {
-	t.Helper()
-	m, _, err := snapshot.Take(context.Background(), snapshot.Options{Source: "db", DB: p.DB(t), From: fmt.Sprintf("127.0.0.1:%d", p.Port), Root: root, Threads: 2})
-	if err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	return m
+	return labtest.TakeSnapshot(t, p, "db", root, 0)
 }
 
 func options(t *testing.T, dir string, target *mariadbtest.Server) Options {
@@ -280,7 +243,7 @@ func TestRestoreInto(t *testing.T) {
 		q.Exec(t, "INSERT INTO o.t VALUES (1), (2)")
 		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
 		target.Exec(t, fmt.Sprintf("CHANGE MASTER 'other' TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
-			q.Port, replUser, replPassword))
+			q.Port, labtest.ReplUser, labtest.ReplPassword))
 		target.Exec(t, "START SLAVE 'other'")
 		caughtUp := func() {
 			t.Helper()
