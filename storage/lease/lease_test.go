@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -387,13 +385,13 @@ func TestUnreachable(t *testing.T) {
 // renewal.
 func TestUncertain(t *testing.T) {
 	srv := s3test.Start(t, s3test.Options{})
-	p := startDropProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
-	b := s3Backend(t, srv, "http://"+p.ln.Addr().String())
+	p := s3test.StartDropProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+	b := s3Backend(t, srv, "http://"+p.Addr())
 
 	h := holder("host-a", 1)
-	p.drop.Store(true)
+	p.Drop.Store(true)
 	a := acquire(t, b, h)
-	if p.drop.Load() {
+	if p.Drop.Load() {
 		t.Fatal("no reply was dropped")
 	}
 	if got := stored(t, b); !got.Holder.Same(h) {
@@ -401,9 +399,9 @@ func TestUncertain(t *testing.T) {
 	}
 	_, done, _ := run(a)
 	renewed := a.Record().Renewed
-	p.drop.Store(true) // the next renewal's reply
+	p.Drop.Store(true) // the next renewal's reply
 	time.Sleep(ttl)
-	if p.drop.Load() {
+	if p.Drop.Load() {
 		t.Fatal("no reply was dropped")
 	}
 	select {
@@ -422,59 +420,5 @@ func TestUncertain(t *testing.T) {
 	}
 	if got := stored(t, b); !got.Released {
 		t.Fatalf("stored %+v after release, want released", got)
-	}
-}
-
-// dropProxy forwards TCP connections to the server, and when drop is set,
-// drops the next reply (closes the connection once the server has
-// answered): the request was carried out, the client never hears of it.
-// (As in storage/s3's tests.)
-type dropProxy struct {
-	ln     net.Listener
-	target string
-	drop   atomic.Bool
-}
-
-func startDropProxy(t *testing.T, target string) *dropProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dropProxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *dropProxy) serve(c net.Conn) {
-	defer c.Close()
-	u, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	go io.Copy(u, c)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := u.Read(buf)
-		if n > 0 && p.drop.CompareAndSwap(true, false) {
-			return // the reply is lost
-		}
-		if n > 0 {
-			if _, err := c.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
 	}
 }

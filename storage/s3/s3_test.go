@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,71 +352,18 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
-// dropProxy forwards TCP connections to the server, and when drop is
-// set, drops the next reply (closes the connection once the server has
-// answered): the request was carried out, the client never hears of it.
-type dropProxy struct {
-	ln     net.Listener
-	target string
-	drop   atomic.Bool
-}
-
-func startDropProxy(t *testing.T, target string) *dropProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &dropProxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	return p
-}
-
-func (p *dropProxy) serve(c net.Conn) {
-	defer c.Close()
-	u, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	go io.Copy(u, c)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := u.Read(buf)
-		if n > 0 && p.drop.CompareAndSwap(true, false) {
-			return // the reply is lost
-		}
-		if n > 0 {
-			if _, err := c.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // TestUncertain: a conditional write whose reply is lost is retried; the
 // retry finds the object written and says that it may be this call's
 // (ErrUncertain), unlike a plain conflict.
 func TestUncertain(t *testing.T) {
 	srv := s3test.Start(t, s3test.Options{})
-	p := startDropProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
+	p := s3test.StartDropProxy(t, strings.TrimPrefix(srv.Endpoint, "http://"))
 	s := srv.Settings("u/")
-	s.Endpoint = "http://" + p.ln.Addr().String()
+	s.Endpoint = "http://" + p.Addr()
 	b := storage.Stack(newBackend(t, s), logger(t))
 	ctx := context.Background()
 
-	p.drop.Store(true)
+	p.Drop.Store(true)
 	_, err := b.PutIfAbsent(ctx, "lease", strings.NewReader("mine"), 4)
 	if !errors.Is(err, storage.ErrExists) || !errors.Is(err, storage.ErrUncertain) {
 		t.Fatalf("put-if-absent whose reply was lost: %v, want ErrExists and ErrUncertain", err)
@@ -433,7 +379,7 @@ func TestUncertain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.drop.Store(true)
+	p.Drop.Store(true)
 	_, err = b.ReplaceIf(ctx, "lease", strings.NewReader("renewed"), 7, st.ETag)
 	if !errors.Is(err, storage.ErrPrecondition) || !errors.Is(err, storage.ErrUncertain) {
 		t.Fatalf("replace-if whose reply was lost: %v, want ErrPrecondition and ErrUncertain", err)
