@@ -94,7 +94,7 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 		timeout := timedOut.Load()
 		closeSyncer()
 		if timeout && ctx.Err() == nil {
-			return timeoutError(src, "connect to", fmt.Sprintf("no answer within %s", ConnectTimeout), err)
+			return timeoutError(src, "connect to", fmt.Sprintf("no answer within %s", ConnectTimeout), unreachable, err)
 		}
 		return classify(src, err)
 	}
@@ -150,10 +150,14 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 	case ctx.Err() != nil:
 		return nil
 	case silent.Load():
-		return timeoutError(src, "stream from", fmt.Sprintf("no event or heartbeat for %s", silence), nil)
+		return timeoutError(src, "stream from", fmt.Sprintf("no event or heartbeat for %s", silence), unreachable, nil)
 	case timeout:
 		// No first event within DumpTimeout, or TCP gave up.
-		return timeoutError(src, "stream from", "no answer", err)
+		if dc := dumpConn.Load(); dc != nil && dc.mode.Load() == modeDumping {
+			return timeoutError(src, "stream from", fmt.Sprintf("no event within %s of the dump request", DumpTimeout),
+				"a network that drops packets, or, on a semi-sync primary, a dump thread of this server_id stuck (SHOW PROCESSLIST; docs/replication.md); retrying", err)
+		}
+		return timeoutError(src, "stream from", "no answer", unreachable, err)
 	}
 	return classify(src, err)
 }
@@ -191,13 +195,16 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// unreachable is the hint of most timeouts.
+const unreachable = "host unreachable, or the network drops packets; retrying"
+
 // timeoutError is the error of a primary that did not answer in time.
-func timeoutError(src understudy.Source, op, what string, err error) error {
+func timeoutError(src understudy.Source, op, what, hint string, err error) error {
 	e := fmt.Errorf("timed out: %s", what)
 	if err != nil {
 		e = fmt.Errorf("timed out: %s (%v)", what, err)
 	}
-	return &understudy.Error{Op: op + " " + src.Addr(), Err: withCause(e, ErrTimeout), Hint: "host unreachable, or the network drops packets; retrying"}
+	return &understudy.Error{Op: op + " " + src.Addr(), Err: withCause(e, ErrTimeout), Hint: hint}
 }
 
 type handler struct {
