@@ -26,6 +26,8 @@ import (
 	"github.com/understudy-db/understudy/schedule"
 	"github.com/understudy-db/understudy/snapshot"
 	"github.com/understudy-db/understudy/statuspage"
+	"github.com/understudy-db/understudy/storage/lease"
+	"github.com/understudy-db/understudy/storage/s3"
 )
 
 type runOptions struct {
@@ -141,12 +143,42 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			startDrill(ctx, &wg, cfg, &cfg.Sources[i], drillMetrics, log)
 		}
 	}
+	// One writer per source: with a store, each source's lease is held
+	// for as long as its archiver runs, and its loss stops the archiver.
+	leases, err := takeLeases(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	errs := make([]error, len(archivers))
 	for i, a := range archivers {
+		// The archiver stops when the lease is lost; the lease is released
+		// when the archiver stops.
+		actx, stopArchiver := context.WithCancel(ctx)
+		lctx, stopLease := context.WithCancel(ctx)
+		if l := leases[a.Source.Name]; l != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer stopArchiver()
+				if err := l.Run(lctx); err != nil {
+					log.Error("the source's lease in the store is lost: archiving stops, so that another understudy can take over", "source", a.Source.Name, "err", err)
+				}
+				l.Release(context.WithoutCancel(ctx))
+			}()
+			go func() {
+				select {
+				case <-l.Context().Done():
+					stopArchiver()
+				case <-lctx.Done():
+				}
+			}()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = a.Run(ctx)
+			defer stopLease()
+			defer stopArchiver()
+			errs[i] = a.Run(actx)
 			if errs[i] != nil {
 				log.Error("archiver stopped", "source", a.Source.Name, "err", errs[i])
 			}
@@ -155,6 +187,42 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	wg.Wait()
 	log.Info("stopped")
 	return errors.Join(append(errs, serveErrs...)...)
+}
+
+// takeLeases takes the single-writer lease of every source in the store,
+// when there is one (storage.s3): a second `understudy run` for the same
+// source, on any host, refuses to start until the first stops or its
+// lease expires (docs/storage.md). Without a store it returns none.
+func takeLeases(ctx context.Context, cfg *config.Config, log *slog.Logger) (map[string]*lease.Lease, error) {
+	st, err := cfg.ResolveStorage()
+	if err != nil || st == nil {
+		return nil, err
+	}
+	b, err := s3.Open(st, log)
+	if err != nil {
+		return nil, err
+	}
+	holder, err := lease.NewHolder(version)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*lease.Lease{}
+	for _, s := range cfg.Sources {
+		l, err := lease.Acquire(ctx, b, s.Name+"/lease", holder, lease.DefaultTTL)
+		if err != nil {
+			for _, held := range out {
+				held.Release(context.WithoutCancel(ctx))
+			}
+			if errors.Is(err, lease.ErrHeld) {
+				return nil, &understudy.Error{Source: s.Name, Err: fmt.Errorf("%w: %w", understudy.ErrLocked, err)}
+			}
+			return nil, &understudy.Error{Source: s.Name, Op: "lease in the store", Err: err}
+		}
+		l.Log = log.With("source", s.Name)
+		out[s.Name] = l
+		log.Info("holding the source's lease in the store", "source", s.Name, "generation", l.Generation(), "expires", l.Record().Expires)
+	}
+	return out, nil
 }
 
 func statuses(cfg *config.Config, as []*archiver.Archiver, served map[string]*binlogserver.Server) []understudy.SourceStatus {
