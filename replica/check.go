@@ -88,9 +88,8 @@ type CheckResult struct {
 	Elapsed time.Duration `json:"elapsed_ns"`
 }
 
-// ErrDifferent is wrapped by nothing: Check reports differences in its
-// result, not as an error. It is what callers return when they exit on a
-// difference.
+// ErrDifferent is what a caller that stops on a difference returns:
+// Check itself reports differences in its result, not as an error.
 var ErrDifferent = errors.New("the replica differs from the reference")
 
 // Check verifies a live replica without load on the primary. The
