@@ -139,7 +139,7 @@ func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
 	if n, err := Tighten(dir); err != nil {
 		w.log.Warn("could not make the archive private", "dir", dir, "err", err)
 	} else if n > 0 {
-		w.log.Warn("the archive was readable by other users (made by an older understudy): its files are now 0600 and its directories 0700", "dir", dir, "changed", n)
+		w.log.Warn("the archive was open to other users (created by hand, or by an older understudy): its files are now 0600 and its directories 0700", "dir", dir, "changed", n)
 	}
 	if err := w.recover(); err != nil {
 		w.closeFiles()

@@ -140,6 +140,16 @@ type planned struct {
 // the archive. Everything it refuses, it refuses before writing anything;
 // an interrupted run, run again, finishes the job.
 func Provision(ctx context.Context, o ProvisionOptions) (ProvisionResult, error) {
+	res, err := provision(ctx, o)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// Interrupted: the driver may report a cancelled query as a bad
+		// connection. The cause is the interruption; a rerun finishes.
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return res, err
+}
+
+func provision(ctx context.Context, o ProvisionOptions) (ProvisionResult, error) {
 	res := ProvisionResult{Target: o.TargetAddr, Via: o.Via}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -142,7 +142,14 @@ func (l *lab) writeLoad(t *testing.T, db string) (stop func() int) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	return func() int { close(quit); wg.Wait(); return int(n.Load()) }
+	var once sync.Once
+	stop = func() int {
+		once.Do(func() { close(quit); wg.Wait() })
+		return int(n.Load())
+	}
+	// A test that ends early stops the load before its servers go.
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 func startTarget(t *testing.T) *mariadbtest.Server {
