@@ -134,9 +134,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			o.Log.Info("scratch server started", "addr", s.Addr(), "dir", dir)
 			return s, nil
 		}
-		if !strings.Contains(s.logTail(), "Address already in use") {
+		// Another process took the free port between the probe and the
+		// bind: try another one.
+		b, _ := os.ReadFile(filepath.Join(s.dir, "error.log"))
+		if !strings.Contains(string(b), "Address already in use") && !strings.Contains(string(b), "Bind on TCP/IP port") {
 			break
 		}
+		os.Remove(filepath.Join(s.dir, "error.log"))
 	}
 	return fail(err)
 }
@@ -218,11 +222,13 @@ func (s *Server) logTail() string {
 	return lastLine(string(b))
 }
 
+// lastLine is the line of a server's log that says why it failed: its
+// first ERROR other than the final "Aborting", else its last line.
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], "ERROR") || strings.Contains(lines[i], "[ERROR]") {
-			return strings.TrimSpace(lines[i])
+	for _, l := range lines {
+		if strings.Contains(l, "ERROR") && !strings.HasSuffix(strings.TrimSpace(l), "Aborting") {
+			return strings.TrimSpace(l)
 		}
 	}
 	return strings.TrimSpace(lines[len(lines)-1])
