@@ -2,15 +2,8 @@ package snapshot
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"database/sql"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -212,9 +205,9 @@ func TestTakeFromReplicaGrant(t *testing.T) {
 // its own CA.
 func TestTakeFromReplicaTLS(t *testing.T) {
 	certs := t.TempDir()
-	ca, caKey := writeCert(t, certs, "ca", nil, nil)
-	writeCert(t, certs, "server", ca, caKey)
-	writeCert(t, certs, "other-ca", nil, nil)
+	ca, caKey := mariadbtest.WriteCert(t, certs, "ca", nil, nil)
+	mariadbtest.WriteCert(t, certs, "server", ca, caKey)
+	mariadbtest.WriteCert(t, certs, "other-ca", nil, nil)
 	p := startPrimary(t)
 	r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, Args: []string{
 		"--ssl-ca=" + filepath.Join(certs, "ca.pem"), "--ssl-cert=" + filepath.Join(certs, "server.pem"), "--ssl-key=" + filepath.Join(certs, "server.key"),
@@ -292,44 +285,4 @@ sources:
 	if _, err := take("        user: secure\n        tls:\n          ca: other-ca.pem\n"); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("snapshot.from with a CA that does not sign the replica's certificate: %v, want a certificate error", err)
 	}
-}
-
-// writeCert writes name.pem and name.key, a certificate for 127.0.0.1
-// signed by parent, or a self-signed CA when parent is nil.
-func writeCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *rsa.PrivateKey) (*x509.Certificate, *rsa.PrivateKey) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		IsCA:         parent == nil, BasicConstraintsValid: true,
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for file, b := range map[string]*pem.Block{
-		name + ".pem": {Type: "CERTIFICATE", Bytes: der},
-		name + ".key": {Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)},
-	} {
-		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/config"
+	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
 // TestServeRefusesEmptyPassword: run and serve both refuse to start a
@@ -39,8 +40,8 @@ func TestServeRefusesEmptyPassword(t *testing.T) {
 // serve.tls.required is false.
 func TestServeTLSRequiredOption(t *testing.T) {
 	certs := t.TempDir()
-	ca, caKey := writeCert(t, certs, "ca", nil, nil, true)
-	writeCert(t, certs, "server", ca, caKey, false)
+	ca, caKey := mariadbtest.WriteCert(t, certs, "ca", nil, nil)
+	mariadbtest.WriteCert(t, certs, "server", ca, caKey)
 	tlsBlock := fmt.Sprintf("      tls:\n        cert: %s\n        key: %s\n", filepath.Join(certs, "server.pem"), filepath.Join(certs, "server.key"))
 	for _, tc := range []struct {
 		extra        string

@@ -1,14 +1,7 @@
 package main
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,44 +11,13 @@ import (
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
-// writeCert writes a PEM certificate and key signed by parent (self-signed
-// when parent is nil) and returns the certificate and key.
-func writeCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *rsa.PrivateKey, isCA bool) (*x509.Certificate, *rsa.PrivateKey) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		IsCA:         isCA, BasicConstraintsValid: true,
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	return cert, key
-}
-
 // TestTLS archives over a TLS connection that the primary requires, with
 // the server certificate verified against a CA; a wrong CA is refused.
 func TestTLS(t *testing.T) {
 	certs := t.TempDir()
-	ca, caKey := writeCert(t, certs, "ca", nil, nil, true)
-	writeCert(t, certs, "server", ca, caKey, false)
-	writeCert(t, certs, "other-ca", nil, nil, true)
+	ca, caKey := mariadbtest.WriteCert(t, certs, "ca", nil, nil)
+	mariadbtest.WriteCert(t, certs, "server", ca, caKey)
+	mariadbtest.WriteCert(t, certs, "other-ca", nil, nil)
 	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: 1, DomainID: 9, Args: []string{
 		"--ssl-ca=" + filepath.Join(certs, "ca.pem"), "--ssl-cert=" + filepath.Join(certs, "server.pem"), "--ssl-key=" + filepath.Join(certs, "server.key"),
 	}})
@@ -106,8 +68,8 @@ sources:
 // requires TLS, and gets nothing.
 func TestServeTLS(t *testing.T) {
 	certs := t.TempDir()
-	ca, caKey := writeCert(t, certs, "ca", nil, nil, true)
-	writeCert(t, certs, "server", ca, caKey, false)
+	ca, caKey := mariadbtest.WriteCert(t, certs, "ca", nil, nil)
+	mariadbtest.WriteCert(t, certs, "server", ca, caKey)
 	p := startPrimary(t, 1, 1)
 	p.Exec(t, "CREATE DATABASE app")
 	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY)")
