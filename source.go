@@ -84,6 +84,8 @@ type SourceStatus struct {
 	// LastDrill is the outcome of the source's last restore drill, when
 	// one ran (on run's schedule or from the command line).
 	LastDrill *DrillResult `json:"last_drill,omitempty"`
+	// Store is the shipping of the source to the store (storage.s3).
+	Store *StoreStatus `json:"store,omitempty"`
 	// Warnings need a human's attention (low disk space, say).
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -127,4 +129,19 @@ type DiskStatus struct {
 	UsedBytes  int64  `json:"used_bytes"`
 	FreeBytes  uint64 `json:"free_bytes"`
 	TotalBytes uint64 `json:"total_bytes"`
+}
+
+// StoreStatus is how far the store (storage.s3) holds a source's archive.
+type StoreStatus struct {
+	// Position is the archive position the store holds.
+	Position Position `json:"gtid_position"`
+	// LagSeconds is how long the store has been behind the local archive
+	// (0 when it holds every durable transaction), BehindBytes by how much.
+	LagSeconds  float64 `json:"lag_seconds"`
+	BehindBytes int64   `json:"behind_bytes"`
+	// LastUpload is when a commit point was last written.
+	LastUpload *time.Time `json:"last_upload,omitempty"`
+	// LastError is the last failure to upload, cleared by a success.
+	LastError     string     `json:"last_error,omitempty"`
+	LastErrorTime *time.Time `json:"last_error_time,omitempty"`
 }

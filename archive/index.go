@@ -246,3 +246,33 @@ func onlyLoose(f *os.File, from, to int64, checksum bool) bool {
 	res := scanRange(f, from, to, checksum, 1)
 	return res.torn == nil && len(res.records) == 0 && res.end == to
 }
+
+// Append appends r's 32-byte index record, CRC included, to b.
+func (r Record) Append(b []byte) []byte {
+	var rec [RecordSize]byte
+	r.put(rec[:])
+	return append(b, rec[:]...)
+}
+
+// ParseRecords decodes whole index records, checking each one's CRC32 and
+// that each starts at or after the previous one's end; anything else is
+// an error wrapping understudy.ErrCorrupt.
+func ParseRecords(b []byte) ([]Record, error) {
+	if len(b)%RecordSize != 0 {
+		return nil, fmt.Errorf("%w: %d bytes of index records is not a multiple of %d", understudy.ErrCorrupt, len(b), RecordSize)
+	}
+	out := make([]Record, 0, len(b)/RecordSize)
+	var prevEnd uint32
+	for i := 0; i < len(b); i += RecordSize {
+		r, ok := parseRecord(b[i : i+RecordSize])
+		if !ok {
+			return nil, fmt.Errorf("%w: index record %d has a bad CRC32", understudy.ErrCorrupt, i/RecordSize)
+		}
+		if r.Start < prevEnd || r.End <= r.Start {
+			return nil, fmt.Errorf("%w: index record %d (%d-%d) is out of order", understudy.ErrCorrupt, i/RecordSize, r.Start, r.End)
+		}
+		prevEnd = r.End
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -335,3 +335,20 @@ func Tighten(dir string) (int, error) {
 	})
 	return n, err
 }
+
+// ReadManifest reads the manifest of the archive in dir; an archive that
+// has none yet has an empty one. A damaged manifest is an error wrapping
+// understudy.ErrCorrupt.
+func ReadManifest(dir string) (Manifest, error) { return readManifest(dir) }
+
+// WriteManifest writes m as the manifest of the archive in dir, atomically
+// and with its checksum (MarshalChecked). It is for whoever rebuilds an
+// archive directory (remote.View); the writer keeps its own.
+func WriteManifest(dir string, m Manifest) error { return writeManifest(dir, m) }
+
+// IndexName is the name of the index of the archived file name.
+func IndexName(name string) string { return name + indexSuffix }
+
+// FileNumber returns the number of the archived file name (binlog.000042
+// is 42), and whether name is one.
+func FileNumber(name string) (int, bool) { return fileNumber(name) }

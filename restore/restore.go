@@ -35,9 +35,13 @@ type Options struct {
 	Source       string
 	ArchiveDir   string // the source's archive directory
 	SnapshotRoot string // the source's snapshots directory
-	Target       *sql.DB
-	TargetAddr   string // host:port, for messages and the state file
-	Stop         understudy.StopPoint
+	// Fetch, when set, is called once the snapshot and the archived files
+	// that the restore reads are known, before any is read: a restore from
+	// the store fetches them into ArchiveDir and the snapshot's directory.
+	Fetch      func(ctx context.Context, snapshotDir string, files []archive.FileInfo) error
+	Target     *sql.DB
+	TargetAddr string // host:port, for messages and the state file
+	Stop       understudy.StopPoint
 	// SnapshotID, if set, picks the snapshot instead of the newest one
 	// before the point.
 	SnapshotID string
@@ -144,11 +148,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("--users: snapshot %s has no accounts (it was taken without snapshot.users: true)", m.ID)
 	}
 	end, txs, ids := m.Position, int64(0), map[uint32]bool{}
+	var files []archive.FileInfo
 	if !win.PointOnly {
-		files, err := replayFiles(a, win.Generation, m.Position)
-		if err != nil {
+		if files, err = replayFiles(a, win.Generation, m.Position); err != nil {
 			return res, err
 		}
+	}
+	if o.Fetch != nil {
+		if err := o.Fetch(ctx, snap.Dir, files); err != nil {
+			return res, err
+		}
+	}
+	if !win.PointOnly {
 		// The first file the replay needs, and with it every later one, is
 		// not pruned while restored.
 		releaseFiles, err := a.Hold(files[0])

@@ -71,6 +71,20 @@ func (e *Encrypted) seal(op, name string, r io.ReaderAt, size int64) (*sealer, e
 	return s, nil
 }
 
+// Seal returns the age file that Put would store for the first size bytes
+// of r, as a reader at any offset that reads the same bytes each time, and
+// its size. A caller that must know the stored bytes before it writes them
+// (their sha256, to record in a manifest) seals them with Seal, reads the
+// result, and writes that same reader to the backend below with Put: it is
+// what Put would have stored.
+func (e *Encrypted) Seal(r io.ReaderAt, size int64) (io.ReaderAt, int64, error) {
+	s, err := e.seal("seal", "", r, size)
+	if err != nil {
+		return nil, 0, err
+	}
+	return s, s.Size(), nil
+}
+
 // Put implements Backend.
 func (e *Encrypted) Put(ctx context.Context, name string, r io.ReaderAt, size int64) (Info, error) {
 	s, err := e.seal("put", name, r, size)
@@ -459,3 +473,6 @@ func (s *sealer) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, nil
 }
+
+// CanRead tells whether it holds an identity to decrypt with.
+func (e *Encrypted) CanRead() bool { return len(e.keys.Identities) > 0 }

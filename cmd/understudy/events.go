@@ -53,7 +53,11 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	a, err := archive.Open(cfg.SourceDir(source))
+	d, err := readDirs(ctx, cfg, source, true, newLogger(stderr, false, false))
+	if err != nil {
+		return err
+	}
+	a, err := archive.Open(d.dir)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,11 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	a, err := archive.Open(cfg.SourceDir(o.source))
+	d, err := readDirs(ctx, cfg, o.source, true, newLogger(stderr, false, false))
+	if err != nil {
+		return err
+	}
+	a, err := archive.Open(d.dir)
 	if err != nil {
 		return err
 	}

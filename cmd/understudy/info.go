@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +21,7 @@ import (
 	"github.com/understudy-db/understudy/config"
 	"github.com/understudy-db/understudy/drill"
 	"github.com/understudy-db/understudy/history"
+	"github.com/understudy-db/understudy/remote"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -46,7 +48,7 @@ func cmdInfo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var out []sourceInfo
 	for _, s := range sources {
-		out = append(out, collectInfo(cfg, s))
+		out = append(out, collectInfo(ctx, cfg, s, newLogger(stderr, false, false)))
 	}
 	if o.json {
 		enc := json.NewEncoder(stdout)
@@ -88,6 +90,22 @@ type sourceInfo struct {
 	// LastSuccessfulDrill the last one that passed (see docs/drills.md).
 	LastDrill           *understudy.DrillResult `json:"last_drill,omitempty"`
 	LastSuccessfulDrill *understudy.DrillResult `json:"last_successful_drill,omitempty"`
+	// Store is what the store (storage.s3) holds of the source.
+	Store *storeInfo `json:"store,omitempty"`
+}
+
+// storeInfo is what the store holds of a source.
+type storeInfo struct {
+	// Read is set when the archive directory was empty and the rest of
+	// the information comes from the store.
+	Read        bool   `json:"read_from_store"`
+	Position    string `json:"gtid_position"`
+	SealedFiles int    `json:"sealed_files"`
+	ActiveFile  string `json:"active_file,omitempty"`
+	ActiveBytes int64  `json:"active_bytes,omitempty"`
+	Snapshots   int    `json:"snapshots"`
+	Manifest    int64  `json:"manifest"`
+	Error       string `json:"error,omitempty"`
 }
 
 type generationInfo struct {
@@ -150,9 +168,32 @@ func unixTime(t uint32) *time.Time {
 	return &tt
 }
 
-func collectInfo(cfg *config.Config, s *config.Source) sourceInfo {
-	dir := cfg.SourceDir(s.Name)
-	si := sourceInfo{Source: s.Name, Dir: dir, Retention: "none", Generations: []generationInfo{}, Gaps: []gapInfo{},
+func collectInfo(ctx context.Context, cfg *config.Config, s *config.Source, log *slog.Logger) sourceInfo {
+	dir, snapRoot := cfg.SourceDir(s.Name), cfg.SnapshotDir(s.Name)
+	var store *storeInfo
+	if cfg.Storage != nil {
+		store = &storeInfo{}
+		d, err := readDirs(ctx, cfg, s.Name, false, log)
+		switch {
+		case err != nil:
+			store.Error = err.Error()
+		case d.fromStore():
+			store.Read = true
+			dir, snapRoot = d.dir, d.snapRoot
+			describeStore(store, d.view, len(d.snaps))
+		default:
+			if st, _, err := openStore(cfg, log); err != nil {
+				store.Error = err.Error()
+			} else if v, err := remote.OpenView(ctx, *st, s.Name); err != nil {
+				store.Error = err.Error()
+			} else if snaps, err := remote.ListSnapshots(ctx, *st, s.Name); err != nil {
+				store.Error = err.Error()
+			} else {
+				describeStore(store, v, len(snaps))
+			}
+		}
+	}
+	si := sourceInfo{Store: store, Source: s.Name, Dir: dir, Retention: "none", Generations: []generationInfo{}, Gaps: []gapInfo{},
 		Windows: []understudy.Window{}, Snapshots: []snapshotInfo{}}
 	if cfg.ResolveRetention(s).Enabled {
 		si.Retention = retentionPolicy(cfg, s).String()
@@ -167,7 +208,7 @@ func collectInfo(cfg *config.Config, s *config.Source) sourceInfo {
 		si.Error = err.Error()
 		return si
 	}
-	snaps, err := snapshot.List(cfg.SnapshotDir(s.Name))
+	snaps, err := snapshot.List(snapRoot)
 	if err != nil {
 		si.Error = err.Error()
 	}
@@ -275,6 +316,19 @@ func printInfo(w io.Writer, si sourceInfo) {
 			humanBytes(d.UsedBytes), humanBytes(int64(d.FreeBytes)), humanBytes(int64(d.TotalBytes)), pct)
 	}
 	fmt.Fprintf(w, "  retention:   %s\n", si.Retention)
+	if st := si.Store; st != nil {
+		switch {
+		case st.Error != "":
+			fmt.Fprintf(w, "  store:       error: %s\n", st.Error)
+		default:
+			from := ""
+			if st.Read {
+				from = " (the archive directory is empty: read from the store)"
+			}
+			fmt.Fprintf(w, "  store:       GTID position %s; %d sealed files, active %s (%s), %d snapshots, manifest %d%s\n",
+				fmtPos(st.Position), st.SealedFiles, orNone(st.ActiveFile), humanBytes(st.ActiveBytes), st.Snapshots, st.Manifest, from)
+		}
+	}
 	fmt.Fprintln(w, "  generations:")
 	if len(si.Generations) == 0 {
 		fmt.Fprintln(w, "    none: the archive has not begun")
@@ -353,4 +407,18 @@ func sourceWindows(cfg *config.Config, name string) ([]understudy.Window, []unde
 		return nil, a.Gaps(), err
 	}
 	return nonNil(history.Windows(a, snaps)), a.Gaps(), nil
+}
+
+func describeStore(si *storeInfo, v *remote.View, snaps int) {
+	si.Position, si.SealedFiles, si.Snapshots, si.Manifest = v.Position().String(), len(v.Man.Files), snaps, v.Man.Seq
+	if v.Tip.Seq > 0 {
+		si.ActiveFile, si.ActiveBytes = v.Tip.File, v.Tip.Size
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

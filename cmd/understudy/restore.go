@@ -73,9 +73,13 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if bar.on {
 		log = newLogger(io.Discard, false, false)
 	}
+	d, err := readDirs(ctx, cfg, o.source, false, log)
+	if err != nil {
+		return err
+	}
 	stage := ""
 	res, err := restore.Run(ctx, restore.Options{
-		Source: o.source, ArchiveDir: cfg.SourceDir(o.source), SnapshotRoot: cfg.SnapshotDir(o.source),
+		Source: o.source, ArchiveDir: d.dir, SnapshotRoot: d.snapRoot, Fetch: d.fetch,
 		Target: db, TargetAddr: tsrc.Addr(), Stop: stop, SnapshotID: o.snap, Databases: dbs, Force: o.force, Users: o.users, Threads: o.threads,
 		Listen: o.listen, Advertise: o.advertise, Log: log,
 		Progress: func(s string, done, total int64) {

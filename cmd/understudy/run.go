@@ -22,6 +22,7 @@ import (
 	"github.com/understudy-db/understudy/archiver"
 	"github.com/understudy-db/understudy/binlogserver"
 	"github.com/understudy-db/understudy/config"
+	"github.com/understudy-db/understudy/remote"
 	"github.com/understudy-db/understudy/replication"
 	"github.com/understudy-db/understudy/schedule"
 	"github.com/understudy-db/understudy/snapshot"
@@ -102,6 +103,8 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 		}
 	}
 	warnSharedDomains(ctx, archivers, log)
+	shippers := &sync.Map{} // source → *remote.Shipper, once its lease is held
+	reg.MustRegister(&storeCollector{shippers: shippers})
 
 	if addr := cfg.HTTPListen(); addr != "" {
 		ln, err := net.Listen("tcp", addr)
@@ -114,9 +117,9 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			w.Header().Set("Content-Type", "application/json")
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
-			enc.Encode(statuses(cfg, archivers, served))
+			enc.Encode(statuses(cfg, archivers, served, shippers))
 		})
-		mux.Handle("/", statuspage.New(func() []understudy.SourceStatus { return statuses(cfg, archivers, served) }))
+		mux.Handle("/", statuspage.New(func() []understudy.SourceStatus { return statuses(cfg, archivers, served, shippers) }))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
@@ -149,6 +152,20 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	store, settings, err := openStore(cfg, log)
+	if err != nil {
+		return err
+	}
+	if store != nil {
+		for _, a := range archivers {
+			if err := continueFromStore(ctx, store, a.Source.Name, cfg.SourceDir(a.Source.Name), log); err != nil {
+				for _, l := range leases {
+					l.Release(context.WithoutCancel(ctx))
+				}
+				return err
+			}
+		}
+	}
 	errs := make([]error, len(archivers))
 	for i, a := range archivers {
 		// The archiver stops when the lease is lost; the lease is released
@@ -173,14 +190,41 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 				}
 			}()
 		}
+		// With a store, the shipper uploads what the archiver writes, under
+		// the lease, and ships the last durable bytes before the lease is
+		// released.
+		var sh *remote.Shipper
+		if l := leases[a.Source.Name]; l != nil && store != nil {
+			sh = &remote.Shipper{Source: a.Source.Name, Dir: cfg.SourceDir(a.Source.Name), SnapshotRoot: cfg.SnapshotDir(a.Source.Name),
+				Store: *store, Interval: settings.UploadInterval, Writer: l.Generation(), Check: l.Check, Log: log}
+			shippers.Store(a.Source.Name, sh)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer stopLease()
 			defer stopArchiver()
+			shipped := make(chan struct{})
+			if sh != nil {
+				go func() {
+					defer close(shipped)
+					sh.Run(actx)
+				}()
+			} else {
+				close(shipped)
+			}
 			errs[i] = a.Run(actx)
 			if errs[i] != nil {
 				log.Error("archiver stopped", "source", a.Source.Name, "err", errs[i])
+			}
+			stopArchiver()
+			<-shipped
+			if sh != nil {
+				fctx, cancel := context.WithTimeout(leases[a.Source.Name].Context(), 30*time.Second)
+				if err := sh.Flush(fctx); err != nil {
+					log.Warn("the last bytes archived could not be shipped to the store; the next run ships them", "source", a.Source.Name, "err", err)
+				}
+				cancel()
 			}
 		}()
 	}
@@ -225,10 +269,13 @@ func takeLeases(ctx context.Context, cfg *config.Config, log *slog.Logger) (map[
 	return out, nil
 }
 
-func statuses(cfg *config.Config, as []*archiver.Archiver, served map[string]*binlogserver.Server) []understudy.SourceStatus {
+func statuses(cfg *config.Config, as []*archiver.Archiver, served map[string]*binlogserver.Server, shippers *sync.Map) []understudy.SourceStatus {
 	out := make([]understudy.SourceStatus, len(as))
 	for i, a := range as {
 		out[i] = a.Status()
+		if sh, ok := shippers.Load(a.Source.Name); ok {
+			out[i].Store = storeStatus(sh.(*remote.Shipper).Status())
+		}
 		if srv := served[a.Source.Name]; srv != nil {
 			if msg, at := srv.LastError(); msg != "" {
 				out[i].ServeLastError, out[i].ServeLastErrorTime = msg, &at
@@ -364,4 +411,80 @@ func startSchedules(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config,
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); sn.Run(ctx) }()
+}
+
+// storeStatus is the status of a source's shipping.
+func storeStatus(s remote.Status) *understudy.StoreStatus {
+	out := &understudy.StoreStatus{Position: s.Position, LagSeconds: s.Lag(time.Now()).Seconds(), BehindBytes: s.Behind, LastError: s.LastError}
+	if !s.LastUpload.IsZero() {
+		t := s.LastUpload.UTC()
+		out.LastUpload = &t
+	}
+	if !s.LastErrorAt.IsZero() {
+		t := s.LastErrorAt.UTC()
+		out.LastErrorTime = &t
+	}
+	return out
+}
+
+// storeCollector exports the shipping of each source to the store.
+type storeCollector struct{ shippers *sync.Map }
+
+var (
+	storeLagDesc = prometheus.NewDesc("understudy_store_upload_lag_seconds",
+		"How long the store (storage.s3) has been behind the local archive of the source: 0 when it holds every durable transaction.", []string{"source"}, nil)
+	storeBehindDesc = prometheus.NewDesc("understudy_store_behind_bytes",
+		"Durable bytes of the source's local archive that the store does not hold yet.", []string{"source"}, nil)
+	storeLastDesc = prometheus.NewDesc("understudy_store_last_upload_timestamp_seconds",
+		"When a commit point (manifest or tip) of the source was last written to the store (unix time).", []string{"source"}, nil)
+	storeBytesDesc = prometheus.NewDesc("understudy_store_uploaded_bytes_total",
+		"Bytes of the source stored in the store (as stored: compressed, encrypted).", []string{"source"}, nil)
+	storeErrorsDesc = prometheus.NewDesc("understudy_store_upload_errors_total",
+		"Failed attempts to ship the source to the store (each is retried).", []string{"source"}, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{storeLagDesc, storeBehindDesc, storeLastDesc, storeBytesDesc, storeErrorsDesc} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	c.shippers.Range(func(k, v any) bool {
+		name, s := k.(string), v.(*remote.Shipper).Status()
+		ch <- prometheus.MustNewConstMetric(storeLagDesc, prometheus.GaugeValue, s.Lag(now).Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(storeBehindDesc, prometheus.GaugeValue, float64(s.Behind), name)
+		if !s.LastUpload.IsZero() {
+			ch <- prometheus.MustNewConstMetric(storeLastDesc, prometheus.GaugeValue, float64(s.LastUpload.UnixMilli())/1000, name)
+		}
+		ch <- prometheus.MustNewConstMetric(storeBytesDesc, prometheus.CounterValue, float64(s.Uploaded), name)
+		ch <- prometheus.MustNewConstMetric(storeErrorsDesc, prometheus.CounterValue, float64(s.Errors), name)
+		return true
+	})
+}
+
+// continueFromStore brings the store's archive of a source into its empty
+// archive directory (a new host, a lost disk), so that run continues it:
+// the same files, generations and position. It needs the identity of an
+// encrypted store.
+func continueFromStore(ctx context.Context, st *remote.Store, name, dir string, log *slog.Logger) error {
+	if hasLocalArchive(dir) {
+		return nil
+	}
+	v, err := remote.OpenView(ctx, *st, name)
+	if err != nil {
+		return &understudy.Error{Source: name, Op: "read the store", Err: err}
+	}
+	if v.Empty() {
+		return nil
+	}
+	if st.Enc != nil && !st.Enc.CanRead() {
+		return &understudy.Error{Source: name, Err: fmt.Errorf("the archive directory %s is empty, but the store holds the source's archive up to GTID position %s: bringing it back needs storage.encryption.identity_file (run once with it), or move the store's objects of %s away to start a new archive", dir, v.Position(), name)}
+	}
+	log.Info("the archive directory is empty: continuing the store's archive", "source", name, "position", v.Position().String(), "files", len(v.Man.Files))
+	if err := v.Materialize(ctx, dir, nil); err != nil {
+		return &understudy.Error{Source: name, Op: "bring the archive back from the store", Err: err}
+	}
+	return nil
 }

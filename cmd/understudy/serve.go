@@ -39,10 +39,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	log := newLogger(stderr, o.debug, false)
+	d, err := readDirs(ctx, cfg, o.source, true, log)
+	if err != nil {
+		return err
+	}
 	if !stop.IsZero() {
 		// A replica would otherwise wait forever for a point the archive
 		// does not hold.
-		a, err := archive.Open(cfg.SourceDir(o.source))
+		a, err := archive.Open(d.dir)
 		if err != nil {
 			return err
 		}
@@ -50,10 +55,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("source %s: %w", o.source, err)
 		}
 	}
-	bs, err := newBinlogServer(cfg, s, stop, newLogger(stderr, o.debug, false))
+	bs, err := newBinlogServer(cfg, s, stop, log)
 	if err != nil {
 		return err
 	}
+	bs.cfg.Dir = d.dir
 	if o.listen != "" {
 		bs.listen = o.listen
 	}

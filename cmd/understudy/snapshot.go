@@ -156,7 +156,11 @@ func cmdSnapshots(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	list, err := snapshot.List(cfg.SnapshotDir(o.source))
+	d, err := readDirs(ctx, cfg, o.source, false, newLogger(stderr, false, false))
+	if err != nil {
+		return err
+	}
+	list, err := snapshot.List(d.snapRoot)
 	if err != nil {
 		return err
 	}

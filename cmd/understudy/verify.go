@@ -14,6 +14,7 @@ import (
 	"github.com/understudy-db/understudy"
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/history"
+	"github.com/understudy-db/understudy/remote"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -22,11 +23,12 @@ var errVerify = fmt.Errorf("verification failed: %w", errProblem)
 
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfgPath, source string
-	var asJSON bool
+	var asJSON, remoteToo bool
 	fs := newFlagSet("verify", stderr)
 	fs.config(&cfgPath)
 	fs.source(&source)
 	fs.json(&asJSON)
+	fs.BoolVar(&remoteToo, "remote", false, "also re-read every object of the source in the store (storage.s3) and check its sha256; with the identity, also its content")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,17 +36,47 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	log := newLogger(stderr, false, false)
+	var remoteRep *remote.VerifyReport
+	if remoteToo {
+		st, _, err := openStore(cfg, log)
+		if err != nil {
+			return err
+		}
+		if st == nil {
+			return fmt.Errorf("%w: --remote: %w", errUsage, errNoStore)
+		}
+		r, err := remote.Verify(ctx, *st, source, st.Enc == nil || st.Enc.CanRead())
+		if err != nil {
+			return fmt.Errorf("source %s in the store: %w", source, err)
+		}
+		remoteRep = &r
+	}
 	var rep archive.VerifyReport
+	// With an empty archive directory, what the store holds is verified:
+	// brought here whole, every object checked on the way (a damaged one
+	// is a problem found).
+	d, err := readDirs(ctx, cfg, source, true, log)
+	if err == nil {
+		err = d.fetchAllSnapshots(ctx)
+	}
+	if errors.Is(err, understudy.ErrCorrupt) {
+		rep.Problems = append(rep.Problems, archive.Problem{File: storeCacheDir(cfg, source), Detail: err.Error()})
+		d = &sourceDirs{dir: storeCacheDir(cfg, source), snapRoot: filepath.Join(storeCacheDir(cfg, source), "snapshots")}
+	} else if err != nil {
+		return err
+	}
+	archiveDir, snapRoot := d.dir, d.snapRoot
 	var gaps []understudy.Gap
 	var gens []archive.Generation
 	// Held: retention in a running `understudy run` removes nothing
 	// while it is read. A damaged manifest (or file header) keeps the
 	// archive from being opened: that is a problem found, not a failure
 	// to verify.
-	a, release, err := archive.OpenHeld(cfg.SourceDir(source))
+	a, release, err := archive.OpenHeld(archiveDir)
 	switch {
 	case errors.Is(err, understudy.ErrCorrupt):
-		rep.Problems = append(rep.Problems, archive.Problem{File: cfg.SourceDir(source), Detail: err.Error() + "; the archive cannot be opened, its files were not checked"})
+		rep.Problems = append(rep.Problems, archive.Problem{File: archiveDir, Detail: err.Error() + "; the archive cannot be opened, its files were not checked"})
 	case err != nil:
 		return err
 	default:
@@ -67,11 +99,11 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var snaps []snapReport
 	problems := len(rep.Problems)
-	list, err := snapshot.List(cfg.SnapshotDir(source))
+	list, err := snapshot.List(snapRoot)
 	if errors.Is(err, understudy.ErrCorrupt) {
 		// A damaged manifest: check the snapshots one by one.
 		list = nil
-		ents, err := os.ReadDir(cfg.SnapshotDir(source))
+		ents, err := os.ReadDir(snapRoot)
 		if err != nil {
 			return err
 		}
@@ -79,7 +111,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if !e.IsDir() || strings.HasSuffix(e.Name(), ".partial") {
 				continue
 			}
-			dir := filepath.Join(cfg.SnapshotDir(source), e.Name())
+			dir := filepath.Join(snapRoot, e.Name())
 			m, err := snapshot.Read(dir)
 			switch {
 			case errors.Is(err, os.ErrNotExist):
@@ -108,8 +140,15 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		problems += len(p)
 		snaps = append(snaps, snapReport{ID: l.Manifest.ID, Position: l.Manifest.Position.String(), Problems: p})
 	}
+	if remoteRep != nil {
+		problems += len(remoteRep.Problems)
+	}
 	if asJSON {
-		json.NewEncoder(stdout).Encode(map[string]any{"archive": rep, "snapshots": snaps, "ok": problems == 0, "gaps": gaps, "generations": gens})
+		out := map[string]any{"archive": rep, "snapshots": snaps, "ok": problems == 0, "gaps": gaps, "generations": gens}
+		if remoteRep != nil {
+			out["store"] = remoteRep
+		}
+		json.NewEncoder(stdout).Encode(out)
 	} else {
 		fmt.Fprintf(stdout, "archive of %s: %d files, %d transactions, %s checked: %d problems\n", source, rep.Files, rep.Transactions, humanBytes(rep.Bytes), len(rep.Problems))
 		for _, p := range rep.Problems {
@@ -125,6 +164,16 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for _, s := range snaps {
 			fmt.Fprintf(stdout, "snapshot %s (%s): %d problems\n", s.ID, s.Position, len(s.Problems))
 			for _, p := range s.Problems {
+				fmt.Fprintf(stdout, "  %s\n", p)
+			}
+		}
+		if r := remoteRep; r != nil {
+			what := "stored bytes"
+			if r.Content {
+				what = "stored bytes and content"
+			}
+			fmt.Fprintf(stdout, "store: %d objects, %s re-read (%s checked): %d problems\n", r.Objects, humanBytes(r.Bytes), what, len(r.Problems))
+			for _, p := range r.Problems {
 				fmt.Fprintf(stdout, "  %s\n", p)
 			}
 		}

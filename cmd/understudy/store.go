@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/config"
+	"github.com/understudy-db/understudy/remote"
+	"github.com/understudy-db/understudy/snapshot"
+	"github.com/understudy-db/understudy/storage"
+	"github.com/understudy-db/understudy/storage/s3"
+)
+
+// openStore opens the config's store (storage.s3) with its keys: nil
+// without one.
+func openStore(cfg *config.Config, log *slog.Logger) (*remote.Store, *storage.Settings, error) {
+	st, err := cfg.ResolveStorage()
+	if err != nil || st == nil {
+		return nil, nil, err
+	}
+	b, err := s3.Open(st, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := st.Keys()
+	if err != nil {
+		return nil, nil, err
+	}
+	rs := &remote.Store{Plain: b}
+	if keys != nil {
+		rs.Enc = storage.NewEncrypted(b, keys)
+	}
+	return rs, st, nil
+}
+
+// hasLocalArchive tells whether dir holds an archive: a manifest or an
+// archived file.
+func hasLocalArchive(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, archive.ManifestName)); err == nil {
+		return true
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if _, ok := archive.FileNumber(e.Name()); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// sourceDirs is where a reading command reads a source from.
+type sourceDirs struct {
+	dir, snapRoot string
+	// With the store (the local archive directory holds nothing):
+	store *remote.Store
+	view  *remote.View
+	snaps []remote.RemoteSnapshot
+	name  string
+}
+
+// fromStore tells whether the source is read from the store.
+func (d *sourceDirs) fromStore() bool { return d.view != nil }
+
+// storeCacheDir is where a source read from the store is brought: a
+// directory laid out as an archive, beside the sources' own.
+func storeCacheDir(cfg *config.Config, name string) string {
+	return filepath.Join(filepath.Dir(cfg.SourceDir(name)), ".store", name)
+}
+
+// readDirs returns the directories that a reading command (restore,
+// serve, binlog export, events, snapshots, info, verify) reads the source
+// name from: its archive directory when that holds an archive; else, when
+// the config has a store, a local copy of the store's archive of the
+// source (storeCacheDir), brought up to date: its manifest, active file and
+// snapshot manifests, and with all every sealed file too (else fetch them
+// as needed: fetchFiles, fetchSnapshot). Reading from an encrypted store
+// needs storage.encryption.identity_file.
+func readDirs(ctx context.Context, cfg *config.Config, name string, all bool, log *slog.Logger) (*sourceDirs, error) {
+	d := &sourceDirs{dir: cfg.SourceDir(name), snapRoot: cfg.SnapshotDir(name), name: name}
+	if hasLocalArchive(d.dir) || cfg.Storage == nil {
+		return d, nil
+	}
+	st, _, err := openStore(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	v, err := remote.OpenView(ctx, *st, name)
+	if err != nil {
+		return nil, fmt.Errorf("source %s in the store: %w", name, err)
+	}
+	snaps, err := remote.ListSnapshots(ctx, *st, name)
+	if err != nil {
+		return nil, fmt.Errorf("snapshots of source %s in the store: %w", name, err)
+	}
+	if v.Empty() && len(snaps) == 0 {
+		return nil, fmt.Errorf("source %s: the archive directory %s is empty, and the store holds nothing of it either", name, d.dir)
+	}
+	d.store, d.view, d.snaps = st, v, snaps
+	d.dir = storeCacheDir(cfg, name)
+	d.snapRoot = filepath.Join(d.dir, "snapshots")
+	var want func(archive.FileInfo) bool
+	if !all {
+		want = func(archive.FileInfo) bool { return false }
+	}
+	log.Info("the archive directory is empty: reading the source from the store", "source", name, "position", v.Position().String(), "snapshots", len(snaps), "into", d.dir)
+	if err := v.Materialize(ctx, d.dir, want); err != nil {
+		return nil, fmt.Errorf("source %s from the store: %w", name, err)
+	}
+	if err := remote.MaterializeSnapshots(ctx, *st, name, d.snapRoot, snaps); err != nil {
+		return nil, fmt.Errorf("snapshots of source %s from the store: %w", name, err)
+	}
+	return d, nil
+}
+
+// fetch brings the snapshot in snapDir and the archived files given from
+// the store, when the source is read from it (restore.Options.Fetch).
+func (d *sourceDirs) fetch(ctx context.Context, snapDir string, files []archive.FileInfo) error {
+	if !d.fromStore() {
+		return nil
+	}
+	var names []string
+	for _, f := range files {
+		if f.Sealed {
+			names = append(names, f.Name)
+		}
+	}
+	if err := d.view.Fetch(ctx, d.dir, names); err != nil {
+		return fmt.Errorf("source %s from the store: %w", d.name, err)
+	}
+	if snapDir == "" {
+		return nil
+	}
+	id := filepath.Base(snapDir)
+	for _, s := range d.snaps {
+		if s.ID == id {
+			if err := remote.FetchSnapshot(ctx, *d.store, d.name, snapDir, s); err != nil {
+				return fmt.Errorf("snapshot %s of source %s from the store: %w", id, d.name, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("snapshot %s of source %s is not in the store", id, d.name)
+}
+
+// fetchAllSnapshots brings every snapshot's files from the store.
+func (d *sourceDirs) fetchAllSnapshots(ctx context.Context) error {
+	if !d.fromStore() {
+		return nil
+	}
+	list, err := snapshot.List(d.snapRoot)
+	if err != nil {
+		return err
+	}
+	for _, l := range list {
+		if err := d.fetch(ctx, l.Dir, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var errNoStore = errors.New("the config has no storage.s3 block")

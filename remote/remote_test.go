@@ -1,0 +1,384 @@
+package remote_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archive"
+	"github.com/understudy-db/understudy/archiver"
+	"github.com/understudy-db/understudy/internal/labtest"
+	"github.com/understudy-db/understudy/internal/mariadbtest"
+	"github.com/understudy-db/understudy/internal/s3test"
+	"github.com/understudy-db/understudy/remote"
+	"github.com/understudy-db/understudy/snapshot"
+	"github.com/understudy-db/understudy/storage"
+	"github.com/understudy-db/understudy/storage/local"
+	"github.com/understudy-db/understudy/storage/s3"
+)
+
+// archiveSmall archives p into dir with 64 KiB files, so that a few
+// thousand rows make several sealed files and an active one.
+func archiveSmall(t *testing.T, p *mariadbtest.Server, dir string) (stop func()) {
+	t.Helper()
+	a := archiver.New(labtest.Source(p, "db", 9101), dir, mariadbtest.Logger(t, 0), nil)
+	a.MaxBackoff = 300 * time.Millisecond
+	a.MaxFileSize = 64 << 10
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		labtest.WaitArchived(t, dir, p)
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("archiver: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func write(t *testing.T, p *mariadbtest.Server, from, n int, marker string) {
+	t.Helper()
+	for i := from; i < from+n; i += 50 {
+		var vals []string
+		for j := i; j < i+50 && j < from+n; j++ {
+			vals = append(vals, fmt.Sprintf("(%d, '%s-%d-%s')", j, marker, j, strings.Repeat("x", 200)))
+		}
+		p.Exec(t, "INSERT INTO app.t VALUES "+strings.Join(vals, ","))
+	}
+}
+
+// stores returns the stores the tests run on: a directory, and versitygw
+// with encryption.
+func stores(t *testing.T) map[string]func(t *testing.T) (remote.Store, func() []string) {
+	return map[string]func(t *testing.T) (remote.Store, func() []string){
+		"dir": func(t *testing.T) (remote.Store, func() []string) {
+			root := t.TempDir()
+			b, err := local.Open(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return remote.Store{Plain: b}, func() []string { return files(t, root) }
+		},
+		"s3+age": func(t *testing.T) (remote.Store, func() []string) {
+			srv := s3test.Start(t, s3test.Options{})
+			b, err := s3.New(srv.Settings("site/"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kd := t.TempDir()
+			if _, err := storage.GenerateKeys(kd, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			keys, err := storage.LoadKeys(filepath.Join(kd, storage.RecipientsFileName), filepath.Join(kd, storage.IdentityFileName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := storage.Stack(b, mariadbtest.Logger(t, 0))
+			return remote.Store{Plain: st, Enc: storage.NewEncrypted(st, keys)}, func() []string { return files(t, filepath.Join(srv.Root, srv.Bucket)) }
+		},
+	}
+}
+
+// files lists every regular file under root.
+func files(t *testing.T, root string) []string {
+	var out []string
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func waitShipped(t *testing.T, sh *remote.Shipper, dir string) {
+	t.Helper()
+	mariadbtest.Eventually(t, "the store holding the local archive", 60*time.Second, func() bool {
+		a, err := archive.Open(dir)
+		st := sh.Status()
+		return err == nil && st.Behind == 0 && st.Position.Equal(a.Position())
+	})
+}
+
+// sameArchive checks that dir2 (read back from the store) holds exactly
+// the files of dir: every sealed file, the active file and their indexes.
+func sameArchive(t *testing.T, dir, dir2 string) {
+	t.Helper()
+	a, err := archive.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := archive.Open(dir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Position().Equal(b.Position()) || len(a.Files()) != len(b.Files()) {
+		t.Fatalf("read back from the store: %d files at %s; the local archive: %d files at %s", len(b.Files()), b.Position(), len(a.Files()), a.Position())
+	}
+	for _, fi := range a.Files() {
+		for _, name := range []string{fi.Name, archive.IndexName(fi.Name)} {
+			x, err1 := os.ReadFile(filepath.Join(dir, name))
+			y, err2 := os.ReadFile(filepath.Join(dir2, name))
+			if err1 != nil || err2 != nil {
+				t.Fatalf("%s: %v %v", name, err1, err2)
+			}
+			if !fi.Sealed {
+				x = x[:min(len(x), int(fi.Size))]
+				if name != fi.Name {
+					x = x[:min(len(x), int(fi.Transactions)*archive.RecordSize)]
+				}
+			}
+			if !bytes.Equal(x, y) {
+				t.Fatalf("%s read back from the store differs from the local one (%d and %d bytes)", name, len(y), len(x))
+			}
+		}
+	}
+	rep, err := archive.Verify(b)
+	if err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("verify of the archive read back: %v %+v", err, rep.Problems)
+	}
+}
+
+// TestShipAndReadBack: the shipper uploads sealed files, the active file's
+// new bytes and snapshots as the archive grows; what is read back from the
+// store alone is the local archive byte for byte; Verify re-reads every
+// object; a marker written to the primary never appears in an encrypted
+// store; a damaged object is found by Verify and refused by a read.
+func TestShipAndReadBack(t *testing.T) {
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			st, stored := open(t)
+			p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
+			p.Exec(t, "CREATE DATABASE app")
+			p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+			const marker = "PLAINTEXT-MARKER-7f3a"
+			dir := t.TempDir()
+			stopArchive := archiveSmall(t, p, dir)
+			write(t, p, 0, 600, marker)
+			labtest.WaitArchived(t, dir, p)
+			labtest.TakeSnapshot(t, p, "db", filepath.Join(dir, "snapshots"), 200)
+
+			sh := &remote.Shipper{Source: "db", Dir: dir, SnapshotRoot: filepath.Join(dir, "snapshots"), Store: st, Interval: 100 * time.Millisecond,
+				Writer: "w1", Log: mariadbtest.Logger(t, 0), SegmentMax: 16 << 10}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- sh.Run(ctx) }()
+			// More writes while it ships: the active file is shipped as it
+			// grows, files are sealed and committed.
+			write(t, p, 600, 610, marker)
+			labtest.WaitArchived(t, dir, p)
+			waitShipped(t, sh, dir)
+			mariadbtest.Eventually(t, "the snapshot in the store", 30*time.Second, func() bool {
+				l, err := remote.ListSnapshots(context.Background(), st, "db")
+				return err == nil && len(l) == 1
+			})
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("shipper: %v", err)
+			}
+			stopArchive()
+			if err := sh.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+
+			v, err := remote.OpenView(context.Background(), st, "db")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, err := archive.Open(dir); err == nil {
+				for _, f := range a.Files() {
+					t.Logf("local %s sealed=%v size=%d txs=%d", f.Name, f.Sealed, f.Size, f.Transactions)
+				}
+			}
+			if len(v.Man.Files) < 3 || v.Tip.Seq == 0 {
+				t.Fatalf("the store holds %d sealed files and tip %d; want several and an active file", len(v.Man.Files), v.Tip.Seq)
+			}
+			back := t.TempDir()
+			if err := v.Materialize(context.Background(), back, nil); err != nil {
+				t.Fatal(err)
+			}
+			sameArchive(t, dir, back)
+			snaps, err := remote.ListSnapshots(context.Background(), st, "db")
+			if err != nil {
+				t.Fatal(err)
+			}
+			sroot := filepath.Join(back, "snapshots")
+			if err := remote.MaterializeSnapshots(context.Background(), st, "db", sroot, snaps); err != nil {
+				t.Fatal(err)
+			}
+			if err := remote.FetchSnapshot(context.Background(), st, "db", filepath.Join(sroot, snaps[0].ID), snaps[0]); err != nil {
+				t.Fatal(err)
+			}
+			l, err := snapshot.List(sroot)
+			if err != nil || len(l) != 1 {
+				t.Fatalf("snapshots read back: %v %v", l, err)
+			}
+			if p := snapshot.VerifyFiles(l[0].Dir, l[0].Manifest); len(p) > 0 {
+				t.Fatalf("snapshot read back: %v", p)
+			}
+			rep, err := remote.Verify(context.Background(), st, "db", true)
+			if err != nil || len(rep.Problems) > 0 || rep.Objects == 0 {
+				t.Fatalf("verify: %v %+v", err, rep)
+			}
+			t.Logf("store: %d sealed files, tip %s at %d bytes, %d objects verified (%d bytes)", len(v.Man.Files), v.Tip.File, v.Tip.Size, rep.Objects, rep.Bytes)
+
+			paths := stored()
+			if st.Enc != nil {
+				for _, path := range paths {
+					b, _ := os.ReadFile(path)
+					if bytes.Contains(b, []byte(marker)) {
+						t.Fatalf("the marker is in plaintext in the store: %s", path)
+					}
+				}
+			}
+			// A flipped byte in a stored segment: Verify names it; a read
+			// refuses it (ErrCorrupt), and nothing takes the file's name.
+			var seg string
+			for _, path := range paths {
+				if strings.Contains(path, v.Man.Files[0].Name+".") && strings.HasSuffix(path, ".zst") {
+					seg = path
+				}
+			}
+			if seg == "" {
+				t.Fatalf("no stored segment of %s in %v", v.Man.Files[0].Name, paths)
+			}
+			mariadbtest.FlipByte(t, seg, 300)
+			rep, err = remote.Verify(context.Background(), st, "db", true)
+			if err != nil || len(rep.Problems) == 0 {
+				t.Fatalf("verify after a flipped byte: %v %+v", err, rep)
+			}
+			t.Logf("verify: %s", rep.Problems[0])
+			fresh := t.TempDir()
+			err = v.Materialize(context.Background(), fresh, nil)
+			if !errors.Is(err, understudy.ErrCorrupt) {
+				t.Fatalf("reading a damaged object: %v, want ErrCorrupt", err)
+			}
+			if _, err := os.Stat(filepath.Join(fresh, v.Man.Files[0].Name)); !os.IsNotExist(err) {
+				t.Fatalf("the damaged file was written: %v", err)
+			}
+		})
+	}
+}
+
+// TestShipResumes: shippers cut off in the middle of their uploads (as
+// by a kill -9: their context ends at random moments), each followed by a
+// new one, leave the store holding the local archive exactly: no segment
+// missing, none doubled, and no garbage once the last one has run.
+func TestShipResumes(t *testing.T) {
+	root := t.TempDir()
+	b, err := local.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := remote.Store{Plain: b}
+	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+	dir := t.TempDir()
+	stopArchive := archiveSmall(t, p, dir)
+	next := 0
+	for round := range 12 {
+		write(t, p, next, 150, "r")
+		next += 150
+		sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Interval: 20 * time.Millisecond,
+			Writer: fmt.Sprintf("w%02d", round), Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(5+round*13%60)*time.Millisecond)
+		sh.Run(ctx)
+		cancel()
+	}
+	labtest.WaitArchived(t, dir, p)
+	stopArchive()
+	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Writer: "last", Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10}
+	if err := sh.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := remote.OpenView(context.Background(), st, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := t.TempDir()
+	if err := v.Materialize(context.Background(), back, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameArchive(t, dir, back)
+	// Every stored segment is one a commit point names.
+	named := map[string]bool{}
+	for _, f := range v.Man.Files {
+		for _, g := range f.Segments {
+			named[g.Name] = true
+		}
+	}
+	for _, g := range v.Tip.Segments {
+		named[g.Name] = true
+	}
+	for _, path := range files(t, root) {
+		rel, _ := filepath.Rel(root, path)
+		if strings.HasSuffix(rel, ".zst") && !named[filepath.ToSlash(rel)] {
+			t.Errorf("garbage left in the store: %s", rel)
+		}
+	}
+	t.Logf("%d sealed files, %d segments named", len(v.Man.Files), len(named))
+}
+
+// TestShipStoreDown: while the store is down, archiving goes on, Status
+// shows the error and the lag growing; once it is back, the uploads catch
+// up by themselves.
+func TestShipStoreDown(t *testing.T) {
+	srv := s3test.Start(t, s3test.Options{})
+	b, err := s3.New(srv.Settings("site/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack := storage.NewTimeout(b, 2*time.Second) // no retries: each cycle fails fast
+	st := remote.Store{Plain: stack}
+	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+	dir := t.TempDir()
+	archiveSmall(t, p, dir)
+	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Interval: 100 * time.Millisecond, Writer: "w", Log: mariadbtest.Logger(t, 0)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go sh.Run(ctx)
+	write(t, p, 0, 100, "a")
+	labtest.WaitArchived(t, dir, p)
+	waitShipped(t, sh, dir)
+
+	srv.Kill(t)
+	write(t, p, 100, 400, "b")
+	labtest.WaitArchived(t, dir, p)
+	mariadbtest.Eventually(t, "the error and the lag in the status", 30*time.Second, func() bool {
+		s := sh.Status()
+		return s.LastError != "" && s.Behind > 0 && s.Lag(time.Now()) > time.Second
+	})
+	s := sh.Status()
+	t.Logf("store down: behind %d bytes for %s: %s", s.Behind, s.Lag(time.Now()).Round(time.Millisecond), s.LastError)
+	srv.Restart(t)
+	waitShipped(t, sh, dir)
+	if s := sh.Status(); s.LastError != "" {
+		t.Fatalf("caught up, and the error stays: %s", s.LastError)
+	}
+	v, err := remote.OpenView(context.Background(), st, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := t.TempDir()
+	if err := v.Materialize(context.Background(), back, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameArchive(t, dir, back)
+}
