@@ -67,6 +67,12 @@ type Manifest struct {
 	// removed; files numbered up to it are gone and any left behind by a
 	// crash are deleted on start.
 	PrunedThrough int `json:"pruned_through,omitempty"`
+	// EvictedThrough is the number of the newest file whose local copy was
+	// removed because a store holds it (storage.local_keep, Writer.Evict):
+	// the files numbered up to it (and after PrunedThrough) stay in the
+	// manifest, and readers fetch them from the store. A local copy of
+	// one, fetched back by a reader, is a cache.
+	EvictedThrough int `json:"evicted_through,omitempty"`
 
 	// unchecked is set when the manifest read had no checksum.
 	unchecked bool
@@ -111,6 +117,10 @@ type FileInfo struct {
 	// Generation is the generation the file belongs to (computed when
 	// the archive is read, not stored).
 	Generation int `json:"-"`
+	// Evicted is set when its local copy was removed because a store
+	// holds it (see Manifest.EvictedThrough; computed when the archive is
+	// read, not stored).
+	Evicted bool `json:"-"`
 }
 
 func readManifest(dir string) (Manifest, error) {

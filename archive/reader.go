@@ -55,6 +55,7 @@ func Open(dir string) (*Archive, error) {
 	for i := range a.files {
 		n, _ := fileNumber(a.files[i].Name)
 		a.files[i].Generation = m.generationOf(n)
+		a.files[i].Evicted = n <= m.EvictedThrough && a.files[i].Sealed
 	}
 	if len(a.generations) == 0 && len(a.files) > 0 {
 		// An archive from before generations: one, from its first file.
@@ -158,10 +159,19 @@ func OpenHeld(dir string) (*Archive, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		// The first file there: files held only in a store (evicted)
+		// are not local to hold.
+		i := 0
+		for i < len(a.files)-1 && a.files[i].Evicted {
+			if _, err := os.Stat(filepath.Join(dir, a.files[i].Name)); err == nil {
+				break
+			}
+			i++
+		}
 		if len(a.files) == 0 {
 			return a, func() {}, nil
 		}
-		release, err := a.Hold(a.files[0])
+		release, err := a.Hold(a.files[i])
 		if err == nil {
 			return a, release, nil
 		}

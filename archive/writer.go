@@ -200,12 +200,18 @@ func (w *Writer) recover() error {
 		w.pos = fi.EndPosition
 		w.lastTime = fi.LastTime
 	}
+	for _, fi := range m.Files {
+		// Evicted files are in the manifest only.
+		if n, _ := fileNumber(fi.Name); n > w.num {
+			w.num = n
+		}
+	}
 	var unsealed []int
 	for _, n := range nums {
 		if !sealed[FileName(n)] {
 			unsealed = append(unsealed, n)
 		}
-		w.num = n
+		w.num = max(w.num, n)
 	}
 	newest := 0 // the first file of the newest recorded generation
 	if len(m.Generations) > 0 {
@@ -968,6 +974,10 @@ func (w *Writer) Prune(keepFrom string) ([]FileInfo, error) {
 			break
 		}
 		f, err := os.Open(filepath.Join(w.dir, fi.Name))
+		if os.IsNotExist(err) && n <= m.EvictedThrough {
+			doomed = append(doomed, fi) // only in the store
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -1010,4 +1020,84 @@ func (w *Writer) Generations() []Generation {
 	w.manifestMu.Lock()
 	defer w.manifestMu.Unlock()
 	return append([]Generation(nil), w.manifest.Generations...)
+}
+
+// EvictedCacheAge is how long Evict leaves a local copy of an evicted file
+// that a reader fetched back from the store.
+const EvictedCacheAge = 10 * time.Minute
+
+// Evict removes the local copies of the sealed files numbered before
+// keepFrom, which a store holds (storage.local_keep): unlike Prune, they
+// stay in the archive, in the manifest, and Manifest.EvictedThrough records
+// that readers must fetch them from the store. A file in use by a reader
+// (a shared flock) stops the eviction there, as it stops Prune. It returns
+// the files whose copies it removed.
+func (w *Writer) Evict(keepFrom string) ([]FileInfo, error) {
+	limit, ok := fileNumber(keepFrom)
+	if !ok {
+		return nil, fmt.Errorf("%q is not an archived file name", keepFrom)
+	}
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	w.manifestMu.Lock()
+	defer w.manifestMu.Unlock()
+	m := w.manifest
+	var doomed []FileInfo
+	var locked []*os.File
+	defer func() {
+		for _, f := range locked {
+			f.Close()
+		}
+	}()
+	last := m.EvictedThrough
+	for _, fi := range m.Files {
+		n, _ := fileNumber(fi.Name)
+		if n >= limit || !fi.Sealed {
+			break
+		}
+		f, err := os.Open(filepath.Join(w.dir, fi.Name))
+		if os.IsNotExist(err) {
+			last = max(last, n)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if st, err := f.Stat(); err == nil && n <= m.EvictedThrough && time.Since(st.ModTime()) < EvictedCacheAge {
+			// Fetched back from the store by a reader that is about
+			// to read it: a cache, kept a while.
+			f.Close()
+			continue
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				break
+			}
+			return nil, err
+		}
+		locked = append(locked, f)
+		doomed = append(doomed, fi)
+		last = max(last, n)
+	}
+	if last > m.EvictedThrough {
+		m.EvictedThrough = last
+		if err := writeManifest(w.dir, m); err != nil {
+			return nil, err
+		}
+		w.manifest = m
+	}
+	for _, fi := range doomed {
+		p := filepath.Join(w.dir, fi.Name)
+		if err := os.Remove(p + indexSuffix); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+	}
+	if len(doomed) == 0 {
+		return nil, nil
+	}
+	return doomed, SyncDir(w.dir)
 }

@@ -51,6 +51,12 @@ type Shipper struct {
 	Log   *slog.Logger
 	// SegmentMax overrides DefaultSegmentMax (tests).
 	SegmentMax int64
+	// LocalKeep is how many bytes of sealed files that the store holds
+	// the local directory keeps (storage.local_keep); Evict removes the
+	// local copies of older ones (archive.Writer.Evict). Nothing is evicted
+	// when Evict is nil.
+	LocalKeep int64
+	Evict     func(keepFrom string) ([]archive.FileInfo, error)
 
 	mu     sync.Mutex
 	status Status
@@ -306,7 +312,49 @@ func (s *Shipper) cycle(ctx context.Context) error {
 		}
 	}
 	s.measure(files)
+	if err := s.evict(files); err != nil {
+		return err
+	}
 	return s.hold(files)
+}
+
+// evict removes the local copies of the oldest sealed files that the
+// store holds, beyond LocalKeep bytes of them.
+func (s *Shipper) evict(files []archive.FileInfo) error {
+	if s.Evict == nil {
+		return nil
+	}
+	last := s.lastSealed()
+	var kept int64
+	keepFrom := ""
+	for i := len(files) - 1; i >= 0; i-- {
+		fi := files[i]
+		n, _ := archive.FileNumber(fi.Name)
+		if n > last || !fi.Sealed {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(s.Dir, fi.Name)); err != nil {
+			continue // evicted already
+		}
+		if kept+fi.Size > s.LocalKeep {
+			if i+1 < len(files) {
+				keepFrom = files[i+1].Name
+			}
+			break
+		}
+		kept += fi.Size
+	}
+	if keepFrom == "" {
+		return nil
+	}
+	gone, err := s.Evict(keepFrom)
+	if err != nil {
+		return fmt.Errorf("evict local copies before %s: %w", keepFrom, err)
+	}
+	if len(gone) > 0 {
+		s.Log.Debug("local copies of files the store holds removed (storage.local_keep)", "source", s.Source, "files", len(gone), "through", gone[len(gone)-1].Name)
+	}
+	return nil
 }
 
 // same checks that a file the store holds sealed is the local one.

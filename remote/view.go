@@ -88,9 +88,12 @@ func (v *View) Materialize(ctx context.Context, dir string, want func(archive.Fi
 	if err := v.fetch(ctx, dir, names); err != nil {
 		return err
 	}
+	// The sealed files not fetched are held only in the store, as if
+	// evicted (Fetch brings them).
 	lm := archive.Manifest{Version: 1, Generations: v.Man.Generations, PrunedThrough: v.Man.PrunedThrough}
 	for _, f := range v.Man.Files {
 		lm.Files = append(lm.Files, f.FileInfo)
+		lm.EvictedThrough, _ = archive.FileNumber(f.Name)
 	}
 	if err := archive.WriteManifest(dir, lm); err != nil {
 		return err

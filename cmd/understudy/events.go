@@ -57,6 +57,9 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if err := d.fetchAllEvicted(ctx); err != nil {
+		return err
+	}
 	a, err := archive.Open(d.dir)
 	if err != nil {
 		return err

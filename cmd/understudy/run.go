@@ -196,7 +196,13 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 		var sh *remote.Shipper
 		if l := leases[a.Source.Name]; l != nil && store != nil {
 			sh = &remote.Shipper{Source: a.Source.Name, Dir: cfg.SourceDir(a.Source.Name), SnapshotRoot: cfg.SnapshotDir(a.Source.Name),
-				Store: *store, Interval: settings.UploadInterval, Writer: l.Generation(), Check: l.Check, Log: log}
+				Store: *store, Interval: settings.UploadInterval, Writer: l.Generation(), Check: l.Check, Log: log,
+				LocalKeep: settings.LocalKeep, Evict: func(keepFrom string) ([]archive.FileInfo, error) {
+					if w := a.Writer(); w != nil {
+						return w.Evict(keepFrom)
+					}
+					return nil, nil
+				}}
 			shippers.Store(a.Source.Name, sh)
 		}
 		wg.Add(1)

@@ -44,6 +44,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if err := d.fetchAllEvicted(ctx); err != nil {
+		return err
+	}
 	if !stop.IsZero() {
 		// A replica would otherwise wait forever for a point the archive
 		// does not hold.

@@ -56,15 +56,55 @@ func hasLocalArchive(dir string) bool {
 // sourceDirs is where a reading command reads a source from.
 type sourceDirs struct {
 	dir, snapRoot string
-	// With the store (the local archive directory holds nothing):
-	store *remote.Store
-	view  *remote.View
-	snaps []remote.RemoteSnapshot
-	name  string
+	// With the store: read from it (the local archive directory holds
+	// nothing), or a local archive with evicted files (local_keep) that
+	// are fetched from it into dir as needed.
+	store    *remote.Store
+	view     *remote.View
+	snaps    []remote.RemoteSnapshot
+	name     string
+	readFrom bool
 }
 
 // fromStore tells whether the source is read from the store.
-func (d *sourceDirs) fromStore() bool { return d.view != nil }
+func (d *sourceDirs) fromStore() bool { return d.readFrom }
+
+// missing returns the evicted files among files that dir lacks.
+func missing(dir string, files []archive.FileInfo) []string {
+	var out []string
+	for _, f := range files {
+		if !f.Evicted {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, f.Name)); os.IsNotExist(err) {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+// fetchEvicted brings the evicted files among files back from the store
+// into the local archive directory (a cache: run evicts them again).
+func (d *sourceDirs) fetchEvicted(ctx context.Context, files []archive.FileInfo) error {
+	names := missing(d.dir, files)
+	if len(names) == 0 {
+		return nil
+	}
+	if d.store == nil {
+		return fmt.Errorf("source %s: %s and %d more files are held only in the store (storage.local_keep), and the config has no storage.s3 block to fetch them", d.name, names[0], len(names)-1)
+	}
+	if d.view == nil {
+		v, err := remote.OpenView(ctx, *d.store, d.name)
+		if err != nil {
+			return fmt.Errorf("source %s in the store: %w", d.name, err)
+		}
+		d.view = v
+	}
+	if err := d.view.Fetch(ctx, d.dir, names); err != nil {
+		return fmt.Errorf("source %s: fetching %d files held only in the store: %w", d.name, len(names), err)
+	}
+	return nil
+}
 
 // storeCacheDir is where a source read from the store is brought: a
 // directory laid out as an archive, beside the sources' own.
@@ -82,12 +122,16 @@ func storeCacheDir(cfg *config.Config, name string) string {
 // needs storage.encryption.identity_file.
 func readDirs(ctx context.Context, cfg *config.Config, name string, all bool, log *slog.Logger) (*sourceDirs, error) {
 	d := &sourceDirs{dir: cfg.SourceDir(name), snapRoot: cfg.SnapshotDir(name), name: name}
-	if hasLocalArchive(d.dir) || cfg.Storage == nil {
+	if cfg.Storage == nil {
 		return d, nil
 	}
 	st, _, err := openStore(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	if hasLocalArchive(d.dir) {
+		d.store = st
+		return d, nil
 	}
 	v, err := remote.OpenView(ctx, *st, name)
 	if err != nil {
@@ -100,7 +144,7 @@ func readDirs(ctx context.Context, cfg *config.Config, name string, all bool, lo
 	if v.Empty() && len(snaps) == 0 {
 		return nil, fmt.Errorf("source %s: the archive directory %s is empty, and the store holds nothing of it either", name, d.dir)
 	}
-	d.store, d.view, d.snaps = st, v, snaps
+	d.store, d.view, d.snaps, d.readFrom = st, v, snaps, true
 	d.dir = storeCacheDir(cfg, name)
 	d.snapRoot = filepath.Join(d.dir, "snapshots")
 	var want func(archive.FileInfo) bool
@@ -120,19 +164,10 @@ func readDirs(ctx context.Context, cfg *config.Config, name string, all bool, lo
 // fetch brings the snapshot in snapDir and the archived files given from
 // the store, when the source is read from it (restore.Options.Fetch).
 func (d *sourceDirs) fetch(ctx context.Context, snapDir string, files []archive.FileInfo) error {
-	if !d.fromStore() {
-		return nil
+	if err := d.fetchEvicted(ctx, files); err != nil {
+		return err
 	}
-	var names []string
-	for _, f := range files {
-		if f.Sealed {
-			names = append(names, f.Name)
-		}
-	}
-	if err := d.view.Fetch(ctx, d.dir, names); err != nil {
-		return fmt.Errorf("source %s from the store: %w", d.name, err)
-	}
-	if snapDir == "" {
+	if !d.fromStore() || snapDir == "" {
 		return nil
 	}
 	id := filepath.Base(snapDir)
@@ -145,6 +180,21 @@ func (d *sourceDirs) fetch(ctx context.Context, snapDir string, files []archive.
 		}
 	}
 	return fmt.Errorf("snapshot %s of source %s is not in the store", id, d.name)
+}
+
+// fetchAllEvicted brings back every file of a local archive that is held
+// only in the store (storage.local_keep), for the commands that read them
+// all (serve, binlog export, events). It does nothing for an archive read
+// from the store (readDirs with all brought everything).
+func (d *sourceDirs) fetchAllEvicted(ctx context.Context) error {
+	if d.fromStore() {
+		return nil
+	}
+	a, err := archive.Open(d.dir)
+	if err != nil {
+		return nil // the command reports it
+	}
+	return d.fetchEvicted(ctx, a.Files())
 }
 
 // fetchAllSnapshots brings every snapshot's files from the store.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/understudy-db/understudy"
+	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 	"github.com/understudy-db/understudy/internal/s3test"
 	"github.com/understudy-db/understudy/remote"
@@ -190,4 +191,113 @@ func TestStoreEndToEnd(t *testing.T) {
 		}
 		t.Log(strings.TrimSpace(se))
 	}
+}
+
+// TestStoreLocalKeepAndNewHost: with storage.local_keep: 0, run keeps
+// only the active file locally once the store holds the others; verify and
+// restore on that host fetch them back. Then a new host with an empty
+// archive directory: run refuses in one line without the identity, and
+// with it continues the store's archive (same files, same generation).
+func TestStoreLocalKeepAndNewHost(t *testing.T) {
+	srv := s3test.Start(t, s3test.Options{})
+	t.Setenv("TEST_S3_ACCESS", srv.AccessKey)
+	t.Setenv("TEST_S3_SECRET", srv.SecretKey)
+	t.Setenv("UNDERSTUDY_TARGET_PASSWORD", "")
+	keys := t.TempDir()
+	if code, _, se := runCmd(t, "keygen", "--dir", keys); code != exitOK {
+		t.Fatalf("keygen: %d %s", code, se)
+	}
+	pub, key := filepath.Join(keys, storage.RecipientsFileName), filepath.Join(keys, storage.IdentityFileName)
+	p := startPrimary(t, 1, 6)
+	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
+	p.Exec(t, "CREATE DATABASE app")
+	small := func(cfg string) string {
+		b, _ := os.ReadFile(cfg)
+		s := strings.Replace(string(b), "max_file_size: 4MiB", "max_file_size: 1MiB", 1)
+		s = strings.Replace(s, "storage:\n", "storage:\n  local_keep: 0\n", 1)
+		os.WriteFile(cfg, []byte(s), 0o600)
+		return cfg
+	}
+	hostA := t.TempDir()
+	cfgA := small(withStore(t, hostA, srv, pub, key, testSource{name: "db", p: p, serverID: 9310}))
+	dirA := filepath.Join(hostA, "archive", "db")
+	stop := startRun(t, cfgA)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	workload(ctx, t, p, "app", 3)
+	cancel()
+	if code, _, se := runCmd(t, "snapshot", "--config", cfgA, "--source", "db"); code != exitOK {
+		t.Fatalf("snapshot: %d %s", code, se)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	workload(ctx, t, p, "app", 4)
+	cancel()
+	want, _ := understudy.ParsePosition(p.GTIDBinlogPos(t))
+	b, err := s3.New(srv.Settings("site/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mariadbtest.Eventually(t, "the store at the primary's position", 60*time.Second, func() bool {
+		v, err := remote.OpenView(context.Background(), remote.Store{Plain: b}, "db")
+		return err == nil && v.Position().ContainsPosition(want)
+	})
+	var evicted, sealed int
+	mariadbtest.Eventually(t, "sealed files evicted locally", 30*time.Second, func() bool {
+		a, err := archive.Open(dirA)
+		if err != nil {
+			return false
+		}
+		evicted, sealed = 0, 0
+		for _, f := range a.Files() {
+			if f.Sealed {
+				sealed++
+			}
+			if _, err := os.Stat(filepath.Join(dirA, f.Name)); f.Evicted && os.IsNotExist(err) {
+				evicted++
+			}
+		}
+		return sealed >= 2 && evicted == sealed
+	})
+	t.Logf("%d sealed files, all held only in the store", sealed)
+	code, out, se := runCmd(t, "verify", "--config", cfgA, "--source", "db")
+	if code != exitOK {
+		t.Fatalf("verify on the archiving host: %d %s %s", code, out, se)
+	}
+	target := mariadbtest.Start(t, mariadbtest.Options{Stock: true, ServerID: 61})
+	code, out, se = runCmd(t, "restore", "--config", cfgA, "--source", "db", "--target", fmt.Sprintf("root@127.0.0.1:%d", target.Port), "--until-gtid", want.String())
+	if code != exitOK {
+		t.Fatalf("restore on the archiving host with files evicted: %d %s %s", code, out, se)
+	}
+	sameChecksums(t, p, target, "app")
+	stop()
+
+	// A new host.
+	hostB := t.TempDir()
+	cfgB := withStore(t, hostB, srv, pub, "", testSource{name: "db", p: p, serverID: 9310})
+	code, _, se = runCmd(t, "run", "--config", cfgB, "--until-caught-up")
+	lines := strings.Split(strings.TrimSpace(se), "\n")
+	last := lines[len(lines)-1]
+	if code == exitOK || !strings.HasPrefix(last, "understudy run: source db: ") || !strings.Contains(last, "identity_file") || strings.Contains(se, "level=ERROR") {
+		t.Fatalf("run on a new host without the identity: exit %d, %q; want an error line naming identity_file", code, se)
+	}
+	t.Log(last)
+	if hasLocalArchive(filepath.Join(hostB, "archive", "db")) {
+		t.Fatal("the refused run wrote an archive")
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	workload(ctx, t, p, "app", 5)
+	cancel()
+	hostC := t.TempDir()
+	cfgC := withStore(t, hostC, srv, pub, key, testSource{name: "db", p: p, serverID: 9310})
+	if code, _, se = runCmd(t, "run", "--config", cfgC, "--until-caught-up"); code != exitOK {
+		t.Fatalf("run on a new host with the identity: %d %s", code, se)
+	}
+	dirC := filepath.Join(hostC, "archive", "db")
+	a, err := archive.Open(dirC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Generations()) != 1 {
+		t.Fatalf("the new host's archive has %d generations; want the store's one, continued", len(a.Generations()))
+	}
+	checkExactlyOnce(t, p, dirC)
 }
