@@ -44,11 +44,14 @@ func fixture(t *testing.T) []understudy.SourceStatus {
 			LastDrill: &understudy.DrillResult{Time: now.Add(-30 * time.Minute), OK: true, Proved: "snapshot 20250314T110000Z and the binlogs after it restore",
 				Snapshot: "20250314T110000Z", Position: pos(t, "1-1-400"), LoadSeconds: 3, ReplaySeconds: 1.5, RTOSeconds: 4.5, Bytes: 7 << 20},
 			LastError: "stream ended: EOF", LastErrorTime: ptr(now.Add(-3 * time.Hour)),
-			Disk: &understudy.DiskStatus{UsedBytes: 9 << 20, FreeBytes: 50 << 30, TotalBytes: 100 << 30},
+			Disk:  &understudy.DiskStatus{UsedBytes: 9 << 20, FreeBytes: 50 << 30, TotalBytes: 100 << 30},
+			Store: &understudy.StoreStatus{Position: pos(t, "1-1-500"), LastUpload: ptr(now.Add(-time.Second))},
 		},
 		{
 			Name: "billing", State: understudy.StateReconnecting, Primary: "10.0.0.2:3306",
 			LastError: "connect to 10.0.0.2:3306: connection refused", LastErrorTime: ptr(now.Add(-5 * time.Second)),
+			Store: &understudy.StoreStatus{Position: pos(t, "1-1-20"), LagSeconds: 95, BehindBytes: 3 << 20,
+				LastError: "put s3://b/db/x: connection refused", LastErrorTime: ptr(now.Add(-2 * time.Second))},
 		},
 		{
 			Name: "<b>evil</b>", State: understudy.StateStreaming, Primary: "10.0.0.3:3306", Position: "2-3-7", SecondsBehind: ptr(int64(0)),
@@ -115,6 +118,7 @@ func TestPage(t *testing.T) {
 		"Last snapshot 20250314T110000Z, finished 2025-03-14 11:00:00 UTC (1.0 h ago), 5.0 MiB GTID 1-1-100",
 		"Last drill passed 2025-03-14 11:30:00 UTC (30 min ago): RTO 4.5 s (load 3.0 s, replay 1.5 s), 7.0 MiB",
 		"Last error stream ended: EOF recovered", "MariaDB 10.11.6-MariaDB", "50.0 GiB free of 100.0 GiB",
+		"Store holds everything archived GTID 1-1-500 last upload",
 	} {
 		if !strings.Contains(orders, want) {
 			t.Errorf("orders card lacks %q:\n%s", want, orders)
@@ -127,6 +131,7 @@ func TestPage(t *testing.T) {
 		"Needs attention: not connected to the primary; no restore window",
 		"GTID position nothing archived yet", "Lag unknown (not connected to the primary)", "Restore windows none: nothing can be restored yet",
 		"Last snapshot none yet", "Last drill never run", "Last error connect to 10.0.0.2:3306: connection refused 2025-03-14 11:59:55 UTC (5 s ago)",
+		"Store 3.0 MiB behind for 95.0 s GTID 1-1-20", "put s3://b/db/x: connection refused",
 	} {
 		if !strings.Contains(billing, want) {
 			t.Errorf("billing card lacks %q:\n%s", want, billing)

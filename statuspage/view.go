@@ -227,6 +227,27 @@ func buildCard(s understudy.SourceStatus, now time.Time, lagWarn time.Duration) 
 		c.add("Last drill", line{Text: "never run", Class: "absent"})
 	}
 
+	// The store
+	if st := s.Store; st != nil {
+		l := OK
+		text := "holds everything archived"
+		if st.BehindBytes > 0 {
+			text = fmt.Sprintf("%s behind for %s", humanBytes(st.BehindBytes), secs(st.LagSeconds))
+			if st.LagSeconds > 60 {
+				l = Warn
+				flag(Warn, "store lagging")
+			}
+		}
+		ls := []line{{Text: text, Class: l.Class()}, {Text: "GTID " + orNone(st.Position.String()), Class: "mono"}}
+		if st.LastUpload != nil {
+			ls = append(ls, line{Text: "last upload " + whenPtr(st.LastUpload, now), Class: "absent"})
+		}
+		if st.LastError != "" {
+			ls = append(ls, line{Text: st.LastError, Class: Warn.Class()}, line{Text: whenPtr(st.LastErrorTime, now), Class: "absent"})
+		}
+		c.add("Store", ls...)
+	}
+
 	// Last error
 	switch {
 	case s.LastError == "":

@@ -19,6 +19,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/understudy-db/understudy/internal/s3test"
 	"github.com/understudy-db/understudy/snapshot"
 )
 
@@ -64,7 +65,11 @@ func TestPrometheusScrapesRuleMetrics(t *testing.T) {
 	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY)")
 	p.Exec(t, "INSERT INTO app.t VALUES (1), (2), (3)")
 	dir := t.TempDir()
-	cfg := writeConfig(t, dir, testSource{name: "db", p: p, serverID: 9810, semiSync: true, serve: freeAddr(t)})
+	// With a store: the store metrics exist too.
+	srv := s3test.Start(t, s3test.Options{})
+	t.Setenv("TEST_S3_ACCESS", srv.AccessKey)
+	t.Setenv("TEST_S3_SECRET", srv.SecretKey)
+	cfg := withStore(t, dir, srv, "", "", testSource{name: "db", p: p, serverID: 9810, semiSync: true, serve: freeAddr(t)})
 	httpAddr := setHTTPListen(t, cfg)
 	// A drill is due a minute after start at the soonest: this test is
 	// over by then, so no drill runs.
