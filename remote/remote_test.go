@@ -382,3 +382,110 @@ func TestShipStoreDown(t *testing.T) {
 	}
 	sameArchive(t, dir, back)
 }
+
+// TestShipRetention: what retention removes locally goes from the store
+// too: pruned files leave the next manifest and their segments are
+// deleted; a snapshot removed locally while the shipper watched is deleted
+// from the store, and one the store holds from elsewhere stays.
+func TestShipRetention(t *testing.T) {
+	root := t.TempDir()
+	b, err := local.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := remote.Store{Plain: b}
+	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+	dir := t.TempDir()
+	snaps := filepath.Join(dir, "snapshots")
+	stopArchive := archiveSmall(t, p, dir)
+	write(t, p, 0, 300, "a")
+	labtest.TakeSnapshot(t, p, "db", snaps, 0)
+	write(t, p, 300, 310, "b")
+	time.Sleep(1100 * time.Millisecond) // snapshot IDs are times to the second
+	labtest.TakeSnapshot(t, p, "db", snaps, 0)
+	labtest.WaitArchived(t, dir, p)
+	stopArchive()
+
+	// A snapshot in the store from another host, never local here.
+	other := t.TempDir()
+	time.Sleep(1100 * time.Millisecond)
+	m := labtest.TakeSnapshot(t, p, "db", other, 0)
+	l, err := snapshot.List(other)
+	if err != nil || len(l) != 1 {
+		t.Fatal(l, err)
+	}
+	if _, err := remote.ShipSnapshot(context.Background(), st, "db", "elsewhere", l[0], nil); err != nil {
+		t.Fatal(err)
+	}
+
+	ship := func() {
+		t.Helper()
+		sh := &remote.Shipper{Source: "db", Dir: dir, SnapshotRoot: snaps, Store: st, Interval: 50 * time.Millisecond, Writer: "w", Log: mariadbtest.Logger(t, 0)}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sh.Run(ctx) }()
+		waitShipped(t, sh, dir)
+		mariadbtest.Eventually(t, "the snapshots shipped", 30*time.Second, func() bool {
+			local, _ := snapshot.List(snaps)
+			r, err := remote.ListSnapshots(context.Background(), st, "db")
+			return err == nil && len(r) == len(local)+1
+		})
+		// One snapshot removed locally while it watches.
+		local, _ := snapshot.List(snaps)
+		if ok, err := snapshot.Remove(local[0].Dir); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		mariadbtest.Eventually(t, "the removed snapshot gone from the store", 30*time.Second, func() bool {
+			r, err := remote.ListSnapshots(context.Background(), st, "db")
+			return err == nil && len(r) == len(local)
+		})
+		cancel()
+		<-done
+	}
+	ship()
+	r, _ := remote.ListSnapshots(context.Background(), st, "db")
+	ids := []string{}
+	for _, s := range r {
+		ids = append(ids, s.ID)
+	}
+	if !strings.Contains(strings.Join(ids, " "), m.ID) {
+		t.Fatalf("the other host's snapshot %s was deleted from the store: %v", m.ID, ids)
+	}
+
+	// Retention prunes the two oldest files locally.
+	w, err := archive.OpenWriter(dir, archive.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := archive.Open(dir)
+	pruned, err := w.Prune(a.Files()[2].Name)
+	w.Close()
+	if err != nil || len(pruned) != 2 {
+		t.Fatalf("prune: %v %v", pruned, err)
+	}
+	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Writer: "w2", Log: mariadbtest.Logger(t, 0)}
+	if err := sh.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := remote.OpenView(context.Background(), st, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Man.PrunedThrough != 2 || v.Man.Files[0].Name != a.Files()[2].Name {
+		t.Fatalf("the store's manifest: pruned through %d, first file %s", v.Man.PrunedThrough, v.Man.Files[0].Name)
+	}
+	for _, f := range files(t, root) {
+		for _, gone := range pruned {
+			if strings.Contains(f, "/"+gone.Name+".") {
+				t.Errorf("a segment of pruned %s is still in the store: %s", gone.Name, f)
+			}
+		}
+	}
+	back := t.TempDir()
+	if err := v.Materialize(context.Background(), back, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameArchive(t, dir, back)
+}

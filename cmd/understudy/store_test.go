@@ -142,7 +142,8 @@ func TestStoreEndToEnd(t *testing.T) {
 
 	// A new host: the config and the identity, nothing else.
 	hostB := t.TempDir()
-	cfgB := withStore(t, hostB, srv, pub, key, testSource{name: "db", p: p, serverID: 9301})
+	serveAddr := freeAddr(t)
+	cfgB := withStore(t, hostB, srv, pub, key, testSource{name: "db", p: p, serverID: 9301, serve: serveAddr})
 	code, out, se := runCmd(t, "info", "--config", cfgB, "--json")
 	if code != exitOK {
 		t.Fatalf("info: %d %s", code, se)
@@ -176,6 +177,13 @@ func TestStoreEndToEnd(t *testing.T) {
 	}
 	t.Log(out)
 	sameChecksums(t, p, target, "app")
+
+	// A replica from scratch, fed by the binlog server from the bucket.
+	serveInProcess(t, cfgB, "--listen", serveAddr)
+	r := mariadbtest.Start(t, mariadbtest.Options{ServerID: 62})
+	startReplicaOf(t, r, "db", serveAddr, "")
+	waitReplica(t, r, "db", want.String(), 120*time.Second)
+	sameChecksums(t, p, r, "app")
 
 	// The archiving host's key cannot read; another identity cannot either.
 	cfgC := withStore(t, t.TempDir(), srv, pub, "", testSource{name: "db", p: p, serverID: 9302})
