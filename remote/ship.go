@@ -69,6 +69,20 @@ type Shipper struct {
 	heldN  int
 
 	seenLocal map[string]bool // snapshots seen in SnapshotRoot
+	marks     []mark          // the local durable end as seen, oldest first, not shipped yet
+	dirty     bool            // a manifest was committed: collect the garbage
+}
+
+// mark is the local archive's durable end (file number, size) as seen at
+// a time.
+type mark struct {
+	at   time.Time
+	file int
+	size int64
+}
+
+func (m mark) after(file int, size int64) bool {
+	return m.file > file || m.file == file && m.size > size
 }
 
 // Status is what a Shipper reports.
@@ -78,8 +92,9 @@ type Status struct {
 	// LastUpload is when a commit point was last written.
 	LastUpload time.Time `json:"last_upload,omitzero"`
 	// Behind is how many durable bytes of the local archive the store
-	// does not hold yet, and BehindSince since when it has been behind
-	// (zero when it holds everything).
+	// does not hold yet, and BehindSince when the oldest of them was seen
+	// durable locally (zero when it holds everything): the store lags by
+	// now - BehindSince.
 	Behind      int64     `json:"behind_bytes"`
 	BehindSince time.Time `json:"behind_since,omitzero"`
 	// LastError is the last failure, cleared by the next success.
@@ -312,6 +327,12 @@ func (s *Shipper) cycle(ctx context.Context) error {
 		}
 	}
 	s.measure(files)
+	if s.dirty {
+		if err := s.collect(ctx); err != nil {
+			return err
+		}
+		s.dirty = false
+	}
 	if err := s.evict(files); err != nil {
 		return err
 	}
@@ -373,6 +394,33 @@ func (s *Shipper) same(fi archive.FileInfo) error {
 
 // measure updates how far the store is behind the local files.
 func (s *Shipper) measure(files []archive.FileInfo) {
+	now := time.Now()
+	if n := len(files); n > 0 {
+		num, _ := archive.FileNumber(files[n-1].Name)
+		m := mark{at: now, file: num, size: files[n-1].Size}
+		if k := len(s.marks); k == 0 || m.after(s.marks[k-1].file, s.marks[k-1].size) {
+			s.marks = append(s.marks, m)
+		}
+	}
+	// What the store holds.
+	file, size := s.lastSealed(), int64(1<<62)
+	if s.tip.Seq > 0 {
+		file, _ = archive.FileNumber(s.tip.File)
+		size = s.tip.Size
+	}
+	i := 0
+	for i < len(s.marks) && !s.marks[i].after(file, size) {
+		i++
+	}
+	s.marks = s.marks[i:]
+	if len(s.marks) > 4096 {
+		// Thinned, the oldest kept: the lag is never underestimated.
+		thin := s.marks[:1]
+		for j := 2; j < len(s.marks); j += 2 {
+			thin = append(thin, s.marks[j])
+		}
+		s.marks = thin
+	}
 	var behind int64
 	last := s.lastSealed()
 	for _, fi := range files {
@@ -392,8 +440,11 @@ func (s *Shipper) measure(files []archive.FileInfo) {
 	switch {
 	case behind <= 0:
 		s.status.Behind, s.status.BehindSince = 0, time.Time{}
+		s.marks = s.marks[:0]
+	case len(s.marks) > 0:
+		s.status.BehindSince = s.marks[0].at
 	case s.status.BehindSince.IsZero():
-		s.status.BehindSince = time.Now()
+		s.status.BehindSince = now
 	}
 }
 
@@ -612,8 +663,10 @@ func (s *Shipper) commitManifest(ctx context.Context, next Manifest) error {
 	s.man, s.tip = next, Tip{}
 	s.setPosition()
 	// Older commit points, and the segments only they named (of pruned
-	// files, replaced by a merge), are garbage now.
-	return s.collect(ctx)
+	// files, replaced by a merge), are garbage now: collected at the end
+	// of the cycle.
+	s.dirty = true
+	return nil
 }
 
 // dropUnused deletes the segments of old that new does not hold (those

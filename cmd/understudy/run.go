@@ -226,7 +226,13 @@ func runArchive(ctx context.Context, o runOptions, log *slog.Logger) error {
 			stopArchiver()
 			<-shipped
 			if sh != nil {
-				fctx, cancel := context.WithTimeout(leases[a.Source.Name].Context(), 30*time.Second)
+				// On a signal, for up to 30 s; a one-shot catch-up
+				// (--until-caught-up) ships everything before it exits.
+				limit := 30 * time.Second
+				if o.untilCaughtUp {
+					limit = 24 * time.Hour
+				}
+				fctx, cancel := context.WithTimeout(leases[a.Source.Name].Context(), limit)
 				if err := sh.Flush(fctx); err != nil {
 					log.Warn("the last bytes archived could not be shipped to the store; the next run ships them", "source", a.Source.Name, "err", err)
 				}
