@@ -64,6 +64,7 @@ type sourceDirs struct {
 	snaps    []remote.RemoteSnapshot
 	name     string
 	readFrom bool
+	storeErr error // why the store could not be opened
 }
 
 // fromStore tells whether the source is read from the store.
@@ -91,7 +92,11 @@ func (d *sourceDirs) fetchEvicted(ctx context.Context, files []archive.FileInfo)
 		return nil
 	}
 	if d.store == nil {
-		return fmt.Errorf("source %s: %s and %d more files are held only in the store (storage.local_keep), and the config has no storage.s3 block to fetch them", d.name, names[0], len(names)-1)
+		why := "the config has no storage.s3 block"
+		if d.storeErr != nil {
+			why = "the store cannot be opened: " + d.storeErr.Error()
+		}
+		return fmt.Errorf("source %s: %s and %d more files are held only in the store (storage.local_keep), and %s", d.name, names[0], len(names)-1, why)
 	}
 	if d.view == nil {
 		v, err := remote.OpenView(ctx, *d.store, d.name)
@@ -126,12 +131,15 @@ func readDirs(ctx context.Context, cfg *config.Config, name string, all bool, lo
 		return d, nil
 	}
 	st, _, err := openStore(cfg, log)
+	if hasLocalArchive(d.dir) {
+		// The local archive is read; the store only for the files it
+		// holds alone, and a store that cannot be opened is an error only
+		// then.
+		d.store, d.storeErr = st, err
+		return d, nil
+	}
 	if err != nil {
 		return nil, err
-	}
-	if hasLocalArchive(d.dir) {
-		d.store = st
-		return d, nil
 	}
 	v, err := remote.OpenView(ctx, *st, name)
 	if err != nil {

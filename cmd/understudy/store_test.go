@@ -192,7 +192,18 @@ func TestStoreEndToEnd(t *testing.T) {
 		t.Fatal(se)
 	}
 	cfgD := withStore(t, t.TempDir(), srv, "", filepath.Join(other, storage.IdentityFileName), testSource{name: "db", p: p, serverID: 9303})
-	for _, c := range []struct{ cfg, want string }{{cfgC, "identity"}, {cfgD, "no identity matches"}} {
+	// A bucket this host cannot read: wrong keys, a bucket that does not
+	// exist.
+	cfgE := withStore(t, t.TempDir(), srv, pub, key, testSource{name: "db", p: p, serverID: 9304})
+	t.Setenv("TEST_S3_BAD_SECRET", "not-the-secret")
+	if b, err := os.ReadFile(cfgE); err == nil {
+		os.WriteFile(cfgE, []byte(strings.Replace(string(b), "secret_key_env: TEST_S3_SECRET", "secret_key_env: TEST_S3_BAD_SECRET", 1)), 0o600)
+	}
+	cfgF := withStore(t, t.TempDir(), srv, pub, key, testSource{name: "db", p: p, serverID: 9305})
+	if b, err := os.ReadFile(cfgF); err == nil {
+		os.WriteFile(cfgF, []byte(strings.Replace(string(b), "bucket: "+srv.Bucket, "bucket: no-such-bucket", 1)), 0o600)
+	}
+	for _, c := range []struct{ cfg, want string }{{cfgC, "identity"}, {cfgD, "no identity matches"}, {cfgE, "s3://"}, {cfgF, "no-such-bucket"}} {
 		code, _, se := runCmd(t, "restore", "--config", c.cfg, "--source", "db", "--target", fmt.Sprintf("root@127.0.0.1:%d", target.Port), "--force")
 		if code == exitOK || !strings.Contains(se, c.want) || strings.Count(strings.TrimSpace(se), "\n") > 1 {
 			t.Fatalf("restore with the wrong key: exit %d, %q; want one line with %q", code, se, c.want)
