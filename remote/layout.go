@@ -257,9 +257,10 @@ func (s Store) putData(ctx context.Context, name string, plain io.ReaderAt, size
 	return n, sum, err
 }
 
-// zstd coders: one encoder per shipper, decoders per read.
+// zstd coders: one encoder per shipper (for uploads at once), decoders per
+// read.
 func newEncoder() (*zstd.Encoder, error) {
-	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(uploads),
 		zstd.WithWindowSize(1<<20), zstd.WithEncoderCRC(true))
 }
 

@@ -565,8 +565,14 @@ func (s *Shipper) shipActive(ctx context.Context, a *archive.Archive, fi archive
 	return s.dropUnused(ctx, old.Segments, segs)
 }
 
+// uploads is how many segments a shipper uploads at once: a store far
+// away answers each request after a round trip, and compression and
+// encryption use a core each. Memory: about 2 x SegmentMax each.
+const uploads = 3
+
 // upload stores bytes [from, to) of the local file name as segments of at
-// most SegmentMax bytes, each followed by the records that end in it.
+// most SegmentMax bytes, each followed by the records that end in it, up to
+// uploads at once.
 func (s *Shipper) upload(ctx context.Context, name string, from, to int64, recs []archive.Record) ([]Segment, error) {
 	if from == to {
 		return nil, nil
@@ -577,41 +583,92 @@ func (s *Shipper) upload(ctx context.Context, name string, from, to int64, recs 
 	}
 	defer f.Close()
 	var out []Segment
-	buf := make([]byte, 0, min(to-from, s.segMax()))
-	var comp []byte
-	for at := from; at < to; {
-		end := min(to, at+s.segMax())
-		buf = buf[:end-at]
-		if _, err := f.ReadAt(buf, at); err != nil {
-			return nil, fmt.Errorf("read %s at %d: %w", name, at, err)
+	for at := from; at < to; at = min(to, at+s.segMax()) {
+		out = append(out, Segment{Name: segmentName(s.Source, name, at, min(to, at+s.segMax()), s.Writer), From: at, To: min(to, at+s.segMax())})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
 		}
-		plain := sha256.New()
-		plain.Write(buf)
-		var idx []byte
-		n := 0
-		for _, r := range recs {
-			if int64(r.End) > at && int64(r.End) <= end {
-				idx = r.Append(idx)
-				n++
+		mu.Unlock()
+		cancel()
+	}
+	for range min(uploads, len(out)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf, comp []byte
+			for i := range next {
+				if err := s.uploadOne(ctx, f, &out[i], recs, &buf, &comp); err != nil {
+					fail(err)
+				}
 			}
+		}()
+	}
+feed:
+	for i := range out {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
 		}
-		plain.Write(idx)
-		comp = s.enc.EncodeAll(idx, s.enc.EncodeAll(buf, comp[:0])) // two frames: data, records
-		seg := Segment{Name: segmentName(s.Source, name, at, end, s.Writer), From: at, To: end, Records: n,
-			PlainSHA256: hex.EncodeToString(plain.Sum(nil))}
-		size, sum, err := s.Store.putData(ctx, seg.Name, bytes.NewReader(comp), int64(len(comp)))
-		if err != nil {
-			return nil, err
-		}
-		seg.StoredSize, seg.StoredSHA256 = size, sum
-		s.mu.Lock()
-		s.status.Uploaded += size
-		s.status.Objects++
-		s.mu.Unlock()
-		out = append(out, seg)
-		at = end
+	}
+	close(next)
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// uploadOne stores the segment seg of the file f; buf and comp are the
+// caller's buffers, reused.
+func (s *Shipper) uploadOne(ctx context.Context, f *os.File, seg *Segment, recs []archive.Record, buf, comp *[]byte) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	n := seg.To - seg.From
+	if int64(cap(*buf)) < n {
+		*buf = make([]byte, n)
+	}
+	data := (*buf)[:n]
+	if _, err := f.ReadAt(data, seg.From); err != nil {
+		return fmt.Errorf("read %s at %d: %w", f.Name(), seg.From, err)
+	}
+	plain := sha256.New()
+	plain.Write(data)
+	var idx []byte
+	for _, r := range recs {
+		if int64(r.End) > seg.From && int64(r.End) <= seg.To {
+			idx = r.Append(idx)
+			seg.Records++
+		}
+	}
+	plain.Write(idx)
+	seg.PlainSHA256 = hex.EncodeToString(plain.Sum(nil))
+	*comp = s.enc.EncodeAll(idx, s.enc.EncodeAll(data, (*comp)[:0])) // two frames: data, records
+	size, sum, err := s.Store.putData(ctx, seg.Name, bytes.NewReader(*comp), int64(len(*comp)))
+	if err != nil {
+		return err
+	}
+	seg.StoredSize, seg.StoredSHA256 = size, sum
+	s.mu.Lock()
+	s.status.Uploaded += size
+	s.status.Objects++
+	s.mu.Unlock()
+	return nil
 }
 
 // merge replaces the newest small segments of a file by one when it has
