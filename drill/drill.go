@@ -450,26 +450,29 @@ func (d *drill) run(ctx context.Context, res *understudy.DrillResult) error {
 	var proved []string
 	defer func() { res.Proved = strings.Join(proved, "; ") }()
 
-	// The first snapshot, verified at its own position.
-	o.Log.Info("drill: restoring the snapshot at its position", "source", o.Source, "snapshot", first.ID, "gtid_position", first.Position.String())
-	ra, err := restore.Run(ctx, d.restoreOptions(first.ID, first.Position))
-	res.LoadSeconds = ra.Load.Seconds()
-	if err != nil {
+	// The first snapshot, loaded and verified at its own position (the
+	// restore checks every chunk as its table completes, before any
+	// replay), then the archive after it replayed to the end point: one
+	// restore.
+	replays := !p.end.Equal(first.Position)
+	if replays {
+		o.Log.Info("drill: restoring the snapshot, verifying it at its position, and replaying the archive", "source", o.Source, "snapshot", first.ID, "to", p.endWhat, "gtid_position", p.end.String())
+	} else {
+		o.Log.Info("drill: restoring the snapshot at its position", "source", o.Source, "snapshot", first.ID, "gtid_position", first.Position.String())
+	}
+	ra, err := restore.Run(ctx, d.restoreOptions(first.ID, p.end))
+	res.LoadSeconds, res.ReplaySeconds, res.Transactions = ra.Load.Seconds(), ra.Replay.Seconds(), ra.Transactions
+	if err != nil && ra.Load == 0 {
 		return d.fail(ctx, err, fmt.Sprintf("snapshot %s did not restore", first.ID), d.snapshotDamage(p.first))
 	}
-	res.Chunks = max(ra.Verified, 0)
-	proved = append(proved, fmt.Sprintf("snapshot %s (GTID %s) restores and its %d chunk checksums match at its position", first.ID, first.Position, res.Chunks))
-
-	// The archive after it, replayed to the end point. restore verifies
-	// only a restore without replay, and continues a replay only to the
-	// point it began with: the snapshot is loaded again.
-	if !p.end.Equal(first.Position) {
-		o.Log.Info("drill: restoring the snapshot and replaying the archive", "source", o.Source, "snapshot", first.ID, "to", p.endWhat, "gtid_position", p.end.String())
-		rb, err := restore.Run(ctx, d.restoreOptions(first.ID, p.end))
-		res.LoadSeconds, res.ReplaySeconds, res.Transactions = rb.Load.Seconds(), rb.Replay.Seconds(), rb.Transactions
-		if err != nil {
-			return d.fail(ctx, err, fmt.Sprintf("the archive did not replay from snapshot %s to %s", first.ID, p.end), d.archiveDamage(), d.snapshotDamage(p.first))
-		}
+	if ra.Load > 0 {
+		res.Chunks = max(ra.Verified, 0)
+		proved = append(proved, fmt.Sprintf("snapshot %s (GTID %s) restores and its %d chunk checksums match at its position", first.ID, first.Position, res.Chunks))
+	}
+	if err != nil {
+		return d.fail(ctx, err, fmt.Sprintf("the archive did not replay from snapshot %s to %s", first.ID, p.end), d.archiveDamage(), d.snapshotDamage(p.first))
+	}
+	if replays {
 		pos, err := replica.GTIDSlavePos(ctx, t.db)
 		if err != nil {
 			return d.fail(ctx, err, "reading the target's gtid_slave_pos")
@@ -477,7 +480,7 @@ func (d *drill) run(ctx context.Context, res *understudy.DrillResult) error {
 		if !pos.ContainsPosition(p.end) {
 			return problem{fmt.Errorf("not every transaction applied: after the replay, the gtid_slave_pos of the %s is %s, which does not hold %s (%s)", t.what, pos, p.end, p.endWhat)}
 		}
-		proved = append(proved, fmt.Sprintf("the archive replays its %d transactions after it up to %s (GTID %s), every one applied", rb.Transactions, p.endWhat, p.end))
+		proved = append(proved, fmt.Sprintf("the archive replays its %d transactions after it up to %s (GTID %s), every one applied", ra.Transactions, p.endWhat, p.end))
 	} else if p.note != "" {
 		proved = append(proved, p.note)
 	}

@@ -83,8 +83,9 @@ type Result struct {
 	Resumed      bool                `json:"resumed"`
 	// Generation is the archive generation restored from.
 	Generation int `json:"generation"`
-	// Verified counts chunk checksums compared when the point is the
-	// snapshot's position (-1: not applicable).
+	// Verified counts the chunk checksums compared on the target right
+	// after the load, at the snapshot's position, before any replay (-1:
+	// the load was done by an earlier run of the same restore).
 	Verified int           `json:"chunks_verified"`
 	Load     time.Duration `json:"load_ns"`
 	Replay   time.Duration `json:"replay_ns"`
@@ -235,7 +236,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 		}
 		t0 := time.Now()
+		// Every chunk is verified as its table completes, at the
+		// snapshot's position, before any replay. (A restore resumed
+		// after the load was verified by its first run.)
 		err := snapshot.Load(ctx, o.Target, snap.Dir, m, snapshot.LoadOptions{Threads: o.Threads, Databases: dbs, Log: o.Log,
+			Verify: true, Verified: &res.Verified,
 			Progress: func(p snapshot.Progress) { o.Progress("load", p.Rows, p.RowsEstimate) }})
 		if err != nil {
 			return res, fmt.Errorf("loading snapshot %s into %s: %w", m.ID, o.TargetAddr, err)
@@ -260,13 +265,6 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	res.Replay = time.Since(t0)
-	if txs == 0 {
-		n, err := snapshot.Verify(ctx, o.Target, m, dbs, o.Threads)
-		if err != nil {
-			return res, fmt.Errorf("verification: %w", err)
-		}
-		res.Verified = n
-	}
 	// Kept: running the same restore again redoes it without --force.
 	st.Stage = "done"
 	return res, save(st)

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,8 +30,17 @@ type LoadOptions struct {
 	Threads int // default 4
 	// Databases, if set, limits the load to these databases.
 	Databases []string
-	Log       *slog.Logger
-	Progress  func(Progress)
+	// Verify has every loaded chunk's checksum recomputed on the target
+	// and compared with the manifest, as Verify does, table by table as
+	// soon as a table is complete (its last chunk loaded, its secondary
+	// indexes built), on the load's connections while other tables load.
+	// The first chunk that differs fails the load, named as Verify names
+	// it.
+	Verify bool
+	// Verified, if set, receives the number of chunks verified.
+	Verified *int
+	Log      *slog.Logger
+	Progress func(Progress)
 }
 
 // textOnly are the types whose text form the data files hold but which
@@ -43,7 +54,10 @@ var loadSeq atomic.Int64
 // Load creates the snapshot's databases and tables on db and loads the data
 // in parallel with LOAD DATA LOCAL INFILE streamed from the compressed
 // chunks, with sql_log_bin=0. Every file's sha256 is checked as it is read.
-// Views, routines, triggers and events are created after the data.
+// A table's secondary indexes are built after its last chunk, and with
+// o.Verify its chunks are verified then, while other tables load (see
+// schedule). Views, routines, triggers and events are created after the
+// data.
 func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOptions) error {
 	if o.Threads <= 0 {
 		o.Threads = 4
@@ -119,14 +133,15 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 		prog.p.RowsEstimate += j.chunk.Rows
 	}
 	prog.p.Tables = len(prog.left)
-	var (
-		next  atomic.Int64
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s := newSchedule(wctx, jobs, o.Verify)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		first    error
+		verified atomic.Int64
+	)
 	for w := 0; w < o.Threads; w++ {
 		wg.Add(1)
 		go func() {
@@ -141,19 +156,38 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 				}
 			}
 			for err == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(jobs) || wctx.Err() != nil {
+				j, check, ok := s.next()
+				if !ok {
 					return
 				}
-				err = loadChunkRetrying(wctx, c, dir, m, jobs[i], o.Log)
-				if err == nil && prog.done(jobs[i]) && len(deferred[jobs[i].table]) > 0 {
+				if check {
+					t0 := time.Now()
+					if err = verifyChunk(wctx, c, m, j.db, j.table, *j.chunk); err == nil {
+						verified.Add(1)
+						o.Log.Debug("chunk verified", "table", j.db+"."+j.table.Name, "where", j.chunk.Where, "rows", j.chunk.Rows, "took", time.Since(t0))
+					}
+					continue
+				}
+				t0 := time.Now()
+				err = loadChunkRetrying(wctx, c, dir, m, j, o.Log)
+				s.loaded(j)
+				if err != nil || !prog.done(j) {
+					o.Log.Debug("chunk loaded", "file", j.chunk.File, "rows", j.chunk.Rows, "took", time.Since(t0))
+					continue
+				}
+				o.Log.Debug("chunk loaded", "file", j.chunk.File, "rows", j.chunk.Rows, "took", time.Since(t0), "table_complete", true)
+				if keys := deferred[j.table]; len(keys) > 0 {
 					// The table's last chunk is in: build its secondary
 					// indexes in one pass.
-					_, err = c.ExecContext(wctx, fmt.Sprintf("ALTER TABLE %s %s", qualified(jobs[i].db, jobs[i].table.Name), strings.Join(deferred[jobs[i].table], ", ")))
+					t0 := time.Now()
+					_, err = c.ExecContext(wctx, fmt.Sprintf("ALTER TABLE %s %s", qualified(j.db, j.table.Name), strings.Join(keys, ", ")))
 					if err != nil {
-						err = fmt.Errorf("adding the secondary indexes of %s.%s: %w", jobs[i].db, jobs[i].table.Name, err)
+						err = fmt.Errorf("adding the secondary indexes of %s.%s: %w", j.db, j.table.Name, err)
+						continue
 					}
+					o.Log.Debug("secondary indexes built", "table", j.db+"."+j.table.Name, "took", time.Since(t0))
 				}
+				s.complete(j)
 			}
 			mu.Lock()
 			if first == nil {
@@ -164,8 +198,14 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 		}()
 	}
 	wg.Wait()
+	if o.Verified != nil {
+		*o.Verified = int(verified.Load())
+	}
 	if first != nil {
 		return first
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if err := loadObjects(ctx, conn, dir, m, dbs); err != nil {
 		return err
@@ -510,13 +550,8 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 					return
 				}
 				j := jobs[i]
-				rows, sum, err := ChunkChecksum(ctx, c, m.Checksum, j.db, *j.t, j.ch.Where)
-				if err != nil {
-					fail(fmt.Errorf("%s.%s chunk %q: %w", j.db, j.t.Name, j.ch.Where, err))
-					return
-				}
-				if rows != j.ch.Rows || sum != j.ch.Checksum {
-					fail(fmt.Errorf("%s.%s chunk %q: %d rows, checksum %s on the target; the snapshot has %d rows, %s", j.db, j.t.Name, j.ch.Where, rows, sum, j.ch.Rows, j.ch.Checksum))
+				if err := verifyChunk(ctx, c, m, j.db, j.t, j.ch); err != nil {
+					fail(err)
 					return
 				}
 				done.Add(1)
@@ -528,6 +563,115 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 		return int(done.Load()), first
 	}
 	return int(done.Load()), ctx.Err()
+}
+
+// verifyChunk recomputes a chunk's checksum on c, whose session uses
+// time_zone '+00:00', and compares it with the manifest's.
+func verifyChunk(ctx context.Context, c *sql.Conn, m *Manifest, db string, t *Table, ch Chunk) error {
+	rows, sum, err := ChunkChecksum(ctx, c, m.Checksum, db, *t, ch.Where)
+	if err != nil {
+		return fmt.Errorf("%s.%s chunk %q: %w", db, t.Name, ch.Where, err)
+	}
+	if rows != ch.Rows || sum != ch.Checksum {
+		return fmt.Errorf("%s.%s chunk %q: %d rows, checksum %s on the target; the snapshot has %d rows, %s", db, t.Name, ch.Where, rows, sum, ch.Rows, ch.Checksum)
+	}
+	return nil
+}
+
+// schedule hands a load's work to its workers. Chunks are loaded table
+// by table, the biggest tables first, so that the last jobs (the small
+// tables' loads, index builds and verification) are short; a worker takes
+// a chunk of a table that no other worker is loading if there is one: a
+// second load of a table would mostly wait (InnoDB locks an empty table
+// for the first insert until it commits, and a table with an
+// AUTO_INCREMENT column for each LOAD DATA until it ends). With
+// verification, a complete table's chunks to verify come before any chunk
+// to load, and a worker with nothing to do waits for them while some
+// table is not complete.
+type schedule struct {
+	ctx        context.Context
+	mu         sync.Mutex
+	cond       *sync.Cond
+	loads      []job
+	busy       map[*Table]int // chunks being loaded
+	checks     []job
+	incomplete int // tables whose chunks to verify are still to come
+	verify     bool
+}
+
+func newSchedule(ctx context.Context, jobs []job, verify bool) *schedule {
+	s := &schedule{ctx: ctx, busy: map[*Table]int{}, verify: verify}
+	s.cond = sync.NewCond(&s.mu)
+	size := map[*Table]int64{}
+	for _, j := range jobs {
+		size[j.table] += max(j.chunk.Bytes, 1)
+	}
+	s.loads = slices.Clone(jobs)
+	slices.SortStableFunc(s.loads, func(a, b job) int { return cmp.Compare(size[b.table], size[a.table]) })
+	if verify {
+		s.incomplete = len(size)
+	}
+	context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	return s
+}
+
+// next returns the next job and whether it is a chunk to verify; false
+// when there is nothing left to do or the load is cancelled.
+func (s *schedule) next() (j job, check, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.ctx.Err() == nil {
+		if len(s.checks) > 0 {
+			j, s.checks = s.checks[0], s.checks[1:]
+			return j, true, true
+		}
+		if len(s.loads) > 0 {
+			i := 0
+			for k, l := range s.loads {
+				if s.busy[l.table] == 0 {
+					i = k
+					break
+				}
+			}
+			j = s.loads[i]
+			s.loads = slices.Delete(s.loads, i, i+1)
+			s.busy[j.table]++
+			return j, false, true
+		}
+		if s.incomplete == 0 {
+			return job{}, false, false
+		}
+		s.cond.Wait()
+	}
+	return job{}, false, false
+}
+
+// loaded records that a chunk's load ended.
+func (s *schedule) loaded(j job) {
+	s.mu.Lock()
+	s.busy[j.table]--
+	s.mu.Unlock()
+}
+
+// complete records that j's table is complete: its chunks, the biggest
+// first, are to be verified.
+func (s *schedule) complete(j job) {
+	if !s.verify {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.checks)
+	for k := range j.table.Chunks {
+		s.checks = append(s.checks, job{db: j.db, table: j.table, chunk: &j.table.Chunks[k]})
+	}
+	slices.SortStableFunc(s.checks[n:], func(a, b job) int { return cmp.Compare(b.chunk.Bytes, a.chunk.Bytes) })
+	s.incomplete--
+	s.cond.Broadcast()
 }
 
 // createTable runs a table's CREATE TABLE without its secondary indexes,

@@ -130,13 +130,15 @@ func TestObjectTypes(t *testing.T) {
 		t.Errorf("o.histk: %d chunks on index %q, want several on a", len(tb.Chunks), tb.ChunkIndex)
 	}
 	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
-	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2}); err != nil {
+	// Verified as it loads, and again once the objects are created.
+	var verified int
+	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true, Verified: &verified}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := Verify(ctx, target.DB(t), m, nil, 2); err != nil {
 		t.Fatalf("chunk checksums on the target: %v", err)
-	} else if n < len(kinds) {
-		t.Fatalf("%d chunks verified, want at least %d", n, len(kinds))
+	} else if n < len(kinds) || n != verified {
+		t.Fatalf("%d chunks verified (%d by the load), want at least %d", n, verified, len(kinds))
 	}
 	// One changed row in one chunk of several, found by the parallel
 	// verification and named.

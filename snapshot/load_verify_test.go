@@ -1,0 +1,178 @@
+package snapshot
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/understudy-db/understudy/internal/mariadbtest"
+)
+
+// TestLoadVerify loads a snapshot with verification: a good load compares
+// every chunk; a row changed on the target while it loads (by a trigger
+// created after the table's first chunk) fails the load naming the one
+// chunk that holds the row; and so does a chunk whose checksum in the
+// manifest is not the data's.
+func TestLoadVerify(t *testing.T) {
+	ctx := context.Background()
+	p := mariadbtest.Start(t, mariadbtest.Options{})
+	for _, q := range []string{
+		"CREATE DATABASE d",
+		"CREATE DATABASE e",
+		"CREATE TABLE d.big (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20), k INT, KEY (k))",
+		"CREATE TABLE d.small (id INT PRIMARY KEY, v VARCHAR(20))",
+		"CREATE TABLE e.x (id INT PRIMARY KEY, v VARCHAR(20), UNIQUE KEY (v))",
+		"CREATE VIEW d.v AS SELECT id FROM d.small",
+		"INSERT INTO d.big SELECT seq, CONCAT('v', seq), seq % 7 FROM d.seq_1_to_2000",
+		"INSERT INTO d.small SELECT seq, CONCAT('s', seq) FROM d.seq_1_to_50",
+		"INSERT INTO e.x SELECT seq, CONCAT('x', seq) FROM d.seq_1_to_300",
+		"ANALYZE TABLE d.big, d.small, e.x",
+	} {
+		p.Exec(t, q)
+	}
+	m, dir, err := Take(ctx, Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 2, ChunkRows: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, x := findTable(m, "d", "big"), findTable(m, "e", "x")
+	if len(big.Chunks) < 3 {
+		t.Fatalf("d.big has %d chunks, want several", len(big.Chunks))
+	}
+	chunks := 0
+	for _, d := range m.Databases {
+		for _, tb := range d.Tables {
+			chunks += len(tb.Chunks)
+		}
+	}
+
+	good := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
+	var n int
+	if err := Load(ctx, good.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true, Verified: &n}); err != nil {
+		t.Fatalf("load with verification: %v", err)
+	}
+	if n != chunks {
+		t.Fatalf("%d chunks verified, want every one of %d", n, chunks)
+	}
+	if want, got := p.Checksums(t, "d", "e"), good.Checksums(t, "d", "e"); fmt.Sprint(want) != fmt.Sprint(got) {
+		t.Fatalf("checksums on the target %v, on the primary %v", got, want)
+	}
+
+	// One worker loads d.big (the biggest table) first, chunk by chunk in
+	// key order: after its first chunk a trigger changes row 2000, which
+	// is in the last chunk.
+	damaged := mariadbtest.Start(t, mariadbtest.Options{ServerID: 3, NoBinlog: true})
+	db := damaged.DB(t)
+	var once sync.Once
+	var trigErr error
+	n = -1
+	err = Load(ctx, db, dir, m, LoadOptions{Threads: 1, Verify: true, Verified: &n, Progress: func(Progress) {
+		once.Do(func() {
+			_, trigErr = db.ExecContext(ctx, "CREATE TRIGGER d.bad BEFORE INSERT ON d.big FOR EACH ROW SET NEW.v = IF(NEW.id = 2000, 'changed', NEW.v)")
+		})
+	}})
+	if trigErr != nil {
+		t.Fatalf("creating the trigger: %v", trigErr)
+	}
+	last := big.Chunks[len(big.Chunks)-1]
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("d.big chunk %q: %d rows, checksum ", last.Where, last.Rows)) ||
+		!strings.Contains(err.Error(), fmt.Sprintf(" on the target; the snapshot has %d rows, %s", last.Rows, last.Checksum)) {
+		t.Fatalf("load of a changed row: %v, want an error naming chunk %q", err, last.Where)
+	}
+	t.Logf("a changed row: %v", err)
+	if n < 0 || n >= chunks {
+		t.Fatalf("%d chunks verified before the changed one, want fewer than %d", n, chunks)
+	}
+	if got := damaged.QueryString(t, "SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = 'd'"); got != "0" {
+		t.Fatalf("the snapshot's view was created after a failed verification")
+	}
+
+	// A checksum in the manifest that is not the data's: the load on two
+	// connections fails naming that chunk.
+	saved := x.Chunks[0].Checksum
+	x.Chunks[0].Checksum = "12345"
+	defer func() { x.Chunks[0].Checksum = saved }()
+	other := mariadbtest.Start(t, mariadbtest.Options{ServerID: 4, NoBinlog: true})
+	err = Load(ctx, other.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true})
+	if want := fmt.Sprintf("e.x chunk %q: 300 rows, checksum %s on the target; the snapshot has 300 rows, 12345", x.Chunks[0].Where, saved); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("load against a wrong checksum: %v, want %q", err, want)
+	}
+	t.Logf("a wrong checksum: %v", err)
+}
+
+// TestSchedule: the biggest table first, a table no worker is loading
+// before one that a worker is, a complete table's chunks to verify before
+// anything else, and a worker with nothing to do waits until the last
+// table is complete or the load is cancelled.
+func TestSchedule(t *testing.T) {
+	table := func(name string, bytes ...int64) *Table {
+		tb := &Table{Name: name}
+		for _, b := range bytes {
+			tb.Chunks = append(tb.Chunks, Chunk{File: fmt.Sprintf("%s.%d", name, len(tb.Chunks)), Bytes: b})
+		}
+		return tb
+	}
+	a, b, c := table("a", 100, 100), table("b", 300, 300, 200), table("c", 50)
+	var jobs []job
+	for _, tb := range []*Table{a, b, c} {
+		for k := range tb.Chunks {
+			jobs = append(jobs, job{db: "d", table: tb, chunk: &tb.Chunks[k]})
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := newSchedule(ctx, jobs, true)
+	take := func(want string, wantCheck bool) job {
+		t.Helper()
+		j, check, ok := s.next()
+		if !ok || j.chunk.File != want || check != wantCheck {
+			t.Fatalf("next: %s check=%v ok=%v, want %s check=%v", j.chunk.File, check, ok, want, wantCheck)
+		}
+		return j
+	}
+	b0 := take("b.0", false)
+	a0 := take("a.0", false) // b is being loaded
+	s.loaded(b0)
+	b1 := take("b.1", false)
+	take("c.0", false)
+	j := take("b.2", false) // every table left is being loaded
+	s.loaded(a0)
+	take("a.1", false)
+	s.loaded(b1)
+	s.loaded(j)
+	s.complete(j)
+	take("b.0", true) // b's checks, the biggest chunks first
+	take("b.1", true)
+	take("b.2", true)
+
+	// Nothing left to take while a and c are not complete: next waits.
+	got := make(chan bool)
+	go func() {
+		_, _, ok := s.next()
+		got <- ok
+	}()
+	select {
+	case ok := <-got:
+		t.Fatalf("next returned (ok=%v) while tables were still loading", ok)
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.complete(job{db: "d", table: c, chunk: &c.Chunks[0]})
+	if ok := <-got; !ok {
+		t.Fatal("a waiting next did not get c's chunk to verify")
+	}
+	go func() {
+		_, _, ok := s.next()
+		got <- ok
+	}()
+	cancel()
+	select {
+	case ok := <-got:
+		if ok {
+			t.Fatal("next returned a job after the load was cancelled")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting next did not return when the load was cancelled")
+	}
+}
