@@ -144,6 +144,21 @@ func printStatus(w io.Writer, st []understudy.SourceStatus) {
 		for _, warn := range s.Warnings {
 			fmt.Fprintf(w, "  WARNING: %s\n", warn)
 		}
+		if st := s.Store; st != nil {
+			line := fmt.Sprintf("store: GTID position %s", orNone(st.Position.String()))
+			if st.BehindBytes > 0 {
+				line += fmt.Sprintf(", %s behind for %.1fs", humanBytes(st.BehindBytes), st.LagSeconds)
+			} else {
+				line += ", holds everything archived"
+			}
+			if st.LastUpload != nil {
+				line += ", last upload " + st.LastUpload.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "  %s\n", line)
+			if st.LastError != "" && st.LastErrorTime != nil {
+				fmt.Fprintf(w, "  STORE UPLOAD ERROR at %s: %s\n", st.LastErrorTime.Format(time.RFC3339), st.LastError)
+			}
+		}
 		if s.ServeLastError != "" && s.ServeLastErrorTime != nil {
 			fmt.Fprintf(w, "  BINLOG SERVER ERROR at %s: %s\n", s.ServeLastErrorTime.Format(time.RFC3339), s.ServeLastError)
 		}

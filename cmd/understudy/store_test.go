@@ -240,6 +240,7 @@ func TestStoreLocalKeepAndNewHost(t *testing.T) {
 	hostA := t.TempDir()
 	cfgA := small(withStore(t, hostA, srv, pub, key, testSource{name: "db", p: p, serverID: 9310}))
 	dirA := filepath.Join(hostA, "archive", "db")
+	setHTTPListen(t, cfgA)
 	stop := startRun(t, cfgA)
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	workload(ctx, t, p, "app", 3)
@@ -277,6 +278,9 @@ func TestStoreLocalKeepAndNewHost(t *testing.T) {
 		return sealed >= 2 && evicted == sealed
 	})
 	t.Logf("%d sealed files, all held only in the store", sealed)
+	if code, out, se := runCmd(t, "status", "--config", cfgA); code != exitOK || !strings.Contains(out, "  store: GTID position "+want.String()+", holds everything archived, last upload ") {
+		t.Fatalf("status: %d %s %s", code, out, se)
+	}
 	code, out, se := runCmd(t, "verify", "--config", cfgA, "--source", "db")
 	if code != exitOK {
 		t.Fatalf("verify on the archiving host: %d %s %s", code, out, se)
