@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBinary: versitygw is found in $(go env GOPATH)/bin when it is not in
@@ -23,7 +24,19 @@ func TestBinary(t *testing.T) {
 	gopath := filepath.Dir(filepath.Dir(found))
 	t.Setenv("PATH", filepath.Dir(goBin))
 	t.Setenv("GOPATH", gopath)
-	t.Setenv("HOME", t.TempDir())
+	// A home of its own: the go command may leave a telemetry writer
+	// behind that still writes there after it exits, so its removal is
+	// retried rather than left to t.TempDir.
+	home, err := os.MkdirTemp("", "s3test-home-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(home) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	t.Setenv("HOME", home)
 	if got, err := Binary(); err != nil || got != found {
 		t.Fatalf("Binary with GOPATH=%s: %q, %v; want %s", gopath, got, err, found)
 	}
