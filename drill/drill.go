@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -87,6 +88,10 @@ type Options struct {
 	Log               *slog.Logger
 	// Progress reports the progress of a stage ("load" or "replay").
 	Progress func(stage string, done, total int64)
+	// Fetch is restore's (restore.Options.Fetch): it brings the files a
+	// restore needs from the store (files held only there, or an archive
+	// read from the store).
+	Fetch func(ctx context.Context, snapshotDir string, files []archive.FileInfo) error
 }
 
 // Run runs one drill and records its result in drill.json (see Record).
@@ -210,7 +215,9 @@ func (p plan) hold(dir string) (release func(), err error) {
 		}
 		releases = append(releases, r)
 	}
-	if p.firstFile != nil {
+	// A file held only in the store (storage.local_keep) is not here to
+	// hold: the restore fetches it, then holds it.
+	if p.firstFile != nil && !p.firstFile.Evicted || p.firstFile != nil && exists(filepath.Join(dir, p.firstFile.Name)) {
 		a, err := archive.Open(dir)
 		if err == nil {
 			var r func()
@@ -573,7 +580,7 @@ func (d *drill) restoreOptions(snapshotID string, to understudy.Position) restor
 	o := d.o
 	return restore.Options{Source: o.Source, ArchiveDir: o.ArchiveDir, SnapshotRoot: o.SnapshotRoot, Target: d.t.db, TargetAddr: d.t.addr,
 		Stop: understudy.StopPoint{UntilGTID: to}, SnapshotID: snapshotID, Force: true, Threads: o.Threads,
-		Listen: o.Listen, Advertise: o.Advertise, Log: o.Log, Progress: o.Progress, Throwaway: true}
+		Listen: o.Listen, Advertise: o.Advertise, Log: o.Log, Progress: o.Progress, Throwaway: true, Fetch: o.Fetch}
 }
 
 // fail classifies a failure of the drill's restore or checks. When the
@@ -633,4 +640,9 @@ func (d *drill) archiveDamage() func() []string {
 		}
 		return out
 	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -58,8 +58,14 @@ func cmdDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.threads > 0 {
 		ds.Threads = o.threads
 	}
-	opts := drill.Options{Source: s.Name, ArchiveDir: cfg.SourceDir(s.Name), SnapshotRoot: cfg.SnapshotDir(s.Name), Keep: o.keep,
-		ScratchDir: ds.ScratchDir, Threads: ds.Threads, Listen: o.listen, Advertise: o.advertise}
+	// From the store when the archive directory is empty; files held only
+	// in the store are fetched as the restores need them.
+	d, err := readDirs(ctx, cfg, s.Name, false, newLogger(stderr, false, false))
+	if err != nil {
+		return err
+	}
+	opts := drill.Options{Source: s.Name, ArchiveDir: d.dir, SnapshotRoot: d.snapRoot, Keep: o.keep,
+		ScratchDir: ds.ScratchDir, Threads: ds.Threads, Listen: o.listen, Advertise: o.advertise, Fetch: d.fetch}
 	switch {
 	case o.target.addr != "":
 		db, src, err := openServer(ctx, o.target, ds.Threads+4)
@@ -209,6 +215,11 @@ func startDrill(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, s *
 	dir := cfg.SourceDir(s.Name)
 	once := func(ctx context.Context) error {
 		o := drill.Options{Source: s.Name, ArchiveDir: dir, SnapshotRoot: cfg.SnapshotDir(s.Name), ScratchDir: ds.ScratchDir, Threads: ds.Threads, Log: log}
+		// Files held only in the store (storage.local_keep) are fetched
+		// back for the drill's restores: that needs the identity.
+		if d, err := readDirs(ctx, cfg, s.Name, false, log); err == nil && !d.fromStore() {
+			o.Fetch = d.fetch
+		}
 		if ds.Target != nil {
 			db, err := openDrillTarget(ctx, *ds.Target, ds.Threads)
 			if err != nil {

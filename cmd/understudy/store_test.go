@@ -285,6 +285,11 @@ func TestStoreLocalKeepAndNewHost(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("verify on the archiving host: %d %s %s", code, out, se)
 	}
+	// A drill on that host fetches back the files held only in the store;
+	// then a restore.
+	if code, out, se := runCmd(t, "drill", "--config", cfgA, "--source", "db"); code != exitOK {
+		t.Fatalf("drill on the archiving host with files evicted: %d %s %s", code, out, se)
+	}
 	target := mariadbtest.Start(t, mariadbtest.Options{Stock: true, ServerID: 61})
 	code, out, se = runCmd(t, "restore", "--config", cfgA, "--source", "db", "--target", fmt.Sprintf("root@127.0.0.1:%d", target.Port), "--until-gtid", want.String())
 	if code != exitOK {
