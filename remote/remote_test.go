@@ -488,3 +488,39 @@ func TestShipRetention(t *testing.T) {
 	}
 	sameArchive(t, dir, back)
 }
+
+// TestShipDiverged: a local archive that does not continue what the store
+// holds of the source (another primary's, an archive directory replaced)
+// is refused, with ErrDiverged, and the store is left as it was.
+func TestShipDiverged(t *testing.T) {
+	root := t.TempDir()
+	b, err := local.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := remote.Store{Plain: b}
+	var dirs []string
+	for i := range 2 {
+		p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: uint32(i + 1), DomainID: 1})
+		p.Exec(t, "CREATE DATABASE app")
+		p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+		dir := t.TempDir()
+		stop := archiveSmall(t, p, dir)
+		write(t, p, i*10000, 300+i*50, "d")
+		labtest.WaitArchived(t, dir, p)
+		stop()
+		dirs = append(dirs, dir)
+	}
+	if err := (&remote.Shipper{Source: "db", Dir: dirs[0], Store: st, Writer: "a"}).Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := files(t, root)
+	err = (&remote.Shipper{Source: "db", Dir: dirs[1], Store: st, Writer: "b"}).Flush(context.Background())
+	if !errors.Is(err, remote.ErrDiverged) {
+		t.Fatalf("shipping another archive under the same source: %v, want ErrDiverged", err)
+	}
+	t.Log(err)
+	if after := files(t, root); strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Fatalf("the store changed:\n%v\n%v", before, after)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -71,6 +72,9 @@ type Shipper struct {
 	seenLocal map[string]bool // snapshots seen in SnapshotRoot
 	marks     []mark          // the local durable end as seen, oldest first, not shipped yet
 	dirty     bool            // a manifest was committed: collect the garbage
+	// tipChecked: the tip's segments were checked against the local
+	// file (once per process).
+	tipChecked bool
 }
 
 // mark is the local archive's durable end (file number, size) as seen at
@@ -490,6 +494,11 @@ func (s *Shipper) shipSealed(ctx context.Context, a *archive.Archive, fi archive
 	if end > fi.Size {
 		return fmt.Errorf("%w: the store holds %d bytes of %s, the sealed local file has %d", ErrDiverged, end, fi.Name, fi.Size)
 	}
+	// The segments shipped while it was active become the sealed file's:
+	// they must hold exactly its bytes, whose sha256 the manifest records.
+	if err := s.sameSegments(fi.Name, segs, recs); err != nil {
+		return err
+	}
 	more, err := s.upload(ctx, fi.Name, end, fi.Size, recs)
 	if err != nil {
 		return err
@@ -528,6 +537,14 @@ func (s *Shipper) shipActive(ctx context.Context, a *archive.Archive, fi archive
 	if len(segs) > 0 {
 		from = segs[len(segs)-1].To
 	}
+	if !s.tipChecked && len(segs) > 0 {
+		// What an earlier process shipped of this file must be what
+		// this one continues.
+		if err := s.sameSegments(fi.Name, segs, recs); err != nil {
+			return err
+		}
+	}
+	s.tipChecked = true
 	to := int64(recs[len(recs)-1].End)
 	if to < from {
 		return fmt.Errorf("%w: the store holds %d bytes of %s, the local active file has %d durable bytes", ErrDiverged, from, fi.Name, to)
@@ -836,4 +853,34 @@ func (s *Shipper) Flush(ctx context.Context) error {
 		s.held = nil
 	}
 	return err
+}
+
+// sameSegments checks that segments shipped earlier hold the local file's
+// bytes and records (their content's sha256).
+func (s *Shipper) sameSegments(name string, segs []Segment, recs []archive.Record) error {
+	if len(segs) == 0 {
+		return nil
+	}
+	f, err := os.Open(filepath.Join(s.Dir, name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, g := range segs {
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(f, g.From, g.To-g.From)); err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		var idx []byte
+		for _, r := range recs {
+			if int64(r.End) > g.From && int64(r.End) <= g.To {
+				idx = r.Append(idx)
+			}
+		}
+		h.Write(idx)
+		if got := hex.EncodeToString(h.Sum(nil)); got != g.PlainSHA256 {
+			return fmt.Errorf("%w: %s in the store holds other bytes at %d-%d than the local file (sha256 %s, local %s)", ErrDiverged, trimSource(s.Source, g.Name), g.From, g.To, g.PlainSHA256, got)
+		}
+	}
+	return nil
 }
