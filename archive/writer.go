@@ -962,18 +962,14 @@ func (w *Writer) Prune(keepFrom string) ([]FileInfo, error) {
 	defer w.manifestMu.Unlock()
 	m := w.manifest
 	var doomed []FileInfo
-	var locked []*os.File
-	defer func() {
-		for _, f := range locked {
-			f.Close()
-		}
-	}()
+	var locks removalLocks
+	defer locks.release()
 	for _, fi := range m.Files {
 		n, _ := fileNumber(fi.Name)
 		if n >= limit {
 			break
 		}
-		f, err := os.Open(filepath.Join(w.dir, fi.Name))
+		held, err := locks.take(filepath.Join(w.dir, fi.Name))
 		if os.IsNotExist(err) && n <= m.EvictedThrough {
 			doomed = append(doomed, fi) // only in the store
 			continue
@@ -981,15 +977,10 @@ func (w *Writer) Prune(keepFrom string) ([]FileInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				w.log.Info("archived file in use by a reader; it is removed at a later pass", "file", fi.Name)
-				break
-			}
-			return nil, err
+		if !held {
+			w.log.Info("archived file in use by a reader; it is removed at a later pass", "file", fi.Name)
+			break
 		}
-		locked = append(locked, f)
 		doomed = append(doomed, fi)
 	}
 	if len(doomed) == 0 {
@@ -1002,16 +993,49 @@ func (w *Writer) Prune(keepFrom string) ([]FileInfo, error) {
 		return nil, err
 	}
 	w.manifest = m
-	for _, fi := range doomed {
-		p := filepath.Join(w.dir, fi.Name)
+	return doomed, removeFiles(w.dir, doomed)
+}
+
+// removalLocks are the exclusive locks taken on files about to be removed.
+type removalLocks []*os.File
+
+// take takes the exclusive, non-blocking flock that removing an archived
+// file needs: held is false when a reader holds the file (a shared lock,
+// see Hold), and err is os.ErrNotExist's when the file is gone.
+func (l *removalLocks) take(path string) (held bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, nil
+		}
+		return false, err
+	}
+	*l = append(*l, f)
+	return true, nil
+}
+
+func (l removalLocks) release() {
+	for _, f := range l {
+		f.Close()
+	}
+}
+
+// removeFiles deletes archived files and their indexes, then fsyncs dir.
+func removeFiles(dir string, files []FileInfo) error {
+	for _, fi := range files {
+		p := filepath.Join(dir, fi.Name)
 		if err := os.Remove(p + indexSuffix); err != nil && !os.IsNotExist(err) {
-			return doomed, err
+			return err
 		}
 		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
-			return doomed, err
+			return err
 		}
 	}
-	return doomed, SyncDir(w.dir)
+	return SyncDir(dir)
 }
 
 // Generations returns the generations recorded in the manifest, oldest
@@ -1043,19 +1067,21 @@ func (w *Writer) Evict(keepFrom string) ([]FileInfo, error) {
 	defer w.manifestMu.Unlock()
 	m := w.manifest
 	var doomed []FileInfo
-	var locked []*os.File
-	defer func() {
-		for _, f := range locked {
-			f.Close()
-		}
-	}()
+	var locks removalLocks
+	defer locks.release()
 	last := m.EvictedThrough
 	for _, fi := range m.Files {
 		n, _ := fileNumber(fi.Name)
 		if n >= limit || !fi.Sealed {
 			break
 		}
-		f, err := os.Open(filepath.Join(w.dir, fi.Name))
+		path := filepath.Join(w.dir, fi.Name)
+		if st, err := os.Stat(path); err == nil && n <= m.EvictedThrough && time.Since(st.ModTime()) < EvictedCacheAge {
+			// Fetched back from the store by a reader that is about
+			// to read it: a cache, kept a while.
+			continue
+		}
+		held, err := locks.take(path)
 		if os.IsNotExist(err) {
 			last = max(last, n)
 			continue
@@ -1063,20 +1089,9 @@ func (w *Writer) Evict(keepFrom string) ([]FileInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		if st, err := f.Stat(); err == nil && n <= m.EvictedThrough && time.Since(st.ModTime()) < EvictedCacheAge {
-			// Fetched back from the store by a reader that is about
-			// to read it: a cache, kept a while.
-			f.Close()
-			continue
+		if !held {
+			break
 		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				break
-			}
-			return nil, err
-		}
-		locked = append(locked, f)
 		doomed = append(doomed, fi)
 		last = max(last, n)
 	}
@@ -1087,17 +1102,8 @@ func (w *Writer) Evict(keepFrom string) ([]FileInfo, error) {
 		}
 		w.manifest = m
 	}
-	for _, fi := range doomed {
-		p := filepath.Join(w.dir, fi.Name)
-		if err := os.Remove(p + indexSuffix); err != nil && !os.IsNotExist(err) {
-			return nil, err
-		}
-		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
-			return nil, err
-		}
-	}
 	if len(doomed) == 0 {
 		return nil, nil
 	}
-	return doomed, SyncDir(w.dir)
+	return doomed, removeFiles(w.dir, doomed)
 }
