@@ -61,17 +61,33 @@ func write(t *testing.T, p *mariadbtest.Server, from, n int, marker string) {
 	}
 }
 
+// dirStore is a store in a new directory, root.
+func dirStore(t *testing.T) (st remote.Store, root string) {
+	t.Helper()
+	root = t.TempDir()
+	b, err := local.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return remote.Store{Plain: b}, root
+}
+
+// appPrimary starts a primary with the table app.t that write fills.
+func appPrimary(t *testing.T, serverID uint32) *mariadbtest.Server {
+	t.Helper()
+	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: serverID, DomainID: 1})
+	p.Exec(t, "CREATE DATABASE app")
+	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+	return p
+}
+
 // stores returns the stores the tests run on: a directory, and versitygw
 // with encryption.
 func stores(t *testing.T) map[string]func(t *testing.T) (remote.Store, func() []string) {
 	return map[string]func(t *testing.T) (remote.Store, func() []string){
 		"dir": func(t *testing.T) (remote.Store, func() []string) {
-			root := t.TempDir()
-			b, err := local.Open(root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return remote.Store{Plain: b}, func() []string { return files(t, root) }
+			st, root := dirStore(t)
+			return st, func() []string { return files(t, root) }
 		},
 		"s3+age": func(t *testing.T) (remote.Store, func() []string) {
 			srv := s3test.Start(t, s3test.Options{})
@@ -162,9 +178,7 @@ func TestShipAndReadBack(t *testing.T) {
 	for name, open := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			st, stored := open(t)
-			p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
-			p.Exec(t, "CREATE DATABASE app")
-			p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+			p := appPrimary(t, 1)
 			const marker = "PLAINTEXT-MARKER-7f3a"
 			dir := t.TempDir()
 			stopArchive := archiveSmall(t, p, dir)
@@ -279,15 +293,8 @@ func TestShipAndReadBack(t *testing.T) {
 // new one, leave the store holding the local archive exactly: no segment
 // missing, none doubled, and no garbage once the last one has run.
 func TestShipResumes(t *testing.T) {
-	root := t.TempDir()
-	b, err := local.Open(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := remote.Store{Plain: b}
-	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
-	p.Exec(t, "CREATE DATABASE app")
-	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+	st, root := dirStore(t)
+	p := appPrimary(t, 1)
 	dir := t.TempDir()
 	stopArchive := archiveSmall(t, p, dir)
 	next := 0
@@ -345,9 +352,7 @@ func TestShipStoreDown(t *testing.T) {
 	}
 	stack := storage.NewTimeout(b, 2*time.Second) // no retries: each cycle fails fast
 	st := remote.Store{Plain: stack}
-	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
-	p.Exec(t, "CREATE DATABASE app")
-	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+	p := appPrimary(t, 1)
 	dir := t.TempDir()
 	archiveSmall(t, p, dir)
 	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Interval: 100 * time.Millisecond, Writer: "w", Log: mariadbtest.Logger(t, 0)}
@@ -387,15 +392,8 @@ func TestShipStoreDown(t *testing.T) {
 // deleted; a snapshot removed locally while the shipper watched is deleted
 // from the store, and one the store holds from elsewhere stays.
 func TestShipRetention(t *testing.T) {
-	root := t.TempDir()
-	b, err := local.Open(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := remote.Store{Plain: b}
-	p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: 1, DomainID: 1})
-	p.Exec(t, "CREATE DATABASE app")
-	p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+	st, root := dirStore(t)
+	p := appPrimary(t, 1)
 	dir := t.TempDir()
 	snaps := filepath.Join(dir, "snapshots")
 	stopArchive := archiveSmall(t, p, dir)
@@ -493,17 +491,10 @@ func TestShipRetention(t *testing.T) {
 // holds of the source (another primary's, an archive directory replaced)
 // is refused, with ErrDiverged, and the store is left as it was.
 func TestShipDiverged(t *testing.T) {
-	root := t.TempDir()
-	b, err := local.Open(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := remote.Store{Plain: b}
+	st, root := dirStore(t)
 	var dirs []string
 	for i := range 2 {
-		p := labtest.StartPrimary(t, mariadbtest.Options{ServerID: uint32(i + 1), DomainID: 1})
-		p.Exec(t, "CREATE DATABASE app")
-		p.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(300))")
+		p := appPrimary(t, uint32(i+1))
 		dir := t.TempDir()
 		stop := archiveSmall(t, p, dir)
 		write(t, p, i*10000, 300+i*50, "d")
@@ -515,7 +506,7 @@ func TestShipDiverged(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := files(t, root)
-	err = (&remote.Shipper{Source: "db", Dir: dirs[1], Store: st, Writer: "b"}).Flush(context.Background())
+	err := (&remote.Shipper{Source: "db", Dir: dirs[1], Store: st, Writer: "b"}).Flush(context.Background())
 	if !errors.Is(err, remote.ErrDiverged) {
 		t.Fatalf("shipping another archive under the same source: %v, want ErrDiverged", err)
 	}

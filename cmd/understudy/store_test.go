@@ -49,6 +49,22 @@ func withStore(t *testing.T, dir string, srv *s3test.Server, recipients, identit
 	return cfg
 }
 
+// storeWithKeys starts a store with the environment of withStore's
+// configs, and makes a key pair with `understudy keygen`: the recipients
+// and the identity files.
+func storeWithKeys(t *testing.T) (srv *s3test.Server, pub, key string) {
+	t.Helper()
+	srv = s3test.Start(t, s3test.Options{})
+	t.Setenv("TEST_S3_ACCESS", srv.AccessKey)
+	t.Setenv("TEST_S3_SECRET", srv.SecretKey)
+	t.Setenv("UNDERSTUDY_TARGET_PASSWORD", "")
+	keys := t.TempDir()
+	if code, _, se := runCmd(t, "keygen", "--dir", keys); code != exitOK {
+		t.Fatalf("keygen: %d %s", code, se)
+	}
+	return srv, filepath.Join(keys, storage.RecipientsFileName), filepath.Join(keys, storage.IdentityFileName)
+}
+
 // TestStoreEndToEnd is issue 13's user story. A host that holds only the
 // public key runs `understudy run` with an S3 store under a write load,
 // takes a snapshot, and is killed with SIGKILL three times on the way. Its
@@ -59,15 +75,7 @@ func withStore(t *testing.T, dir string, srv *s3test.Server, recipients, identit
 // written to the primary appears nowhere in the bucket, and a wrong key
 // gives one line.
 func TestStoreEndToEnd(t *testing.T) {
-	srv := s3test.Start(t, s3test.Options{})
-	t.Setenv("TEST_S3_ACCESS", srv.AccessKey)
-	t.Setenv("TEST_S3_SECRET", srv.SecretKey)
-	t.Setenv("UNDERSTUDY_TARGET_PASSWORD", "")
-	keys := t.TempDir()
-	if code, _, se := runCmd(t, "keygen", "--dir", keys); code != exitOK {
-		t.Fatalf("keygen: %d %s", code, se)
-	}
-	pub, key := filepath.Join(keys, storage.RecipientsFileName), filepath.Join(keys, storage.IdentityFileName)
+	srv, pub, key := storeWithKeys(t)
 
 	p := startPrimary(t, 1, 5)
 	const marker = "MARKER-d41c-never-in-plaintext"
@@ -218,15 +226,7 @@ func TestStoreEndToEnd(t *testing.T) {
 // archive directory: run refuses in one line without the identity, and
 // with it continues the store's archive (same files, same generation).
 func TestStoreLocalKeepAndNewHost(t *testing.T) {
-	srv := s3test.Start(t, s3test.Options{})
-	t.Setenv("TEST_S3_ACCESS", srv.AccessKey)
-	t.Setenv("TEST_S3_SECRET", srv.SecretKey)
-	t.Setenv("UNDERSTUDY_TARGET_PASSWORD", "")
-	keys := t.TempDir()
-	if code, _, se := runCmd(t, "keygen", "--dir", keys); code != exitOK {
-		t.Fatalf("keygen: %d %s", code, se)
-	}
-	pub, key := filepath.Join(keys, storage.RecipientsFileName), filepath.Join(keys, storage.IdentityFileName)
+	srv, pub, key := storeWithKeys(t)
 	p := startPrimary(t, 1, 6)
 	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT SELECT, RELOAD, SHOW VIEW, TRIGGER, EVENT ON *.* TO "+replUser+"@'%'")
 	p.Exec(t, "CREATE DATABASE app")
