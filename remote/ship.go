@@ -155,12 +155,18 @@ func (s *Shipper) Run(ctx context.Context) error {
 			s.held.Close()
 		}
 	}()
+	// Snapshots ship on their own loop, which stops with this one.
+	sctx, stopSnapshots := context.WithCancel(ctx)
+	defer stopSnapshots()
 	if s.SnapshotRoot != "" {
 		done := make(chan struct{})
-		defer func() { <-done }()
+		defer func() {
+			stopSnapshots()
+			<-done
+		}()
 		go func() {
 			defer close(done)
-			s.snapshotLoop(ctx)
+			s.snapshotLoop(sctx)
 		}()
 	}
 	lastErr := ""
