@@ -172,22 +172,40 @@ func readDirs(ctx context.Context, cfg *config.Config, name string, all bool, lo
 // fetch brings the snapshot in snapDir and the archived files given from
 // the store, when the source is read from it (restore.Options.Fetch).
 func (d *sourceDirs) fetch(ctx context.Context, snapDir string, files []archive.FileInfo) error {
-	if err := d.fetchEvicted(ctx, files); err != nil {
-		return err
-	}
 	if !d.fromStore() || snapDir == "" {
-		return nil
+		return d.fetchEvicted(ctx, files)
 	}
 	id := filepath.Base(snapDir)
-	for _, s := range d.snaps {
-		if s.ID == id {
-			if err := remote.FetchSnapshot(ctx, *d.store, d.name, snapDir, s); err != nil {
-				return fmt.Errorf("snapshot %s of source %s from the store: %w", id, d.name, err)
-			}
-			return nil
+	var snap *remote.RemoteSnapshot
+	for i := range d.snaps {
+		if d.snaps[i].ID == id {
+			snap = &d.snaps[i]
 		}
 	}
-	return fmt.Errorf("snapshot %s of source %s is not in the store", id, d.name)
+	if snap == nil {
+		return fmt.Errorf("snapshot %s of source %s is not in the store", id, d.name)
+	}
+	// The snapshot and the binlogs at once.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		err := remote.FetchSnapshot(ctx, *d.store, d.name, snapDir, *snap)
+		if err != nil {
+			cancel()
+			err = fmt.Errorf("snapshot %s of source %s from the store: %w", id, d.name, err)
+		}
+		done <- err
+	}()
+	err := d.fetchEvicted(ctx, files)
+	if err != nil {
+		cancel()
+	}
+	// The first failure, not the other's cancellation.
+	if serr := <-done; serr != nil && (err == nil || !errors.Is(serr, context.Canceled)) {
+		return serr
+	}
+	return err
 }
 
 // fetchAllEvicted brings back every file of a local archive that is held
