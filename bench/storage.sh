@@ -18,6 +18,7 @@ PORT=${PORT:-33301} S3PORT=${S3PORT:-33399}
 VGW=$(command -v versitygw || echo "$(go env GOPATH)/bin/versitygw")
 [ -x "$VGW" ] || { echo "versitygw not found: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0" >&2; exit 1; }
 command -v sysbench >/dev/null || { echo "sysbench not found: apt-get install -y sysbench" >&2; exit 1; }
+for c in curl python3; do command -v $c >/dev/null || { echo "$c not found: apt-get install -y $c" >&2; exit 1; }; done
 bench_start storage
 U="$WORK/understudy"
 
