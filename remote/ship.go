@@ -609,48 +609,12 @@ func (s *Shipper) upload(ctx context.Context, name string, from, to int64, recs 
 	for at := from; at < to; at = min(to, at+s.segMax()) {
 		out = append(out, Segment{Name: segmentName(s.Source, name, at, min(to, at+s.segMax()), s.Writer), From: at, To: min(to, at+s.segMax())})
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  = make(chan int)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
-		}
-		mu.Unlock()
-		cancel()
-	}
-	for range min(uploads, len(out)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf, comp []byte
-			for i := range next {
-				if err := s.uploadOne(ctx, f, &out[i], recs, &buf, &comp); err != nil {
-					fail(err)
-				}
-			}
-		}()
-	}
-feed:
-	for i := range out {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	if err := ctx.Err(); err != nil {
+	// Buffers reused by each uploader.
+	bufs := make([]struct{ data, comp []byte }, uploads)
+	err = parallel(ctx, uploads, len(out), func(ctx context.Context, w, i int) error {
+		return s.uploadOne(ctx, f, &out[i], recs, &bufs[w].data, &bufs[w].comp)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/understudy-db/understudy"
@@ -193,44 +192,9 @@ func MaterializeSnapshots(ctx context.Context, st Store, source, root string, sn
 // FetchSnapshot writes every file of snapshot s into dir, unless it is
 // there with its sha256 already, up to fetches files at once.
 func FetchSnapshot(ctx context.Context, st Store, source, dir string, s RemoteSnapshot) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  = make(chan SnapshotObject)
-	)
-	for range min(fetches, len(s.Objects.Objects)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for o := range next {
-				if err := fetchSnapshotFile(ctx, st, source, s.ID, dir, o); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		}()
-	}
-feed:
-	for _, o := range s.Objects.Objects {
-		select {
-		case next <- o:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
+	return parallel(ctx, fetches, len(s.Objects.Objects), func(ctx context.Context, _, i int) error {
+		return fetchSnapshotFile(ctx, st, source, s.ID, dir, s.Objects.Objects[i])
+	})
 }
 
 func fetchSnapshotFile(ctx context.Context, st Store, source, id, dir string, o SnapshotObject) error {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 
 	"github.com/understudy-db/understudy"
@@ -154,44 +153,10 @@ func (v *View) fetch(ctx context.Context, dir string, names []string) error {
 	}
 	// Files at once: each is a round trip per segment, a decryption and a
 	// decompression (a core each). Memory: about 2 x 8 MiB each.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		next  = make(chan File)
-	)
-	for range min(fetches, len(todo)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range next {
-				if err := v.writeFile(ctx, dir, f.Name, f.Segments, f.SHA256, f.Transactions); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		}()
-	}
-feed:
-	for _, f := range todo {
-		select {
-		case next <- f:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
+	return parallel(ctx, fetches, len(todo), func(ctx context.Context, _, i int) error {
+		f := todo[i]
+		return v.writeFile(ctx, dir, f.Name, f.Segments, f.SHA256, f.Transactions)
+	})
 }
 
 // fetches is how many files a View fetches at once.
