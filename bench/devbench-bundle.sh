@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Packs .devbench/ for bench/devbench.sh on a larger machine: the devbench bundle of ../shared/tools/devbench
-# (MariaDB, mydumper/myloader, their libraries, a datadir template), with understudy built from the working
-# tree with -tags profile (CPU profiles on $UNDERSTUDY_CPU_PROFILE, peak RSS on stderr), and, with BASE=<commit>,
-# a build of that commit as understudy-base for an A/B comparison.
-# Usage, from the project's root: [BASE=<commit>] bench/devbench-bundle.sh
+# (MariaDB, mydumper/myloader, their libraries, a datadir template), with understudy built at COMMIT (default
+# HEAD; COMMIT= for the working tree as it is) with -tags profile (CPU profiles on $UNDERSTUDY_CPU_PROFILE, peak
+# RSS on stderr), and, with BASE=<commit>, a build of that commit as understudy-base for an A/B comparison.
+# Usage, from the project's root: [COMMIT=<commit>] [BASE=<commit>] bench/devbench-bundle.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -11,13 +11,16 @@ ROOT=$PWD
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 tar -C "$T" -xzf .devbench/bundle.tar.gz
-CGO_ENABLED=0 go build -tags profile -o "$T/b/bin/understudy" -ldflags "-X main.version=$(git describe --always --dirty)" ./cmd/understudy
-if [ -n "${BASE:-}" ]; then
-  git worktree add -q --detach "$T/base" "$BASE"
-  (cd "$T/base" && CGO_ENABLED=0 go build -tags profile -o "$T/b/bin/understudy-base" -ldflags "-X main.version=$BASE" ./cmd/understudy 2>/dev/null ||
-    CGO_ENABLED=0 go build -o "$T/b/bin/understudy-base" -ldflags "-X main.version=$BASE" ./cmd/understudy)
-  git worktree remove --force "$T/base"
-fi
+# build NAME COMMIT: understudy at COMMIT ("" for the working tree as it is) into the bundle as NAME
+build() {
+  local dir=$ROOT
+  if [ -n "$2" ]; then dir=$T/src; git worktree add -q --detach "$dir" "$2"; fi
+  (cd "$dir" && CGO_ENABLED=0 go build -tags profile -o "$T/b/bin/$1" -ldflags "-X main.version=$(git describe --always --dirty)" ./cmd/understudy 2>/dev/null ||
+    CGO_ENABLED=0 go build -o "$T/b/bin/$1" -ldflags "-X main.version=$(git describe --always --dirty)" ./cmd/understudy)
+  if [ -n "$2" ]; then git worktree remove --force "$dir"; fi
+}
+build understudy "${COMMIT-HEAD}"
+if [ -n "${BASE:-}" ]; then build understudy-base "$BASE"; fi
 tar -C "$T" -czf .devbench/bundle.tar.gz b
 cp bench/devbench.sh .devbench/
 du -sh .devbench
