@@ -4,9 +4,12 @@
 # with CPU profiles and peak RSS of understudy's runs.
 #
 # Here:  bench/devbench-bundle.sh   packs .devbench/ (MariaDB, mydumper/myloader, libraries, a datadir
-#                                   template, understudy built with -tags profile; BASE=<commit> adds a
-#                                   build of that commit for an A/B of the catch-up)
+#                                   template, understudy built with -tags profile; BASE=<commit> and
+#                                   VARIANTS add builds to compare, see that script)
 # There: OUT=/dir TABLES=16 ROWS=500000 T=8 T2=16 RUNS=3 bash .devbench/devbench.sh
+# SNAP_BINS, RESTORE_BINS, SERVE_BINS and CATCHUP_BINS name the builds (in the bundle's bin/) that each step
+# runs, alternately, beside the stock tool; the default is understudy alone. SKIP_AFTER=<seconds> skips the
+# whole-replica catch-up when the run has taken longer.
 # Small trial here: TABLES=2 ROWS=20000 T=2 T2=4 RUNS=1 SERVE_FULL=0 bash .devbench/devbench.sh
 # Results: $OUT/results.txt; logs, profiles and samples: $OUT/detail.tar.gz.
 set -u
@@ -24,7 +27,9 @@ mydumper() { $LD "$B/bin/mydumper" "$@"; }
 myloader() { $LD "$B/bin/myloader" "$@"; }
 mbinlog() { $LD "$B/bin/mariadb-binlog" --no-defaults "$@"; }
 U=$B/bin/understudy
-UB=$B/bin/understudy-base; [ -x "$UB" ] || UB=
+CATCHUP_BINS=${CATCHUP_BINS:-understudy} SNAP_BINS=${SNAP_BINS:-understudy} RESTORE_BINS=${RESTORE_BINS:-understudy}
+SERVE_BINS=${SERVE_BINS:-understudy} SKIP_AFTER=${SKIP_AFTER:-100000}
+T_START=$(date +%s)
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/results.txt"; }
 now_ms() { date +%s%3N; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -57,7 +62,7 @@ sample() {
     sleep 0.5
   done
 }
-log "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; TABLES=$TABLES ROWS=$ROWS T=$T T2=$T2 RUNS=$RUNS; $($U version); base: ${UB:+$($UB version)}"
+log "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; TABLES=$TABLES ROWS=$ROWS T=$T T2=$T2 RUNS=$RUNS; builds: $(for b in "$B"/bin/understudy*; do echo -n "$(basename "$b")=$("$b" version 2>/dev/null | cut -d' ' -f2) "; done)"
 P=33001
 start primary $P 1 --log-bin="$W/primary/bin" --binlog-format=ROW --gtid-domain-id=1 --sync-binlog=0 --max-binlog-size=1G
 mdb -h127.0.0.1 -P$P -uroot -e "SET sql_log_bin=0; CREATE USER bench@'%' IDENTIFIED BY 'benchpw'; GRANT ALL ON *.* TO bench@'%'; SET sql_log_bin=1; CREATE DATABASE sbtest"
@@ -100,37 +105,45 @@ mdb -h127.0.0.1 -P$P -uroot -N -e "ANALYZE TABLE $(seq -s, -f 'sbtest.sbtest%g' 
 END_POS=$(mdb -h127.0.0.1 -P$P -uroot -N -e 'select @@gtid_binlog_pos')
 log "data generated in $(( $(now_ms) - t0 )) ms: $(mdb -h127.0.0.1 -P$P -uroot -N -e "SELECT ROUND(SUM(DATA_LENGTH+INDEX_LENGTH)/1048576) FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest'") MiB, binlog $(( $(mdb -h127.0.0.1 -P$P -uroot -N -e 'SHOW BINARY LOGS' | awk '{s+=$2} END {print s}') / 1048576 )) MiB, END_POS=$END_POS"
 
-# 1. catch-up archiving: mariadb-binlog --raw + sync against understudy (and the base build), alternately
-tb=() tu=() tx=()
+# 1. catch-up archiving: mariadb-binlog --raw + sync against each build, alternately
+declare -A TS
+tb=()
 for r in 1 2 3; do
   rm -rf "$W/raw"; mkdir -p "$W/raw"; sync; t0=$(now_ms)
   (cd "$W/raw" && mbinlog --read-from-remote-server --raw --host=127.0.0.1 --port=$P --user=root --to-last-log bin.000001 && sync); tb+=($(( $(now_ms) - t0 )))
-  [ $r = 3 ] && export UNDERSTUDY_CPU_PROFILE=$D/catchup.cpu.prof
-  rm -rf "$W/archive"; sync; t0=$(now_ms)
-  $U run --config "$W/us.yaml" --until-caught-up >"$W/run$r.log" 2>&1; tu+=($(( $(now_ms) - t0 )))
-  unset UNDERSTUDY_CPU_PROFILE
-  if [ -n "$UB" ]; then
-    cfg "$W/usb.yaml" "$W/archive-b"; rm -rf "$W/archive-b"; sync; t0=$(now_ms)
-    $UB run --config "$W/usb.yaml" --until-caught-up >"$W/runb$r.log" 2>&1; tx+=($(( $(now_ms) - t0 )))
-  fi
+  for b in $CATCHUP_BINS; do
+    [ $r = 3 ] && export UNDERSTUDY_CPU_PROFILE=$D/catchup-$b.cpu.prof
+    cfg "$W/c-$b.yaml" "$W/archive-$b"; rm -rf "$W/archive-$b"; sync; t0=$(now_ms)
+    "$B/bin/$b" run --config "$W/c-$b.yaml" --until-caught-up >"$W/run-$b-$r.log" 2>&1; TS[$b]="${TS[$b]:-} $(( $(now_ms) - t0 ))"
+    unset UNDERSTUDY_CPU_PROFILE
+  done
 done
-MB=$(median "${tb[@]}"); MU=$(median "${tu[@]}")
-log "catch-up: mariadb-binlog --raw + sync ${MB} ms (${tb[*]}); understudy ${MU} ms (${tu[*]}; $(rss "$W/run2.log")); ratio mariadb-binlog/understudy $(ratio $MB $MU)x"
-[ -n "$UB" ] && log "catch-up, base build: $(median "${tx[@]}") ms (${tx[*]}; $(rss "$W/runb2.log")); ratio mariadb-binlog/base $(ratio $MB "$(median "${tx[@]}")")x"
+MB=$(median "${tb[@]}")
+for b in $CATCHUP_BINS; do
+  MU=$(median ${TS[$b]})
+  log "catch-up: mariadb-binlog --raw + sync ${MB} ms (${tb[*]}); $b ${MU} ms (${TS[$b]# }; $(rss "$W/run-$b-2.log")); ratio mariadb-binlog/$b $(ratio $MB $MU)x"
+done
+rm -rf "$W/raw"
+$U run --config "$W/us.yaml" --until-caught-up >"$W/run.log" 2>&1
 
 # 2. snapshots at T and T2 threads, alternately with mydumper (uncompressed, no checksums)
 snap() { # snap THREADS RUNS
-  local tm=() tu=() r
+  local tm=() r b; declare -A tu
   for r in $(seq "$2"); do
     rm -rf "$W/myd$1"; sync; t0=$(now_ms)
     mydumper -h 127.0.0.1 -P $P -u root -t "$1" --trx-consistency-only -B sbtest -o "$W/myd$1" >/dev/null 2>&1; sync; tm+=($(( $(now_ms) - t0 )))
-    [ "$r" = "$2" ] && export UNDERSTUDY_CPU_PROFILE=$D/snapshot$1.cpu.prof
-    sync; t0=$(now_ms)
-    $U snapshot --config "$W/us.yaml" --source bench --threads "$1" >"$W/snap$1-$r.log" 2>&1; tu+=($(( $(now_ms) - t0 )))
-    unset UNDERSTUDY_CPU_PROFILE
+    for b in $SNAP_BINS; do
+      [ "$r" = "$2" ] && export UNDERSTUDY_CPU_PROFILE=$D/snapshot$1-$b.cpu.prof
+      sync; t0=$(now_ms)
+      "$B/bin/$b" snapshot --config "$W/us.yaml" --source bench --threads "$1" >"$W/snap$1-$b-$r.log" 2>&1; tu[$b]="${tu[$b]:-} $(( $(now_ms) - t0 ))"
+      unset UNDERSTUDY_CPU_PROFILE
+    done
   done
-  local M S; M=$(median "${tm[@]}"); S=$(median "${tu[@]}")
-  log "snapshot -t $1: mydumper ${M} ms (${tm[*]}; $(du -sm "$W/myd$1" | cut -f1) MiB); understudy ${S} ms (${tu[*]}; $(rss "$W/snap$1-1.log")); ratio mydumper/understudy $(ratio $M $S)x"
+  local M S; M=$(median "${tm[@]}")
+  for b in $SNAP_BINS; do
+    S=$(median ${tu[$b]})
+    log "snapshot -t $1: mydumper ${M} ms (${tm[*]}; $(du -sm "$W/myd$1" | cut -f1) MiB); $b ${S} ms (${tu[$b]# }; $(rss "$W/snap$1-$b-1.log")); ratio mydumper/$b $(ratio $M $S)x"
+  done
 }
 snap "$T" "$RUNS"
 snap "$T2" "$RUNS"
@@ -141,33 +154,33 @@ log "restoring snapshot $SNAP_ID: $(grep -o '"where"' "$W/archive/bench/snapshot
 export UNDERSTUDY_TARGET_PASSWORD=
 port=33010
 restore() { # restore THREADS
-  local n=$1
-  port=$((port + 1)); start "u$n" $port $port --log-bin=OFF
-  local c0; c0=$(cpu_ticks "${PID[u$n]}")
-  sample $port "$D/restore$n.states" & local sp=$!
-  export UNDERSTUDY_CPU_PROFILE=$D/restore$n.cpu.prof
-  t0=$(now_ms)
-  $U restore --config "$W/us.yaml" --source bench --target root@127.0.0.1:$port --snapshot "$SNAP_ID" --threads "$n" --debug >"$W/restore$n.log" 2>&1
-  local rc=$? TU=$(( $(now_ms) - t0 ))
-  unset UNDERSTUDY_CPU_PROFILE; kill $sp 2>/dev/null
-  local cu=$(( $(cpu_ticks "${PID[u$n]}") - c0 ))
+  local n=$1 b c0 cu TU rc
   port=$((port + 1)); start "m$n" $port $port --log-bin=OFF
   c0=$(cpu_ticks "${PID[m$n]}")
   t0=$(now_ms); myloader -h 127.0.0.1 -P $port -u root -t "$n" -d "$W/myd$T" >"$W/myloader$n.log" 2>&1; local TM=$(( $(now_ms) - t0 ))
   local cm=$(( $(cpu_ticks "${PID[m$n]}") - c0 ))
-  log "restore -t $n: understudy (load + verify) ${TU} ms rc=$rc (target CPU $((cu / 100)) s; $(rss "$W/restore$n.log")); myloader ${TM} ms (target CPU $((cm / 100)) s); ratio myloader/understudy $(ratio $TM $TU)x"
-  grep -v '^time=.*level=DEBUG' "$W/restore$n.log" | tail -2 | cut -c1-300 >>"$OUT/results.txt"
-  echo "u$n $(mdb -h127.0.0.1 -P$((port - 1)) -uroot -N -e 'checksum table sbtest.sbtest1'); m$n $(mdb -h127.0.0.1 -P$port -uroot -N -e 'checksum table sbtest.sbtest1')" >>"$OUT/results.txt"
-  kill "${PID[u$n]}" "${PID[m$n]}"
+  log "restore -t $n: myloader ${TM} ms (target CPU $((cm / 100)) s); checksum $(mdb -h127.0.0.1 -P$port -uroot -N -e 'checksum table sbtest.sbtest1' | cut -f2)"
+  kill "${PID[m$n]}"
+  for b in $RESTORE_BINS; do
+    port=$((port + 1)); start "u$n$b" $port $port --log-bin=OFF
+    c0=$(cpu_ticks "${PID[u$n$b]}")
+    sample $port "$D/restore$n-$b.states" & local sp=$!
+    export UNDERSTUDY_CPU_PROFILE=$D/restore$n-$b.cpu.prof
+    t0=$(now_ms)
+    "$B/bin/$b" restore --config "$W/us.yaml" --source bench --target root@127.0.0.1:$port --snapshot "$SNAP_ID" --threads "$n" --debug >"$W/restore$n-$b.log" 2>&1
+    rc=$?; TU=$(( $(now_ms) - t0 ))
+    unset UNDERSTUDY_CPU_PROFILE; kill $sp 2>/dev/null
+    cu=$(( $(cpu_ticks "${PID[u$n$b]}") - c0 ))
+    log "restore -t $n: $b (load + verify) ${TU} ms rc=$rc (target CPU $((cu / 100)) s; $(rss "$W/restore$n-$b.log")); ratio myloader/$b $(ratio $TM $TU)x; checksum $(mdb -h127.0.0.1 -P$port -uroot -N -e 'checksum table sbtest.sbtest1' | cut -f2)"
+    grep -v 'level=DEBUG' "$W/restore$n-$b.log" | grep -v '^understudy: peak' | tail -2 | cut -c1-300 >>"$OUT/results.txt"
+    kill "${PID[u$n$b]}"
+  done
 }
 restore "$T"
 restore "$T2"
 
 # 4. serving: a fresh replica catches up from the primary and from understudy's binlog server. First the
 # IO thread alone (the sending side's speed: relay log written to the end), then the whole replica.
-$U serve --config "$W/us.yaml" --source bench >"$W/serve.log" 2>&1 &
-SERVE=$!; PIDS+=($SERVE)
-sleep 1
 BYTES=$(mdb -h127.0.0.1 -P$P -uroot -N -e 'SHOW BINARY LOGS' | awk '{s+=$2} END {print s}')
 catchup() { # catchup NAME MASTER_PORT MODE(io|all)
   port=$((port + 1)); start "r$1$3" $port $port --log-bin=OFF --slave-parallel-threads=$T --slave-parallel-mode=optimistic --relay-log="$W/r$1$3/relay"
@@ -193,14 +206,26 @@ catchup() { # catchup NAME MASTER_PORT MODE(io|all)
   mdb -h127.0.0.1 -P$port -uroot -e 'SHOW SLAVE STATUS\G' | grep -E 'Last_(IO|SQL)_Error|Gtid_IO_Pos' >>"$D/serve.status"
   kill "${PID[r$1$3]}"
 }
-ta=() tb2=()
-for r in 1 2 3; do catchup p$r $P io; ta+=($CT); catchup u$r 33090 io; tb2+=($CT); done
-A=$(median "${ta[@]}"); Bm=$(median "${tb2[@]}")
-log "serve, IO thread only ($((BYTES / 1048576)) MiB): from the primary ${A} ms (${ta[*]}); from understudy ${Bm} ms (${tb2[*]}); ratio primary/understudy $(ratio $A $Bm)x"
-if [ "$SERVE_FULL" = 1 ]; then
-  catchup p $P all; A=$CT; catchup u 33090 all; Bm=$CT
-  log "serve, whole replica ($T parallel appliers): from the primary ${A} ms; from understudy ${Bm} ms; ratio $(ratio $A $Bm)x"
+serve_start() { # serve_start BUILD
+  UNDERSTUDY_CPU_PROFILE=$D/serve-$1.cpu.prof "$B/bin/$1" serve --config "$W/us.yaml" --source bench >"$W/serve-$1.log" 2>&1 &
+  SERVE=$!; PIDS+=($SERVE)
+  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/33090) 2>/dev/null && break; sleep 0.1; done
+}
+serve_stop() { SERVE_RSS=$(grep VmHWM /proc/$SERVE/status 2>/dev/null | tr -s ' \t' ' '); kill -INT $SERVE; wait $SERVE 2>/dev/null; }
+declare -A TSV
+ta=()
+for r in 1 2 3; do
+  catchup p$r $P io; ta+=($CT)
+  for b in $SERVE_BINS; do serve_start $b; catchup u$r$b 33090 io; TSV[$b]="${TSV[$b]:-} $CT"; serve_stop; done
+done
+A=$(median "${ta[@]}")
+for b in $SERVE_BINS; do
+  Bm=$(median ${TSV[$b]})
+  log "serve, IO thread only ($((BYTES / 1048576)) MiB): from the primary ${A} ms (${ta[*]}); from $b ${Bm} ms (${TSV[$b]# }); ratio primary/$b $(ratio $A $Bm)x"
+done
+if [ "$SERVE_FULL" = 1 ] && [ $(( $(date +%s) - T_START )) -lt "$SKIP_AFTER" ]; then
+  b=${SERVE_BINS%% *}
+  catchup p $P all; A=$CT; serve_start $b; catchup u 33090 all; Bm=$CT; serve_stop
+  log "serve, whole replica ($T parallel appliers): from the primary ${A} ms; from $b ${Bm} ms; ratio $(ratio $A $Bm)x; serve $SERVE_RSS"
 fi
-log "serve RSS: $(grep VmHWM /proc/$SERVE/status 2>/dev/null)"
-kill -INT $SERVE; sleep 1
 log done
