@@ -16,8 +16,8 @@ tar -C "$T" -xzf .devbench/bundle.tar.gz
 build() {
   local dir=$ROOT
   if [ -n "$2" ]; then dir=$T/src; git worktree add -q --detach "$dir" "$2"; fi
-  (cd "$dir" && CGO_ENABLED=0 go build -tags profile -o "$T/b/bin/$1" -ldflags "-X main.version=$(git describe --always --dirty) ${3:-}" ./cmd/understudy 2>/dev/null ||
-    CGO_ENABLED=0 go build -o "$T/b/bin/$1" -ldflags "-X main.version=$(git describe --always --dirty) ${3:-}" ./cmd/understudy)
+  (cd "$dir" && CGO_ENABLED=0 go build -tags profile -o "$T/b/bin/$1" -ldflags "-s -w -X main.version=$(git describe --always --dirty) ${3:-}" ./cmd/understudy 2>/dev/null ||
+    CGO_ENABLED=0 go build -o "$T/b/bin/$1" -ldflags "-s -w -X main.version=$(git describe --always --dirty) ${3:-}" ./cmd/understudy)
   if [ -n "$2" ]; then git worktree remove --force "$dir"; fi
 }
 build understudy "${COMMIT-HEAD}"
