@@ -57,11 +57,11 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 	if err != nil {
 		return fmt.Errorf("GTID position %q: %w", start, err)
 	}
-	// The first connection go-mysql dials is the dump connection. Later
-	// ones are for the KILL it sends on close: once the network is known
-	// to be dead, they fail at once rather than time out too.
+	// The first connection dialed is the dump connection. Later ones are
+	// for the KILL that ends its dump thread on close: once the network is
+	// known to be dead, they fail at once rather than time out too.
 	var dumpConn atomic.Pointer[watchConn]
-	var dead, timedOut atomic.Bool
+	var dead, timedOut, stopping atomic.Bool
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if dead.Load() {
 			return nil, errDeadNetwork
@@ -74,26 +74,42 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 			return nil, err
 		}
 		wc := &watchConn{Conn: c, timeout: ConnectTimeout, timedOut: &timedOut}
-		dumpConn.CompareAndSwap(nil, wc)
+		if dumpConn.CompareAndSwap(nil, wc) {
+			// A catch-up reads hundreds of megabytes as fast as the
+			// primary sends them: a large receive buffer lets it send
+			// while the handler writes.
+			if tc, ok := c.(*net.TCPConn); ok && dumpReadBuffer > 0 {
+				tc.SetReadBuffer(dumpReadBuffer)
+			}
+			if stopping.Load() {
+				wc.setMode(modeClosed)
+			}
+		}
 		return wc, nil
 	}
-	hd := handler{h: h, started: func() {
+	// The end of ctx fails the dump connection's reads and writes at once,
+	// whatever it waits for.
+	stopAfter := context.AfterFunc(ctx, func() {
+		stopping.Store(true)
 		if dc := dumpConn.Load(); dc != nil {
-			dc.setMode(modeStreaming)
+			dc.setMode(modeClosed)
 		}
-	}}
-	syncer := newSyncer(src, hb, dial, log, &hd)
-	closeSyncer := func() {
+	})
+	defer stopAfter()
+	d := &dump{src: src, hb: hb, dial: dial, log: log}
+	closeDump := func() {
 		if timedOut.Load() {
 			dead.Store(true)
 		}
-		syncer.Close()
+		d.close(!dead.Load())
 	}
-	streamer, err := syncer.StartSyncGTID(gset)
-	if err != nil {
+	if err := d.start(ctx, gset.String()); err != nil {
 		timeout := timedOut.Load()
-		closeSyncer()
-		if timeout && ctx.Err() == nil {
+		closeDump()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case timeout:
 			return timeoutError(src, "connect to", fmt.Sprintf("no answer within %s", ConnectTimeout), unreachable, err)
 		}
 		return classify(src, err)
@@ -129,9 +145,9 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 					last, since = n, now
 				} else if now.Sub(since) >= silence {
 					// A deadline in the past fails the blocked read at
-					// once (and leaves go-mysql a socket to close), or
-					// the blocked write: a semi-sync ACK that a primary
-					// which stopped reading its socket never takes.
+					// once, or the blocked write: a semi-sync ACK that a
+					// primary which stopped reading its socket never
+					// takes.
 					silent.Store(true)
 					timedOut.Store(true)
 					dc.Conn.SetDeadline(time.Now())
@@ -140,12 +156,15 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 			}
 		}
 	}()
-	// With a synchronous handler the streamer only ever yields the error
-	// that ended the stream.
-	_, err = streamer.GetEvent(ctx)
+	started := func() {
+		if dc := dumpConn.Load(); dc != nil {
+			dc.setMode(modeStreaming)
+		}
+	}
+	err = d.stream(h, started, stopping.Load)
 	stopWatch()
 	timeout := timedOut.Load()
-	closeSyncer()
+	closeDump()
 	switch {
 	case ctx.Err() != nil:
 		return nil
@@ -161,6 +180,9 @@ func Stream(ctx context.Context, src understudy.Source, start understudy.Positio
 	}
 	return classify(src, err)
 }
+
+// dumpReadBuffer is the socket receive buffer of the dump connection.
+const dumpReadBuffer = 4 << 20
 
 // DeadAfter is how long a stream with heartbeat period hb may stay silent
 // before it is taken for dead: two heartbeats, and at least a second.
@@ -207,20 +229,6 @@ func timeoutError(src understudy.Source, op, what, hint string, err error) error
 	return &understudy.Error{Op: op + " " + src.Addr(), Err: withCause(e, ErrTimeout), Hint: hint}
 }
 
-type handler struct {
-	h       Handler
-	started func()
-	once    bool
-}
-
-func (h *handler) HandleEvent(e *gmrepl.BinlogEvent) error {
-	if !h.once {
-		h.once = true
-		h.started()
-	}
-	return h.h.HandleEvent(e.RawData)
-}
-
 // handshakeTimeout bounds each read of OldestPosition's connection.
 const handshakeTimeout = 10 * time.Second
 
@@ -229,6 +237,7 @@ const (
 	modeHandshake int32 = iota // a deadline before every read
 	modeDumping                // one deadline, DumpTimeout after the dump request
 	modeStreaming              // no deadline: the heartbeat watchdog watches
+	modeClosed                 // a deadline in the past: the stream ends
 )
 
 // watchConn bounds the reads of a connection until it streams: each read
@@ -256,7 +265,7 @@ func (c *watchConn) Read(b []byte) (int, error) {
 	c.io.Add(1)
 	n, err := c.Conn.Read(b)
 	c.io.Add(1)
-	if err != nil && c.timedOut != nil && isTimeout(err) {
+	if err != nil && c.timedOut != nil && isTimeout(err) && c.mode.Load() != modeClosed {
 		c.timedOut.Store(true)
 	}
 	return n, err
@@ -283,6 +292,8 @@ func (c *watchConn) setMode(m int32) {
 		c.Conn.SetReadDeadline(time.Now().Add(DumpTimeout))
 	case modeStreaming:
 		c.Conn.SetReadDeadline(time.Time{})
+	case modeClosed:
+		c.Conn.SetDeadline(time.Now())
 	}
 }
 
@@ -322,9 +333,10 @@ func (h warnOnly) WithAttrs(as []slog.Attr) slog.Handler { return warnOnly{h.Han
 
 func (h warnOnly) WithGroup(name string) slog.Handler { return warnOnly{h.Handler.WithGroup(name)} }
 
-// newSyncer is the go-mysql replica every connection of understudy uses:
-// raw mode (the bytes are archived, not decoded), CRC32s verified, ANNOTATE
-// events requested, no retries of its own.
+// newSyncer is the go-mysql replica of OldestPosition's probe (Stream has
+// its own dump loop, in dump.go): raw mode (the bytes are archived, not
+// decoded), CRC32s verified, ANNOTATE events requested, no retries of its
+// own.
 func newSyncer(src understudy.Source, hb time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error), log *slog.Logger, h gmrepl.EventHandler) *gmrepl.BinlogSyncer {
 	return gmrepl.NewBinlogSyncer(gmrepl.BinlogSyncerConfig{
 		Dialer:          dial,

@@ -14,7 +14,7 @@ import (
 // TestDeadStream: time spent in the handler (an fsync, a sealed file) is
 // not silence, however long; a network that drops packets without a reset
 // is. Stream returns ErrTimeout about DeadAfter(heartbeat) after the last
-// byte, without waiting on the KILL that go-mysql sends on close.
+// byte, without waiting on the KILL that Stream sends on close.
 func TestDeadStream(t *testing.T) {
 	const hb = 200 * time.Millisecond
 	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: 1, DomainID: 2})
