@@ -30,6 +30,7 @@ U=$B/bin/understudy
 CATCHUP_BINS=${CATCHUP_BINS:-understudy} SNAP_BINS=${SNAP_BINS:-understudy} RESTORE_BINS=${RESTORE_BINS:-understudy}
 SERVE_BINS=${SERVE_BINS:-understudy} SKIP_AFTER=${SKIP_AFTER:-100000}
 T_START=$(date +%s)
+TO=$(command -v timeout)   # a hung step must not eat the machine's time
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/results.txt"; }
 now_ms() { date +%s%3N; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -52,7 +53,11 @@ start() { # start NAME PORT SID extra...
     --innodb-buffer-pool-size=8G --innodb-log-file-size=2G --innodb-flush-log-at-trx-commit=2 --max-allowed-packet=1G \
     --skip-name-resolve --max-connections=500 "$@" >/dev/null 2>&1 &
   PIDS+=($!); PID[$n]=$!
-  for _ in $(seq 300); do mdb -h127.0.0.1 -P"$p" -uroot -e 'select 1' >/dev/null 2>&1 && return 0; sleep 0.2; done
+  for _ in $(seq 300); do
+    mdb -h127.0.0.1 -P"$p" -uroot -e 'select 1' >/dev/null 2>&1 && return 0
+    kill -0 "${PID[$n]}" 2>/dev/null || break
+    sleep 0.2
+  done
   log "server $n did not start: $(tail -3 "$W/$n.err")"; exit 1
 }
 # sample PORT FILE: the target's thread states every 0.5 s until stopped
@@ -63,7 +68,8 @@ sample() {
   done
 }
 log "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB; TABLES=$TABLES ROWS=$ROWS T=$T T2=$T2 RUNS=$RUNS; builds: $(for b in "$B"/bin/understudy*; do echo -n "$(basename "$b")=$("$b" version 2>/dev/null | cut -d' ' -f2) "; done)"
-P=33001
+# Ports below the ephemeral range (32768-60999): a client connection's local port once took a server's.
+P=23001
 start primary $P 1 --log-bin="$W/primary/bin" --binlog-format=ROW --gtid-domain-id=1 --sync-binlog=0 --max-binlog-size=1G
 mdb -h127.0.0.1 -P$P -uroot -e "SET sql_log_bin=0; CREATE USER bench@'%' IDENTIFIED BY 'benchpw'; GRANT ALL ON *.* TO bench@'%'; SET sql_log_bin=1; CREATE DATABASE sbtest"
 cfg() { # cfg FILE ARCHIVE_DIR
@@ -82,7 +88,7 @@ sources:
     snapshot:
       threads: $T
     serve:
-      listen: 127.0.0.1:33090
+      listen: 127.0.0.1:23090
       user: bench
       password: benchpw
 YAML
@@ -152,7 +158,7 @@ log "restoring snapshot $SNAP_ID: $(grep -o '"where"' "$W/archive/bench/snapshot
 
 # 3. restore (load + verify) against myloader, at T and T2 threads
 export UNDERSTUDY_TARGET_PASSWORD=
-port=33010
+port=23010
 restore() { # restore THREADS
   local n=$1 b c0 cu TU rc
   port=$((port + 1)); start "m$n" $port $port --log-bin=OFF
@@ -167,7 +173,7 @@ restore() { # restore THREADS
     sample $port "$D/restore$n-$b.states" & local sp=$!
     export UNDERSTUDY_CPU_PROFILE=$D/restore$n-$b.cpu.prof
     t0=$(now_ms)
-    "$B/bin/$b" restore --config "$W/us.yaml" --source bench --target root@127.0.0.1:$port --snapshot "$SNAP_ID" --threads "$n" --debug >"$W/restore$n-$b.log" 2>&1
+    ${TO:+$TO 150} "$B/bin/$b" restore --config "$W/us.yaml" --source bench --target root@127.0.0.1:$port --snapshot "$SNAP_ID" --threads "$n" --debug >"$W/restore$n-$b.log" 2>&1
     rc=$?; TU=$(( $(now_ms) - t0 ))
     unset UNDERSTUDY_CPU_PROFILE; kill $sp 2>/dev/null
     cu=$(( $(cpu_ticks "${PID[u$n$b]}") - c0 ))
@@ -209,14 +215,14 @@ catchup() { # catchup NAME MASTER_PORT MODE(io|all)
 serve_start() { # serve_start BUILD
   UNDERSTUDY_CPU_PROFILE=$D/serve-$1.cpu.prof "$B/bin/$1" serve --config "$W/us.yaml" --source bench >"$W/serve-$1.log" 2>&1 &
   SERVE=$!; PIDS+=($SERVE)
-  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/33090) 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/23090) 2>/dev/null && break; sleep 0.1; done
 }
 serve_stop() { SERVE_RSS=$(grep VmHWM /proc/$SERVE/status 2>/dev/null | tr -s ' \t' ' '); kill -INT $SERVE; wait $SERVE 2>/dev/null; }
 declare -A TSV
 ta=()
 for r in 1 2 3; do
   catchup p$r $P io; ta+=($CT)
-  for b in $SERVE_BINS; do serve_start $b; catchup u$r$b 33090 io; TSV[$b]="${TSV[$b]:-} $CT"; serve_stop; done
+  for b in $SERVE_BINS; do serve_start $b; catchup u$r$b 23090 io; TSV[$b]="${TSV[$b]:-} $CT"; serve_stop; done
 done
 A=$(median "${ta[@]}")
 for b in $SERVE_BINS; do
@@ -225,7 +231,7 @@ for b in $SERVE_BINS; do
 done
 if [ "$SERVE_FULL" = 1 ] && [ $(( $(date +%s) - T_START )) -lt "$SKIP_AFTER" ]; then
   b=${SERVE_BINS%% *}
-  catchup p $P all; A=$CT; serve_start $b; catchup u 33090 all; Bm=$CT; serve_stop
+  catchup p $P all; A=$CT; serve_start $b; catchup u 23090 all; Bm=$CT; serve_stop
   log "serve, whole replica ($T parallel appliers): from the primary ${A} ms; from $b ${Bm} ms; ratio $(ratio $A $Bm)x; serve $SERVE_RSS"
 fi
 log done

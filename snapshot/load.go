@@ -104,7 +104,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 				if (t.Kind == KindSequence) != seqs {
 					continue
 				}
-				keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name, loadMode != "table-inline")
+				keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name)
 				if err != nil {
 					return err
 				}
@@ -112,9 +112,6 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 					deferred[t] = keys
 				}
 				for k := range t.Chunks {
-					if loadMode != "chunk" && k > 0 {
-						break // the table's first chunk stands for the table
-					}
 					jobs = append(jobs, job{db: d.Name, table: t, chunk: &t.Chunks[k]})
 				}
 				history = history || t.Kind == KindVersioned
@@ -130,16 +127,10 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	if history {
 		setup = append(setup, "SET SESSION system_versioning_insert_history = ON")
 	}
-	prog := &progress{fn: o.Progress, left: map[*Table]int{}}
+	prog := &progress{p: Progress{Chunks: len(jobs)}, fn: o.Progress, left: map[*Table]int{}}
 	for _, j := range jobs {
-		if prog.left[j.table] > 0 {
-			continue
-		}
-		for _, ch := range j.table.Chunks {
-			prog.left[j.table]++
-			prog.p.Chunks++
-			prog.p.RowsEstimate += ch.Rows
-		}
+		prog.left[j.table]++
+		prog.p.RowsEstimate += j.chunk.Rows
 	}
 	prog.p.Tables = len(prog.left)
 	wctx, cancel := context.WithCancel(ctx)
@@ -178,20 +169,9 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 					continue
 				}
 				t0 := time.Now()
-				complete := false
-				if loadMode == "chunk" {
-					err = loadChunkRetrying(wctx, c, dir, m, j, o.Log)
-					complete = err == nil && prog.done(j)
-				} else {
-					err = loadTableRetrying(wctx, c, dir, m, j, o.Log)
-					for k := range j.table.Chunks {
-						if err == nil {
-							complete = prog.done(job{db: j.db, table: j.table, chunk: &j.table.Chunks[k]})
-						}
-					}
-				}
+				err = loadChunkRetrying(wctx, c, dir, m, j, o.Log)
 				s.loaded(j)
-				if !complete {
+				if err != nil || !prog.done(j) {
 					o.Log.Debug("chunk loaded", "file", j.chunk.File, "rows", j.chunk.Rows, "took", time.Since(t0))
 					continue
 				}
@@ -297,48 +277,6 @@ func loadChunkRetrying(ctx context.Context, c *sql.Conn, dir string, m *Manifest
 		case <-time.After(time.Duration(n) * 100 * time.Millisecond):
 		}
 	}
-}
-
-// loadMode is how a table's chunks are loaded: "chunk", one LOAD DATA
-// transaction per chunk, or "table"/"table-inline", one transaction per
-// table (InnoDB's bulk insert into an empty table then covers every chunk),
-// with the secondary indexes built after the data or, with
-// "table-inline", by the bulk insert itself. An experiment: set with
-// -ldflags -X for benchmarks.
-var loadMode = "chunk"
-
-// loadTableRetrying loads all of a table's chunks in one transaction, again
-// from the start if InnoDB picked it as a deadlock victim or it timed out
-// on a lock.
-func loadTableRetrying(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job, log *slog.Logger) error {
-	const attempts = 5
-	for n := 1; ; n++ {
-		err := loadTable(ctx, c, dir, m, j)
-		var me *mysql.MySQLError
-		if n == attempts || !errors.As(err, &me) || (me.Number != 1213 && me.Number != 1205) {
-			return err
-		}
-		log.Warn("loading a table again", "table", j.db+"."+j.table.Name, "attempt", n+1, "error", me.Message)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(n) * 100 * time.Millisecond):
-		}
-	}
-}
-
-func loadTable(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job) error {
-	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
-		return err
-	}
-	for k := range j.table.Chunks {
-		if err := loadChunk(ctx, c, dir, m, job{db: j.db, table: j.table, chunk: &j.table.Chunks[k]}); err != nil {
-			c.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-			return err
-		}
-	}
-	_, err := c.ExecContext(ctx, "COMMIT")
-	return err
 }
 
 func loadChunk(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job) error {
@@ -666,11 +604,7 @@ func newSchedule(ctx context.Context, jobs []job, verify bool) *schedule {
 	s.cond = sync.NewCond(&s.mu)
 	size := map[*Table]int64{}
 	for _, j := range jobs {
-		if _, ok := size[j.table]; !ok {
-			for _, ch := range j.table.Chunks {
-				size[j.table] += max(ch.Bytes, 1)
-			}
-		}
+		size[j.table] += max(j.chunk.Bytes, 1)
 	}
 	s.loads = slices.Clone(jobs)
 	slices.SortStableFunc(s.loads, func(a, b job) int { return cmp.Compare(size[b.table], size[a.table]) })
@@ -745,7 +679,7 @@ func (s *schedule) complete(j job) {
 // into a table with only its primary key is much faster). Tables with
 // foreign keys, or whose AUTO_INCREMENT column is not first in the primary
 // key, are created as they are.
-func createTable(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db string, split bool) ([]string, error) {
+func createTable(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db string) ([]string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, rel))
 	if err != nil {
 		return nil, err
@@ -754,10 +688,7 @@ func createTable(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest,
 	if got := hex.EncodeToString(sum[:]); got != m.Files[rel] {
 		return nil, fmt.Errorf("%s: sha256 %s, the manifest says %s: the snapshot file is corrupt", rel, got, m.Files[rel])
 	}
-	create, keys := strings.TrimSuffix(strings.TrimSpace(string(b)), ";"), []string(nil)
-	if split {
-		create, keys = splitKeys(create)
-	}
+	create, keys := splitKeys(strings.TrimSuffix(strings.TrimSpace(string(b)), ";"))
 	if _, err := c.ExecContext(ctx, "USE "+quote(db)); err != nil {
 		return nil, explain(err)
 	}

@@ -111,29 +111,25 @@ func hashExpr(col, typ string) string {
 }
 
 // dumpExpr is how a dump selects a column: as text that loads back to the
-// same value, and that is byte for byte hashExpr's. The driver parses
-// integer columns into numbers, which format back to the same text unless
-// ZEROFILL pads them; not YEAR (0000 would become 0, which LOAD DATA reads
-// as 2000) nor DOUBLE, which are cast to BINARY and stay bytes. FLOAT's
-// own text has six digits and loses precision (16777216 is sent as
-// 16777200); as a DOUBLE it has all its digits.
+// same value, and that is byte for byte hashExpr's. The driver would parse
+// integer, YEAR and DOUBLE columns into numbers (YEAR 0000 would become 0,
+// which LOAD DATA reads as 2000; ZEROFILL's padding would be lost), so
+// they are cast to BINARY and stay bytes. FLOAT's own text has six digits
+// and loses precision (16777216 is sent as 16777200); as a DOUBLE it has
+// all its digits.
 func dumpExpr(col, typ, colType string) string {
 	switch {
 	case typ == "float":
 		return hashExpr(col, typ)
-	case typ == "year" || typ == "double" || strings.Contains(colType, "zerofill"):
-		return "CAST(" + col + " AS BINARY)"
-	case castInts != "" && intTypes[typ]:
+	case typ == "year" || typ == "double" || strings.Contains(colType, "zerofill") || intTypes[typ]:
 		return "CAST(" + col + " AS BINARY)"
 	}
 	return col
 }
 
-// castInts, an experiment set with -ldflags -X for benchmarks: integers
-// selected as bytes, which the driver then neither parses nor the dump
-// formats back.
-var castInts = ""
-
+// intTypes are selected as bytes too: the driver would parse them into
+// numbers, which the dump then formats back. On 16 threads that was 12% of
+// a snapshot's CPU (BENCHMARKS.md, issue 15).
 var intTypes = map[string]bool{"tinyint": true, "smallint": true, "mediumint": true, "int": true, "bigint": true}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
