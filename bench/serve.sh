@@ -5,11 +5,11 @@
 #   A. replicating from the original primary,
 #   B. replicating from understudy's binlog server (the archive of that primary),
 #   C. mariadb-binlog FILE | mariadb (the usual manual replay).
-# Usage: bench/serve.sh            (TABLES, ROWS override the size)
+# Usage: bench/serve.sh            (TABLES, ROWS override the size; THREADS the replicas' parallel appliers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-TABLES=${TABLES:-8} ROWS=${ROWS:-250000}
+TABLES=${TABLES:-8} ROWS=${ROWS:-250000} THREADS=${THREADS:-2}
 PORT=${PORT:-33081} SERVE_PORT=${SERVE_PORT:-33082}
 bench_start serve
 
@@ -30,7 +30,7 @@ write_config <<YAML
 YAML
 "$WORK/understudy" run --config "$WORK/understudy.yaml" --until-caught-up 2>"$WORK/understudy.log"
 
-REPLICA_ARGS=(--slave-parallel-threads=2 --slave-parallel-mode=optimistic --log-bin=OFF)
+REPLICA_ARGS=(--slave-parallel-threads=$THREADS --slave-parallel-mode=optimistic --log-bin=OFF)
 
 # catch_up NAME HOST_PORT RPORT: a fresh replica of HOST_PORT, timed until it has $POS; the time is in T.
 # (Not in a subshell: the cleanup must know the replica's pid.)
