@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -660,7 +659,6 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 		defer rows.Close()
 		dest := make([]driver.Value, len(cols))
 		vals := make([][]byte, len(cols))
-		nums := make([][]byte, len(cols)) // integers formatted back
 		for {
 			if err := rows.Next(dest); err != nil {
 				if err == io.EOF {
@@ -674,13 +672,7 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 					vals[i] = nil
 				case []byte:
 					vals[i] = v
-				case int64:
-					nums[i] = strconv.AppendInt(nums[i][:0], v, 10)
-					vals[i] = nums[i]
-				case uint64:
-					nums[i] = strconv.AppendUint(nums[i][:0], v, 10)
-					vals[i] = nums[i]
-				default:
+				default: // every column is selected as bytes (dumpExpr)
 					return fmt.Errorf("column %s: unexpected %T from the driver", cols[i], v)
 				}
 			}

@@ -11,8 +11,8 @@ import (
 
 // A build with -tags profile (for benchmarks, never a release) writes a
 // CPU profile of the command to $UNDERSTUDY_CPU_PROFILE, its allocations to
-// $UNDERSTUDY_MEM_PROFILE, and its peak RSS to
-// stderr, as restic's profile builds do.
+// $UNDERSTUDY_MEM_PROFILE, and its peak RSS and CPU time to stderr, as
+// restic's profile builds do (bench/devbench.sh reads them).
 func startProfile() func() {
 	path := os.Getenv("UNDERSTUDY_CPU_PROFILE")
 	var f *os.File
