@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/understudy-db/understudy/archive"
-	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
 // TestChecksumChanges: a primary that writes its binlog without checksums
@@ -14,11 +13,7 @@ import (
 // archived whole: every transaction, in files that verify, each file read
 // with the checksum setting of its own format description.
 func TestChecksumChanges(t *testing.T) {
-	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: 1, DomainID: 4, Args: []string{"--binlog-checksum=NONE"}})
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER "+replUser+"@'%' IDENTIFIED BY '"+replPassword+"'")
-	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT REPLICATION SLAVE ON *.* TO "+replUser+"@'%'")
-	p.Exec(t, "CREATE DATABASE app")
-	p.Exec(t, "CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20))")
+	p := startPrimary(t, "--binlog-checksum=NONE")
 	write(t, p, 5)
 	dir := t.TempDir()
 	r := start(t, p, dir, nil, nil)

@@ -18,9 +18,11 @@ import (
 
 const replUser, replPassword = "repl", "repl-pw"
 
-func startPrimary(t *testing.T) *mariadbtest.Server {
+// startPrimary starts a primary with a replication account and app.t;
+// args are extra mariadbd arguments.
+func startPrimary(t *testing.T, args ...string) *mariadbtest.Server {
 	t.Helper()
-	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: 1, DomainID: 4})
+	p := mariadbtest.Start(t, mariadbtest.Options{ServerID: 1, DomainID: 4, Args: args})
 	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR CREATE USER "+replUser+"@'%' IDENTIFIED BY '"+replPassword+"'")
 	p.Exec(t, "SET STATEMENT sql_log_bin=0 FOR GRANT REPLICATION SLAVE ON *.* TO "+replUser+"@'%'")
 	p.Exec(t, "CREATE DATABASE app")

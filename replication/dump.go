@@ -228,11 +228,10 @@ func (d *dump) event(data []byte) (ev []byte, needACK bool, err error) {
 	if int(h.Size) != len(data) {
 		return nil, false, fmt.Errorf("invalid data size %d in %s event, event length %d", len(data), binlog.TypeName(h.Type), h.Size)
 	}
-	switch h.Type {
-	case binlog.FormatDescriptionEvent:
+	if h.Type == binlog.FormatDescriptionEvent {
 		// Version (2), server version (50), create timestamp (4), header
 		// length (1), then the post-header lengths, the checksum
-		// algorithm and the CRC32.
+		// algorithm and the CRC32. Its own setting covers it too.
 		const min = binlog.HeaderSize + 2 + 50 + 4 + 1 + 1 + binlog.ChecksumSize
 		if len(data) < min {
 			return nil, false, fmt.Errorf("format description event of %d bytes is too short", len(data))
@@ -241,16 +240,10 @@ func (d *dump) event(data []byte) (ev []byte, needACK bool, err error) {
 			return nil, false, fmt.Errorf("invalid event header length %d, must be %d", hl, binlog.HeaderSize)
 		}
 		d.crc = data[len(data)-binlog.ChecksumSize-1] == binlog.ChecksumCRC32
-		if d.crc {
-			if err := verifyChecksum(h, data); err != nil {
-				return nil, false, err
-			}
-		}
-	default:
-		if d.crc {
-			if err := verifyChecksum(h, data); err != nil {
-				return nil, false, err
-			}
+	}
+	if d.crc {
+		if err := verifyChecksum(h, data); err != nil {
+			return nil, false, err
 		}
 	}
 	if h.LogPos > 0 {
