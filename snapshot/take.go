@@ -622,7 +622,11 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 	h := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(f, h)}
 	zw.Reset(cw)
-	buf := make([]byte, 0, 512<<10)
+	// Rows are read, checksummed and escaped here; a second goroutine
+	// compresses and writes, so that the two overlap where cores are free.
+	pipe := startChunkPipe(zw)
+	defer pipe.wait()
+	buf := pipe.next()
 	cols := j.table.Columns
 	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(j.table.selects, ", "), j.table.from(j.db, j.chunk.Where))
 	if j.chunk.Where != "" {
@@ -689,18 +693,20 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 				raw += int64(len(v))
 			}
 			buf = append(buf, '\n')
-			if len(buf) >= 256<<10 {
-				if _, err := zw.Write(buf); err != nil {
+			if len(buf) >= pipeBlock {
+				if buf, err = pipe.send(buf); err != nil {
 					return err
 				}
-				buf = buf[:0]
 			}
 		}
 	})
 	if err != nil {
 		return "", err
 	}
-	if _, err := zw.Write(buf); err != nil {
+	if _, err := pipe.send(buf); err != nil {
+		return "", err
+	}
+	if err := pipe.wait(); err != nil {
 		return "", err
 	}
 	if err := zw.Close(); err != nil {
@@ -711,6 +717,72 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 	handed = true
 	sy.add(f)
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// pipeBlock is how much escaped text the reader hands over at a time;
+// pipeBuffers of them are in flight, so a thread holds at most
+// pipeBuffers × (pipeBlock + one row) of text.
+const (
+	pipeBlock   = 256 << 10
+	pipeBuffers = 3
+)
+
+// chunkPipe hands the reader's filled buffers to a goroutine that writes
+// them to the compressor, and hands them back empty.
+type chunkPipe struct {
+	full, free chan []byte
+	done       chan struct{}
+	closed     bool
+	failed     atomic.Bool
+	err        error // set by the writing goroutine, read after done
+}
+
+func startChunkPipe(w io.Writer) *chunkPipe {
+	p := &chunkPipe{
+		full: make(chan []byte, pipeBuffers),
+		free: make(chan []byte, pipeBuffers),
+		done: make(chan struct{}),
+	}
+	for range pipeBuffers {
+		p.free <- make([]byte, 0, pipeBlock+pipeBlock/2)
+	}
+	go func() {
+		defer close(p.done)
+		for b := range p.full {
+			if p.err == nil {
+				if _, err := w.Write(b); err != nil {
+					p.err = err
+					p.failed.Store(true)
+				}
+			}
+			p.free <- b[:0]
+		}
+	}()
+	return p
+}
+
+// next returns an empty buffer, waiting for one to come back.
+func (p *chunkPipe) next() []byte { return <-p.free }
+
+// send hands b over and returns an empty buffer. Once a write has failed
+// it stops the pipe and returns that write's error.
+func (p *chunkPipe) send(b []byte) ([]byte, error) {
+	if p.failed.Load() {
+		return b[:0], p.wait()
+	}
+	p.full <- b
+	return p.next(), nil
+}
+
+// wait lets the goroutine write what it was handed, stops it and returns
+// the first write error. It may be called more than once.
+func (p *chunkPipe) wait() error {
+	if !p.closed {
+		p.closed = true
+		close(p.full)
+		<-p.done
+	}
+	return p.err
 }
 
 // appendEscaped appends v escaped for LOAD DATA's defaults (ESCAPED BY
