@@ -170,7 +170,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 				}
 				t0 := time.Now()
 				err = loadChunkRetrying(wctx, c, dir, m, j, o.Log)
-				s.loaded(j)
+				s.loaded(j, err == nil)
 				if err != nil || !prog.done(j) {
 					o.Log.Debug("chunk loaded", "file", j.chunk.File, "rows", j.chunk.Rows, "took", time.Since(t0))
 					continue
@@ -580,14 +580,16 @@ func verifyChunk(ctx context.Context, c *sql.Conn, m *Manifest, db string, t *Ta
 
 // schedule hands a load's work to its workers. Chunks are loaded table
 // by table, the biggest tables first, so that the last jobs (the small
-// tables' loads, index builds and verification) are short; a worker takes
-// a chunk of a table that no other worker is loading if there is one: a
-// second load of a table would mostly wait (InnoDB locks an empty table
-// for the first insert until it commits, and a table with an
-// AUTO_INCREMENT column for each LOAD DATA until it ends). With
-// verification, a complete table's chunks to verify come before any chunk
-// to load, and a worker with nothing to do waits for them while some
-// table is not complete.
+// tables' loads, index builds and verification) are short. A table is
+// loaded by one worker at a time: a second LOAD DATA into it would only
+// wait (InnoDB locks an empty table for the first insert until it commits,
+// and a table with an AUTO_INCREMENT column for each LOAD DATA until it
+// ends), and where it would not, two loads into one B-tree cost twice the
+// CPU of one (BENCHMARKS.md, issue 15). With verification, a chunk is
+// verified as soon as it is loaded, unless its range is one of a
+// secondary index, which comes only with the complete table; chunks to
+// verify come before chunks to load, and a worker with nothing to do
+// waits while work may still come.
 type schedule struct {
 	ctx        context.Context
 	mu         sync.Mutex
@@ -629,20 +631,14 @@ func (s *schedule) next() (j job, check, ok bool) {
 			j, s.checks = s.checks[0], s.checks[1:]
 			return j, true, true
 		}
-		if len(s.loads) > 0 {
-			i := 0
-			for k, l := range s.loads {
-				if s.busy[l.table] == 0 {
-					i = k
-					break
-				}
+		for i, l := range s.loads {
+			if s.busy[l.table] == 0 {
+				s.loads = slices.Delete(s.loads, i, i+1)
+				s.busy[l.table]++
+				return l, false, true
 			}
-			j = s.loads[i]
-			s.loads = slices.Delete(s.loads, i, i+1)
-			s.busy[j.table]++
-			return j, false, true
 		}
-		if s.incomplete == 0 {
+		if len(s.loads) == 0 && s.incomplete == 0 {
 			return job{}, false, false
 		}
 		s.cond.Wait()
@@ -650,15 +646,20 @@ func (s *schedule) next() (j job, check, ok bool) {
 	return job{}, false, false
 }
 
-// loaded records that a chunk's load ended.
-func (s *schedule) loaded(j job) {
+// loaded records that a chunk's load ended, and whether it succeeded.
+func (s *schedule) loaded(j job, ok bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.busy[j.table]--
-	s.mu.Unlock()
+	if ok && s.verify && j.table.ChunkIndex == "" {
+		s.checks = append(s.checks, j)
+	}
+	s.cond.Broadcast()
 }
 
-// complete records that j's table is complete: its chunks, the biggest
-// first, are to be verified.
+// complete records that j's table is complete, its indexes built: the
+// chunks that are ranges of a secondary index, the biggest first, are
+// to be verified.
 func (s *schedule) complete(j job) {
 	if !s.verify {
 		return
@@ -667,6 +668,9 @@ func (s *schedule) complete(j job) {
 	defer s.mu.Unlock()
 	n := len(s.checks)
 	for k := range j.table.Chunks {
+		if j.table.ChunkIndex == "" {
+			break // verified as they were loaded
+		}
 		s.checks = append(s.checks, job{db: j.db, table: j.table, chunk: &j.table.Chunks[k]})
 	}
 	slices.SortStableFunc(s.checks[n:], func(a, b job) int { return cmp.Compare(b.chunk.Bytes, a.chunk.Bytes) })

@@ -102,19 +102,21 @@ func TestLoadVerify(t *testing.T) {
 	t.Logf("a wrong checksum: %v", err)
 }
 
-// TestSchedule: the biggest table first, a table no worker is loading
-// before one that a worker is, a complete table's chunks to verify before
-// anything else, and a worker with nothing to do waits until the last
-// table is complete or the load is cancelled.
+// TestSchedule: the biggest table first, one loader per table (a worker
+// waits rather than load a table another one is loading), a chunk on the
+// primary key verified as soon as it is loaded, the chunks on a secondary
+// index once their table is complete, checks before loads, and a worker
+// with nothing to do waits until the last table is complete or the load is
+// cancelled.
 func TestSchedule(t *testing.T) {
-	table := func(name string, bytes ...int64) *Table {
-		tb := &Table{Name: name}
+	table := func(name, index string, bytes ...int64) *Table {
+		tb := &Table{Name: name, ChunkIndex: index}
 		for _, b := range bytes {
 			tb.Chunks = append(tb.Chunks, Chunk{File: fmt.Sprintf("%s.%d", name, len(tb.Chunks)), Bytes: b})
 		}
 		return tb
 	}
-	a, b, c := table("a", 100, 100), table("b", 300, 300, 200), table("c", 50)
+	a, b, c := table("a", "", 100, 100), table("b", "k", 300, 300, 200), table("c", "", 50)
 	var jobs []job
 	for _, tb := range []*Table{a, b, c} {
 		for k := range tb.Chunks {
@@ -132,44 +134,73 @@ func TestSchedule(t *testing.T) {
 		}
 		return j
 	}
+	got := make(chan job)
+	waiting := func(what string) {
+		t.Helper()
+		go func() {
+			j, _, ok := s.next()
+			if !ok {
+				j = job{}
+			}
+			got <- j
+		}()
+		select {
+		case j := <-got:
+			t.Fatalf("next returned %+v while %s", j.chunk, what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	b0 := take("b.0", false)
 	a0 := take("a.0", false) // b is being loaded
-	s.loaded(b0)
-	b1 := take("b.1", false)
-	take("c.0", false)
-	j := take("b.2", false) // every table left is being loaded
-	s.loaded(a0)
-	take("a.1", false)
-	s.loaded(b1)
-	s.loaded(j)
-	s.complete(j)
+	c0 := take("c.0", false)
+	waiting("every table left was being loaded")
+	s.loaded(b0, true) // b's chunks are verified once b is complete
+	b1 := <-got
+	if b1.chunk == nil || b1.chunk.File != "b.1" {
+		t.Fatalf("the waiting worker got %+v, want b.1 to load", b1.chunk)
+	}
+	s.loaded(a0, true)
+	take("a.0", true) // on the primary key: verified at once
+	a1 := take("a.1", false)
+	s.loaded(c0, true)
+	take("c.0", true)
+	s.loaded(b1, true)
+	b2 := take("b.2", false)
+	s.loaded(a1, true)
+	s.loaded(b2, true)
+	take("a.1", true)
+	s.complete(b2)
 	take("b.0", true) // b's checks, the biggest chunks first
 	take("b.1", true)
 	take("b.2", true)
+	s.complete(a1) // a's chunks were verified as they were loaded
 
-	// Nothing left to take while a and c are not complete: next waits.
-	got := make(chan bool)
-	go func() {
-		_, _, ok := s.next()
-		got <- ok
-	}()
-	select {
-	case ok := <-got:
-		t.Fatalf("next returned (ok=%v) while tables were still loading", ok)
-	case <-time.After(100 * time.Millisecond):
+	// Nothing left to take while c is not complete: next waits.
+	waiting("c was not complete")
+	s.complete(c0)
+	if j := <-got; j.chunk != nil {
+		t.Fatalf("a waiting next got %+v, with everything done", j.chunk)
 	}
-	s.complete(job{db: "d", table: c, chunk: &c.Chunks[0]})
-	if ok := <-got; !ok {
-		t.Fatal("a waiting next did not get c's chunk to verify")
+	if _, _, ok := s.next(); ok {
+		t.Fatal("next returned a job with everything done")
 	}
+	// A worker waiting for a table being loaded returns when the load is
+	// cancelled.
+	s = newSchedule(ctx, jobs, true)
+	take("b.0", false)
+	a0 = take("a.0", false)
+	take("c.0", false)
+	s.loaded(a0, false)
+	take("a.1", false) // a failed load is not verified
+	ok := make(chan bool)
 	go func() {
-		_, _, ok := s.next()
-		got <- ok
+		_, _, k := s.next()
+		ok <- k
 	}()
 	cancel()
 	select {
-	case ok := <-got:
-		if ok {
+	case k := <-ok:
+		if k {
 			t.Fatal("next returned a job after the load was cancelled")
 		}
 	case <-time.After(5 * time.Second):
