@@ -66,7 +66,7 @@ func (h *session) HandleQuery(query string) (*mysql.Result, error) {
 		v, err := h.global(name)
 		switch {
 		case err == nil:
-			rows = append(rows, []any{name, v})
+			rows = append(rows, []any{name, shown(v)})
 		case !isUnknownVariable(err): // no such variable: no row
 			return nil, err
 		}
@@ -126,7 +126,7 @@ func (h *session) eval(expr string) (v any, ok bool, err error) {
 		if isUnknownVariable(err) {
 			h.log.Warn("replica asked for a server variable the binlog server does not have", "variable", name)
 		}
-		return v, err == nil, err
+		return selected(v), err == nil, err
 	case strings.HasPrefix(low, "@"):
 		v, ok := h.vars[strings.TrimPrefix(low, "@")]
 		if !ok {

@@ -43,11 +43,11 @@ func (s *Server) variable(name string) (any, error) {
 	case "version_comment":
 		return versionComment, nil
 	case "log_bin":
-		return "ON", nil
+		return onOff(true), nil
 	case "gtid_strict_mode":
 		// The archive holds each domain's GTIDs in increasing order, and
 		// the stream refuses one that does not follow (see stream.send).
-		return "ON", nil
+		return onOff(true), nil
 	case "binlog_checksum":
 		return s.binlogChecksum()
 	case "binlog_format":
@@ -77,6 +77,32 @@ func (s *Server) variable(name string) (any, error) {
 	// asynchronously; told OFF, it would expect a semi-sync header on
 	// every event.
 	return nil, errUnknownVariable
+}
+
+// onOff is a boolean server variable. As in MariaDB, SELECT @@name
+// answers the integer 1 or 0, and SHOW VARIABLES the text ON or OFF.
+type onOff bool
+
+// selected is v as SELECT @@name answers it.
+func selected(v any) any {
+	if b, ok := v.(onOff); ok {
+		if b {
+			return int64(1)
+		}
+		return int64(0)
+	}
+	return v
+}
+
+// shown is v as SHOW VARIABLES answers it.
+func shown(v any) any {
+	if b, ok := v.(onOff); ok {
+		if b {
+			return "ON"
+		}
+		return "OFF"
+	}
+	return v
 }
 
 func (s *Server) openArchive() (*archive.Archive, error) {

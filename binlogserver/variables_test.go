@@ -167,7 +167,7 @@ func TestBinlogFormatAndDomain(t *testing.T) {
 			for expr, want := range map[string]string{
 				"@@global.gtid_domain_id":   "5",
 				"@@global.gtid_binlog_pos":  p.GTIDBinlogPos(t),
-				"@@global.gtid_strict_mode": "ON",
+				"@@global.gtid_strict_mode": "1",
 				"@@server_id":               "9001",
 			} {
 				if got := selectString(t, c, expr); got != want {
@@ -348,5 +348,59 @@ func TestTxnControl(t *testing.T) {
 		if got := isTxnControl(sql); got != want {
 			t.Errorf("isTxnControl(%q) = %v, want %v", sql, got, want)
 		}
+	}
+}
+
+// TestBooleanVariables: log_bin and gtid_strict_mode are booleans, and the
+// binlog server answers them as MariaDB does: SELECT @@log_bin is the
+// integer 1 (understudy's own source check reads it into an integer; "ON"
+// failed it), SHOW VARIABLES says ON. The primary's own answers are the
+// reference.
+func TestBooleanVariables(t *testing.T) {
+	p := startPrimary(t, mariadbtest.Options{ServerID: 1, Args: []string{"--gtid-strict-mode=ON"}})
+	p.Exec(t, "CREATE DATABASE app")
+	dir := t.TempDir()
+	archiveCaughtUp(t, p, dir)
+	srv := connect(t, serve(t, dir, nil).Addr().String())
+	prim, err := client.ConnectWithTimeout(fmt.Sprintf("%s:%d", p.Host, p.Port), "root", "", "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prim.Close()
+	answer := func(c *client.Conn, q string) string {
+		t.Helper()
+		r, err := c.Execute(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if r.RowNumber() != 1 {
+			t.Fatalf("%s: %d rows", q, r.RowNumber())
+		}
+		var vals []string
+		for i := range r.Fields {
+			v, err := r.GetString(0, i)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			vals = append(vals, v)
+		}
+		return strings.Join(vals, " ")
+	}
+	for _, q := range []string{
+		"SELECT @@log_bin, @@global.gtid_strict_mode",
+		"SHOW VARIABLES LIKE 'log_bin'",
+		"SHOW GLOBAL VARIABLES LIKE 'gtid_strict_mode'",
+	} {
+		want, got := answer(prim, q), answer(srv, q)
+		if got != want {
+			t.Errorf("%s: the binlog server answers %q, the primary %q", q, got, want)
+		}
+	}
+	// SET @v = @@log_bin keeps what SELECT answers.
+	if _, err := srv.Execute("SET @lb = @@log_bin"); err != nil {
+		t.Fatal(err)
+	}
+	if got := selectString(t, srv, "@lb"); got != "1" {
+		t.Errorf("@lb = %q after SET @lb = @@log_bin, want 1", got)
 	}
 }
