@@ -10,6 +10,8 @@
 # SNAP_BINS, RESTORE_BINS, SERVE_BINS and CATCHUP_BINS name the builds (in the bundle's bin/) that each step
 # runs, alternately, beside the stock tool; the default is understudy alone. SKIP_AFTER=<seconds> skips the
 # whole-replica catch-up when the run has taken longer.
+# One big table (a restore then has one table to load; myloader needs mydumper's chunks to load it in parallel):
+#        TABLES=1 ROWS=8000000 MYDUMPER_ROWS=500000 ...
 # Small trial here: TABLES=2 ROWS=20000 T=2 T2=4 RUNS=1 SERVE_FULL=0 bash .devbench/devbench.sh
 # Results: $OUT/results.txt; logs, profiles and samples: $OUT/detail.tar.gz.
 set -u
@@ -137,7 +139,7 @@ snap() { # snap THREADS RUNS
   local tm=() r b; declare -A tu
   for r in $(seq "$2"); do
     rm -rf "$W/myd$1"; sync; t0=$(now_ms)
-    mydumper -h 127.0.0.1 -P $P -u root -t "$1" --trx-consistency-only -B sbtest -o "$W/myd$1" >/dev/null 2>&1; sync; tm+=($(( $(now_ms) - t0 )))
+    mydumper -h 127.0.0.1 -P $P -u root -t "$1" ${MYDUMPER_ROWS:+--rows "$MYDUMPER_ROWS"} --trx-consistency-only -B sbtest -o "$W/myd$1" >/dev/null 2>&1; sync; tm+=($(( $(now_ms) - t0 )))
     for b in $SNAP_BINS; do
       [ "$r" = "$2" ] && export UNDERSTUDY_CPU_PROFILE=$D/snapshot$1-$b.cpu.prof
       sync; t0=$(now_ms)
