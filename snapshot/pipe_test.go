@@ -77,3 +77,28 @@ func TestChunkPipeWriteError(t *testing.T) {
 		t.Fatalf("writer state %d", w.n)
 	}
 }
+
+// TestChunkPipeHugeRow: a buffer that grew to hold a huge row is not kept
+// for the next ones, so a thread holds one such row at a time.
+func TestChunkPipeHugeRow(t *testing.T) {
+	var got bytes.Buffer
+	p := startChunkPipe(&got)
+	huge := bytes.Repeat([]byte{'y'}, 40<<20)
+	buf := append(p.next(), huge...)
+	for range 2 * pipeBuffers {
+		var err error
+		if buf, err = p.send(buf); err != nil {
+			t.Fatal(err)
+		}
+		if cap(buf) > 4*pipeBlock {
+			t.Fatalf("an empty buffer of %d bytes came back", cap(buf))
+		}
+		buf = append(buf, 'z')
+	}
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got.Len() != len(huge)+2*pipeBuffers-1 {
+		t.Fatalf("the writer got %d bytes", got.Len())
+	}
+}

@@ -720,8 +720,9 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 }
 
 // pipeBlock is how much escaped text the reader hands over at a time;
-// pipeBuffers of them are in flight, so a thread holds at most
-// pipeBuffers × (pipeBlock + one row) of text.
+// pipeBuffers of them are in flight, so a thread holds about
+// pipeBuffers × pipeBlock of text, plus a row bigger than that while it
+// passes through.
 const (
 	pipeBlock   = 256 << 10
 	pipeBuffers = 3
@@ -754,6 +755,11 @@ func startChunkPipe(w io.Writer) *chunkPipe {
 					p.err = err
 					p.failed.Store(true)
 				}
+			}
+			if cap(b) > 4*pipeBlock {
+				// It held a huge row: keep the thread's memory to one
+				// such row at a time, not one per buffer.
+				b = make([]byte, 0, pipeBlock+pipeBlock/2)
 			}
 			p.free <- b[:0]
 		}
