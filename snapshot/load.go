@@ -155,6 +155,12 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 					}
 				}
 			}
+			var zr *zstd.Decoder
+			if err == nil {
+				if zr, err = newChunkDecoder(); err == nil {
+					defer zr.Close()
+				}
+			}
 			for err == nil {
 				j, check, ok := s.next()
 				if !ok {
@@ -169,7 +175,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 					continue
 				}
 				t0 := time.Now()
-				err = loadChunkRetrying(wctx, c, dir, m, j, o.Log)
+				err = loadChunkRetrying(wctx, c, zr, dir, m, j, o.Log)
 				s.loaded(j, err == nil)
 				if err != nil || !prog.done(j) {
 					o.Log.Debug("chunk loaded", "file", j.chunk.File, "rows", j.chunk.Rows, "took", time.Since(t0))
@@ -262,10 +268,10 @@ func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs 
 // as a deadlock victim or it timed out on a lock: two loaders filling one
 // table can deadlock. The statement was rolled back whole (autocommit), so
 // loading it again adds nothing twice.
-func loadChunkRetrying(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job, log *slog.Logger) error {
+func loadChunkRetrying(ctx context.Context, c *sql.Conn, zr *zstd.Decoder, dir string, m *Manifest, j job, log *slog.Logger) error {
 	const attempts = 5
 	for n := 1; ; n++ {
-		err := loadChunk(ctx, c, dir, m, j)
+		err := loadChunk(ctx, c, zr, dir, m, j)
 		var me *mysql.MySQLError
 		if n == attempts || !errors.As(err, &me) || (me.Number != 1213 && me.Number != 1205) {
 			return err
@@ -279,7 +285,14 @@ func loadChunkRetrying(ctx context.Context, c *sql.Conn, dir string, m *Manifest
 	}
 }
 
-func loadChunk(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job) error {
+// newChunkDecoder returns a worker's zstd decoder, which loadChunk resets
+// for each chunk: a new decoder per chunk would allocate (and zero) its
+// buffers again, which for many small tables costs more than the load.
+func newChunkDecoder() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+}
+
+func loadChunk(ctx context.Context, c *sql.Conn, zr *zstd.Decoder, dir string, m *Manifest, j job) error {
 	f, err := os.Open(filepath.Join(dir, j.chunk.File))
 	if err != nil {
 		return err
@@ -287,11 +300,9 @@ func loadChunk(ctx context.Context, c *sql.Conn, dir string, m *Manifest, j job)
 	defer f.Close()
 	h := sha256.New()
 	tr := io.TeeReader(f, h)
-	zr, err := zstd.NewReader(tr, zstd.WithDecoderConcurrency(1))
-	if err != nil {
+	if err := zr.Reset(tr); err != nil {
 		return err
 	}
-	defer zr.Close()
 	name := fmt.Sprintf("understudy-%d", loadSeq.Add(1))
 	mysql.RegisterReaderHandler(name, func() io.Reader { return zr })
 	defer mysql.DeregisterReaderHandler(name)

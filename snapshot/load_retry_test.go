@@ -57,7 +57,14 @@ func TestLoadChunkRetry(t *testing.T) {
 	var logs bytes.Buffer
 	tb := &m.Databases[0].Tables[0]
 	j := job{db: "d", table: tb, chunk: &tb.Chunks[0]}
-	err = loadChunkRetrying(ctx, loader, dir, m, j, slog.New(slog.NewTextHandler(&logs, nil)))
+	// One decoder for every attempt, as a load's worker has: the retry
+	// resets it after the failed attempt stopped partway.
+	zr, err := newChunkDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	err = loadChunkRetrying(ctx, loader, zr, dir, m, j, slog.New(slog.NewTextHandler(&logs, nil)))
 	<-released
 	if err != nil {
 		t.Fatalf("load with a retry: %v\n%s", err, logs.String())
