@@ -81,8 +81,9 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	}
 	defer conn.Close()
 	// Tables are created in any order: a foreign key may name a table
-	// created after it.
-	for _, q := range []string{"SET SESSION sql_log_bin = 0", "SET SESSION foreign_key_checks = 0"} {
+	// created after it. A TIMESTAMP default is written in UTC, as the
+	// snapshot read it (sessionSetup).
+	for _, q := range []string{"SET SESSION sql_log_bin = 0", "SET SESSION foreign_key_checks = 0", "SET SESSION time_zone = '+00:00'"} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			return explain(err)
 		}
@@ -93,23 +94,38 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 		}
 	}
 	var jobs []job
-	deferred := map[*Table][]string{}
 	history := false // a system-versioned table's history is loaded
-	// Sequences first, in every database: a column's DEFAULT NEXTVAL(s)
-	// needs s when its table is created.
+	// The other tables are created by the workers, each just before its
+	// first chunk (docs/restore.md, step 2): one CREATE
+	// TABLE takes milliseconds (InnoDB creates and syncs its file), and
+	// thousands of them one after another took longer than their rows.
+	created := map[*Table]bool{}
+	// Sequences first, in every database, here: a column's DEFAULT
+	// NEXTVAL(s) needs s when its table is created. A table without a
+	// chunk (none in snapshots made now) has no job to create it either.
+	for _, d := range dbs {
+		for j := range d.Tables {
+			t := &d.Tables[j]
+			if t.Kind != KindSequence && len(t.Chunks) > 0 {
+				continue
+			}
+			keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name)
+			if err == nil && len(keys) > 0 {
+				// no chunk will complete it: its indexes now
+				_, err = conn.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s %s", qualified(d.Name, t.Name), strings.Join(keys, ", ")))
+			}
+			if err != nil {
+				return err
+			}
+			created[t] = true
+		}
+	}
 	for _, seqs := range []bool{true, false} {
 		for _, d := range dbs {
 			for j := range d.Tables {
 				t := &d.Tables[j]
 				if (t.Kind == KindSequence) != seqs {
 					continue
-				}
-				keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name)
-				if err != nil {
-					return err
-				}
-				if len(keys) > 0 {
-					deferred[t] = keys
 				}
 				for k := range t.Chunks {
 					jobs = append(jobs, job{db: d.Name, table: t, chunk: &t.Chunks[k]})
@@ -118,6 +134,10 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 			}
 		}
 	}
+	// The secondary indexes that createTable left out, per table, added
+	// by the worker that loads its last chunk.
+	var deferredMu sync.Mutex
+	deferred := map[*Table][]string{}
 	// Rows are loaded as the source has them: without checking foreign
 	// keys or CHECK constraints again (a row may predate its constraint),
 	// and with the history of system-versioned tables, ROW START and ROW
@@ -135,7 +155,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	prog.p.Tables = len(prog.left)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := newSchedule(wctx, jobs, o.Verify)
+	s := newSchedule(wctx, jobs, o.Verify, created)
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -174,6 +194,18 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 					}
 					continue
 				}
+				if s.create(j.table) {
+					// One loader per table: no other chunk of it is taken
+					// until this one is loaded.
+					var keys []string
+					if keys, err = createTable(wctx, c, dir, j.table.Schema, m, j.db); err != nil {
+						s.loaded(j, false)
+						continue
+					}
+					deferredMu.Lock()
+					deferred[j.table] = keys
+					deferredMu.Unlock()
+				}
 				t0 := time.Now()
 				err = loadChunkRetrying(wctx, c, zr, dir, m, j, o.Log)
 				s.loaded(j, err == nil)
@@ -182,7 +214,10 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 					continue
 				}
 				o.Log.Debug("chunk loaded", "file", j.chunk.File, "rows", j.chunk.Rows, "took", time.Since(t0), "table_complete", true)
-				if keys := deferred[j.table]; len(keys) > 0 {
+				deferredMu.Lock()
+				keys := deferred[j.table]
+				deferredMu.Unlock()
+				if len(keys) > 0 {
 					// The table's last chunk is in: build its secondary
 					// indexes in one pass.
 					t0 := time.Now()
@@ -212,6 +247,12 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	// Objects in the target's own time zone, as before tables were created
+	// in UTC: an event's STARTS is in the time zone it was created in,
+	// which objects.json does not record.
+	if _, err := conn.ExecContext(ctx, "SET SESSION time_zone = @@global.time_zone"); err != nil {
+		return explain(err)
 	}
 	if err := loadObjects(ctx, conn, dir, m, dbs); err != nil {
 		return err
@@ -610,10 +651,16 @@ type schedule struct {
 	checks     []job
 	incomplete int // tables whose chunks to verify are still to come
 	verify     bool
+	created    map[*Table]bool // tables created, or being created
 }
 
-func newSchedule(ctx context.Context, jobs []job, verify bool) *schedule {
-	s := &schedule{ctx: ctx, busy: map[*Table]int{}, verify: verify}
+// newSchedule schedules jobs; created names the tables that exist
+// already.
+func newSchedule(ctx context.Context, jobs []job, verify bool, created map[*Table]bool) *schedule {
+	s := &schedule{ctx: ctx, busy: map[*Table]int{}, verify: verify, created: map[*Table]bool{}}
+	for t := range created {
+		s.created[t] = true
+	}
 	s.cond = sync.NewCond(&s.mu)
 	size := map[*Table]int64{}
 	for _, j := range jobs {
@@ -655,6 +702,18 @@ func (s *schedule) next() (j job, check, ok bool) {
 		s.cond.Wait()
 	}
 	return job{}, false, false
+}
+
+// create reports whether t is still to be created, by the caller, which
+// is loading its first chunk: true only once for each table.
+func (s *schedule) create(t *Table) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.created[t] {
+		return false
+	}
+	s.created[t] = true
+	return true
 }
 
 // loaded records that a chunk's load ended, and whether it succeeded.

@@ -125,7 +125,7 @@ func TestSchedule(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := newSchedule(ctx, jobs, true)
+	s := newSchedule(ctx, jobs, true, nil)
 	take := func(want string, wantCheck bool) job {
 		t.Helper()
 		j, check, ok := s.next()
@@ -186,7 +186,7 @@ func TestSchedule(t *testing.T) {
 	}
 	// A worker waiting for a table being loaded returns when the load is
 	// cancelled.
-	s = newSchedule(ctx, jobs, true)
+	s = newSchedule(ctx, jobs, true, nil)
 	take("b.0", false)
 	a0 = take("a.0", false)
 	take("c.0", false)
