@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"testing"
 
@@ -47,6 +48,27 @@ func TestLoadCreatesTables(t *testing.T) {
 	}
 	if want := len(m.Databases[0].Tables) - 1; verified < want { // the sequence's chunk aside
 		t.Fatalf("%d chunks verified, want at least %d", verified, want)
+	}
+	// No connection that the load leaves in the pool carries its session
+	// settings (sql_log_bin=0 and the like, a default database).
+	conns := make([]*sql.Conn, 6)
+	for i := range conns {
+		c, err := target.DB(t).Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	for i, c := range conns {
+		var state string
+		q := "SELECT CONCAT_WS(' ', IFNULL(DATABASE(), '-'), @@session.sql_log_bin, @@session.foreign_key_checks, @@session.unique_checks, @@session.time_zone = @@global.time_zone)"
+		if err := c.QueryRowContext(ctx, q).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		if state != "- ON ON ON 1" {
+			t.Errorf("pooled connection %d after the load: database, sql_log_bin, foreign_key_checks, unique_checks, default time zone = %s", i, state)
+		}
 	}
 	// The same definitions, read in UTC on both.
 	for _, tb := range []string{"a_child", "z_parent", "ts", "t00", fmt.Sprintf("t%02d", many-1)} {

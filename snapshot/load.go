@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -79,7 +80,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer closeSession(conn)
 	// Tables are created in any order: a foreign key may name a table
 	// created after it. A TIMESTAMP default is written in UTC, as the
 	// snapshot read it (sessionSetup).
@@ -168,7 +169,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 			defer wg.Done()
 			c, err := db.Conn(wctx)
 			if err == nil {
-				defer c.Close()
+				defer closeSession(c)
 				for _, q := range setup {
 					if _, err = c.ExecContext(wctx, q); err != nil {
 						break
@@ -326,6 +327,15 @@ func loadChunkRetrying(ctx context.Context, c *sql.Conn, zr *zstd.Decoder, dir s
 	}
 }
 
+// closeSession closes c for good instead of returning it to its pool: a
+// load's connections carry session settings (sql_log_bin=0,
+// foreign_key_checks=0, time_zone, a default database) that the pool's
+// next user must not inherit.
+func closeSession(c *sql.Conn) {
+	c.Raw(func(any) error { return driver.ErrBadConn })
+	c.Close()
+}
+
 // newChunkDecoder returns a worker's zstd decoder, which loadChunk resets
 // for each chunk: a new decoder per chunk would allocate (and zero) its
 // buffers again, which for many small tables costs more than the load.
@@ -474,7 +484,7 @@ func LoadUsers(ctx context.Context, db *sql.DB, dir string, m *Manifest, log *sl
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
+	defer closeSession(c)
 	if _, err := c.ExecContext(ctx, "SET SESSION sql_log_bin = 0"); err != nil {
 		return 0, explain(err)
 	}
@@ -591,7 +601,7 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 				fail(err)
 				return
 			}
-			defer c.Close()
+			defer closeSession(c)
 			if _, err := c.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
 				fail(err)
 				return

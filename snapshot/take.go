@@ -227,7 +227,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if err != nil {
 		return nil, explain(err)
 	}
-	defer main.Close()
+	defer closeSession(main)
 	if err := main.QueryRowContext(ctx, "SELECT @@version").Scan(&m.ServerVersion); err != nil {
 		return nil, explain(err)
 	}
@@ -273,7 +273,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		if err != nil {
 			return nil, explain(err)
 		}
-		defer c.Close()
+		defer closeSession(c)
 		for _, q := range append(sessionSetup, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ") {
 			if _, err := c.ExecContext(ctx, q); err != nil {
 				return nil, explain(err)
