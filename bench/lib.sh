@@ -88,3 +88,13 @@ sysbench_prepare() {
   sysbench oltp_write_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$PORT" --mysql-user=root \
     --tables="$TABLES" --table-size="$ROWS" --threads=2 prepare >/dev/null
 }
+
+# small_tables_prepare: $SMALL_TABLES more tables in sbtest (sbtest.small1, ...), 20 rows each: the shape of a
+# database with thousands of small tables, where each table's own cost counts, not its rows.
+small_tables_prepare() {
+  [ "${SMALL_TABLES:-0}" -gt 0 ] || return 0
+  for ((i = 1; i <= SMALL_TABLES; i++)); do
+    echo "CREATE TABLE sbtest.small$i (id INT PRIMARY KEY, v VARCHAR(50), KEY (v)) ENGINE=InnoDB;"
+    echo "INSERT INTO sbtest.small$i SELECT seq, CONCAT('value ', seq) FROM seq_1_to_20;"
+  done | sql "$PORT" sbtest
+}

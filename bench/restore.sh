@@ -5,7 +5,8 @@
 #  2. Binlog replay of the same data's ROW binlog (~733 MiB): understudy restore from an empty snapshot
 #     (the target replicates from understudy's binlog server with 2 parallel applier threads)
 #     vs mariadb-binlog FILE | mariadb.
-# Usage: bench/restore.sh          (TABLES, ROWS override)
+# Usage: bench/restore.sh          (TABLES, ROWS override; THREADS the tools' threads; SMALL_TABLES=N adds N
+#                                  tables of 20 rows each to sbtest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -25,6 +26,7 @@ U="$WORK/understudy"
 $U snapshot --config "$WORK/understudy.yaml" --source bench >/dev/null 2>&1   # empty: the replay base
 EMPTY_POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
 sysbench_prepare
+small_tables_prepare
 sql "$PORT" -e "ANALYZE TABLE $(seq -s, -f 'sbtest.sbtest%g' 1 "$TABLES")" >/dev/null
 END_POS=$(sql "$PORT" -N -e 'SELECT @@gtid_binlog_pos')
 $U run --config "$WORK/understudy.yaml" --until-caught-up 2>"$WORK/run.log"

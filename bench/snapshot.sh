@@ -4,7 +4,8 @@
 #   mariadb-dump --single-transaction      (one thread, plain SQL)
 #   mydumper -t 2 --trx-consistency-only   (no compression, and with -c: gzip)
 #   understudy snapshot --threads 2        (zstd, chunk checksums, fsync)
-# Usage: bench/snapshot.sh         (TABLES, ROWS, THREADS, RUNS override)
+# Usage: bench/snapshot.sh         (TABLES, ROWS, THREADS, RUNS override; SMALL_TABLES=N adds N tables of
+#                                  20 rows each to sbtest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -16,6 +17,7 @@ start_server "$WORK/primary" "$PORT" 1 --log-bin="$WORK/primary/mariadb-bin" --b
 create_bench_user
 sql "$PORT" -e "CREATE DATABASE sbtest"
 sysbench_prepare
+small_tables_prepare
 sql "$PORT" -e "ANALYZE TABLE $(seq -s, -f 'sbtest.sbtest%g' 1 "$TABLES")" >/dev/null
 echo "data: $(sql "$PORT" -N -e "SELECT ROUND(SUM(DATA_LENGTH+INDEX_LENGTH)/1048576) FROM information_schema.TABLES WHERE TABLE_SCHEMA='sbtest'") MiB in $TABLES tables"
 write_config <<YAML

@@ -1,16 +1,20 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
+	"regexp"
 	"testing"
 
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
 // TestLoadCreatesTables: the workers create the tables, each before its
-// first chunk, in any order and at once. Many tables, a foreign key to a
+// first chunk, in any order and at once; a big table without its
+// secondary indexes, added after its rows, the small ones with theirs. Many tables, a foreign key to a
 // table that may not exist yet, a DEFAULT NEXTVAL of a sequence, and
 // TIMESTAMP defaults all come back as the source has them: the target runs
 // in another time zone (+05:00), and the defaults are still the source's
@@ -29,6 +33,9 @@ func TestLoadCreatesTables(t *testing.T) {
 	p.Exec(t, "INSERT INTO d.a_child (id, parent) SELECT seq, seq % 10 + 1 FROM d.seq_1_to_50")
 	p.Exec(t, "INSERT INTO d.ts (id) VALUES (1)")
 	p.Exec(t, "INSERT INTO d.ts VALUES (2, '2024-02-29 08:00:00', NULL)")
+	// Big enough for its secondary indexes to be added after its rows.
+	p.Exec(t, "CREATE TABLE d.big (id INT PRIMARY KEY, k INT NOT NULL, u VARCHAR(20), KEY k (k), UNIQUE KEY u (u))")
+	p.Exec(t, fmt.Sprintf("INSERT INTO d.big SELECT seq, seq %% 977, CONCAT('u', seq) FROM d.seq_1_to_%d", deferMinRows+5000))
 	const many = 60
 	for i := range many {
 		p.Exec(t, fmt.Sprintf("CREATE TABLE d.t%02d (id INT PRIMARY KEY, v VARCHAR(20), KEY (v))", i))
@@ -43,8 +50,16 @@ func TestLoadCreatesTables(t *testing.T) {
 		t.Fatalf("the target's time zone is %s", got)
 	}
 	var verified int
-	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 4, Verify: true, Verified: &verified}); err != nil {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 4, Verify: true, Verified: &verified, Log: log}); err != nil {
 		t.Fatal(err)
+	}
+	// Only the big table's indexes came after its rows; the small ones
+	// were created with theirs.
+	built := regexp.MustCompile(`msg="secondary indexes built" table=(\S+)`).FindAllStringSubmatch(logs.String(), -1)
+	if len(built) != 1 || built[0][1] != "d.big" {
+		t.Fatalf("secondary indexes added after the rows of %v, want d.big alone", built)
 	}
 	if want := len(m.Databases[0].Tables) - 1; verified < want { // the sequence's chunk aside
 		t.Fatalf("%d chunks verified, want at least %d", verified, want)
@@ -71,7 +86,7 @@ func TestLoadCreatesTables(t *testing.T) {
 		}
 	}
 	// The same definitions, read in UTC on both.
-	for _, tb := range []string{"a_child", "z_parent", "ts", "t00", fmt.Sprintf("t%02d", many-1)} {
+	for _, tb := range []string{"a_child", "z_parent", "ts", "big", "t00", fmt.Sprintf("t%02d", many-1)} {
 		src, tgt := showCreateUTC(t, p, tb), showCreateUTC(t, target, tb)
 		if src != tgt {
 			t.Errorf("d.%s differs:\nsource: %s\ntarget: %s", tb, src, tgt)
@@ -93,8 +108,8 @@ func TestLoadCreatesTables(t *testing.T) {
 	if got := target.QueryString(t, "SELECT n > 1049 FROM d.a_child WHERE id = 51"); got != "1" {
 		t.Fatalf("the restored DEFAULT NEXTVAL gave %s", target.QueryString(t, "SELECT n FROM d.a_child WHERE id = 51"))
 	}
-	if got := target.QueryString(t, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'd'"); got != fmt.Sprint(many+4) {
-		t.Fatalf("the target has %s tables in d, want %d", got, many+4)
+	if got := target.QueryString(t, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'd'"); got != fmt.Sprint(many+5) {
+		t.Fatalf("the target has %s tables in d, want %d", got, many+5)
 	}
 }
 

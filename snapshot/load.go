@@ -110,7 +110,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 			if t.Kind != KindSequence && len(t.Chunks) > 0 {
 				continue
 			}
-			keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name)
+			keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name, false)
 			if err == nil && len(keys) > 0 {
 				// no chunk will complete it: its indexes now
 				_, err = conn.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s %s", qualified(d.Name, t.Name), strings.Join(keys, ", ")))
@@ -199,7 +199,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 					// One loader per table: no other chunk of it is taken
 					// until this one is loaded.
 					var keys []string
-					if keys, err = createTable(wctx, c, dir, j.table.Schema, m, j.db); err != nil {
+					if keys, err = createTable(wctx, c, dir, j.table.Schema, m, j.db, deferIndexes(j.table)); err != nil {
 						s.loaded(j, false)
 						continue
 					}
@@ -758,12 +758,33 @@ func (s *schedule) complete(j job) {
 	s.cond.Broadcast()
 }
 
-// createTable runs a table's CREATE TABLE without its secondary indexes,
-// which it returns as ALTER TABLE clauses to run after the data (loading
-// into a table with only its primary key is much faster). Tables with
-// foreign keys, or whose AUTO_INCREMENT column is not first in the primary
-// key, are created as they are.
-func createTable(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db string) ([]string, error) {
+// deferMinRows is the size from which a table's secondary indexes are
+// added after its rows rather than kept in its CREATE TABLE. An ALTER
+// TABLE … ADD KEY costs milliseconds however small the table (20 tables of
+// 20 rows: 0.24–0.33 s deferred against 0.13–0.19 s inline), and up to
+// 100k rows the inline index cost no more (8 tables of 100k rows: 3.2–3.8 s
+// and 0.44–0.61 s of server CPU deferred, 2.6–3.5 s and 0.45–0.63 s
+// inline); from 250k rows, the sorted build after the rows costs less CPU
+// (BENCHMARKS.md, issue 15).
+const deferMinRows = 100_000
+
+// deferIndexes reports whether t's secondary indexes are added after its
+// rows.
+func deferIndexes(t *Table) bool {
+	var rows int64
+	for _, c := range t.Chunks {
+		rows += c.Rows
+	}
+	return rows >= deferMinRows
+}
+
+// createTable runs a table's CREATE TABLE, with deferKeys without its
+// secondary indexes, which it returns as ALTER TABLE clauses to run after
+// the data (a big table loads faster with only its primary key, and the
+// indexes are then built sorted). Tables with foreign keys, or whose
+// AUTO_INCREMENT column is not first in the primary key, are created as
+// they are.
+func createTable(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest, db string, deferKeys bool) ([]string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, rel))
 	if err != nil {
 		return nil, err
@@ -773,6 +794,9 @@ func createTable(ctx context.Context, c *sql.Conn, dir, rel string, m *Manifest,
 		return nil, fmt.Errorf("%s: sha256 %s, the manifest says %s: the snapshot file is corrupt", rel, got, m.Files[rel])
 	}
 	create, keys := splitKeys(strings.TrimSuffix(strings.TrimSpace(string(b)), ";"))
+	if !deferKeys {
+		create, keys = strings.TrimSuffix(strings.TrimSpace(string(b)), ";"), nil
+	}
 	if _, err := c.ExecContext(ctx, "USE "+quote(db)); err != nil {
 		return nil, explain(err)
 	}
