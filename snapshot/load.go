@@ -762,9 +762,9 @@ func (s *schedule) complete(j job) {
 // added after its rows rather than kept in its CREATE TABLE. An ALTER
 // TABLE … ADD KEY costs milliseconds however small the table (20 tables of
 // 20 rows: 0.24–0.33 s deferred against 0.13–0.19 s inline), and up to
-// 100k rows the inline index cost no more (8 tables of 100k rows: 3.2–3.8 s
-// and 0.44–0.61 s of server CPU deferred, 2.6–3.5 s and 0.45–0.63 s
-// inline); from 250k rows, the sorted build after the rows costs less CPU
+// 100k rows the inline index costs no more (8 tables of 100k rows: 3.2–3.8 s
+// and 4.4–6.1 s of server CPU deferred, 2.6–3.5 s and 4.5–6.3 s inline);
+// from 250k rows, the sorted build after the rows costs less CPU
 // (BENCHMARKS.md, issue 15).
 const deferMinRows = 100_000
 
