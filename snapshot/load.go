@@ -110,12 +110,8 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 			if t.Kind != KindSequence && len(t.Chunks) > 0 {
 				continue
 			}
-			keys, err := createTable(ctx, conn, dir, t.Schema, m, d.Name, false)
-			if err == nil && len(keys) > 0 {
-				// no chunk will complete it: its indexes now
-				_, err = conn.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s %s", qualified(d.Name, t.Name), strings.Join(keys, ", ")))
-			}
-			if err != nil {
+			// with its indexes: no chunk of it comes to add them
+			if _, err := createTable(ctx, conn, dir, t.Schema, m, d.Name, false); err != nil {
 				return err
 			}
 			created[t] = true
