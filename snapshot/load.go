@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -321,15 +320,6 @@ func loadChunkRetrying(ctx context.Context, c *sql.Conn, zr *zstd.Decoder, dir s
 		case <-time.After(time.Duration(n) * 100 * time.Millisecond):
 		}
 	}
-}
-
-// closeSession closes c for good instead of returning it to its pool: a
-// load's connections carry session settings (sql_log_bin=0,
-// foreign_key_checks=0, time_zone, a default database) that the pool's
-// next user must not inherit.
-func closeSession(c *sql.Conn) {
-	c.Raw(func(any) error { return driver.ErrBadConn })
-	c.Close()
 }
 
 // newChunkDecoder returns a worker's zstd decoder, which loadChunk resets

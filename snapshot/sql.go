@@ -3,6 +3,7 @@ package snapshot
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"hash/crc32"
 	"strconv"
@@ -160,6 +161,16 @@ func (h *chunkHasher) add(vals [][]byte) {
 }
 
 func (h *chunkHasher) String() string { return strconv.FormatUint(h.sum, 10) }
+
+// closeSession closes c for good instead of returning it to its pool: a
+// snapshot's or a load's connections carry session settings
+// (sessionSetup, sql_log_bin=0, foreign_key_checks=0, a default database,
+// an open transaction's isolation level) that the pool's next user must
+// not inherit.
+func closeSession(c *sql.Conn) {
+	c.Raw(func(any) error { return driver.ErrBadConn })
+	c.Close()
+}
 
 // sessionSetup is run on every connection that reads or writes snapshot
 // data: UTC for TIMESTAMP text, values in their columns' own bytes, and no
