@@ -126,7 +126,8 @@ func showCreateUTC(t *testing.T, s *mariadbtest.Server, table string) string {
 	if _, err := c.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
 		t.Fatal(err)
 	}
-	stmt, err := showCreate(ctx, c, "SHOW CREATE TABLE d."+table)
+	cols, err := showCreateColumns(ctx, c, "SHOW CREATE TABLE d."+table)
+	stmt := cols.create()
 	if err != nil {
 		t.Fatalf("port %d: d.%s: %v", s.Port, table, err)
 	}

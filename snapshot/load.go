@@ -244,46 +244,68 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Objects in the target's own time zone, as before tables were created
-	// in UTC: an event's STARTS is in the time zone it was created in,
-	// which objects.json does not record.
-	if _, err := conn.ExecContext(ctx, "SET SESSION time_zone = @@global.time_zone"); err != nil {
-		return explain(err)
-	}
 	if err := loadObjects(ctx, conn, dir, m, dbs); err != nil {
 		return err
 	}
 	return ctx.Err()
 }
 
-// loadObjects creates the databases' views, routines, triggers and events.
-// A statement that fails is tried again after the others, as long as each
-// round creates something: a view may name a view (or, in snapshots before
-// routines came first, a function) that is created after it, in its own
-// database or another one.
+// loadObjects creates the databases' views, routines, packages, triggers
+// and events, each in the sql_mode, collation_connection and (events)
+// time zone it was created in; objects of snapshots that did not record
+// them are created in the target's defaults. A statement that fails is
+// tried again after the others, as long as each round creates something:
+// a view may name a view (or, in snapshots before routines came first, a
+// function) that is created after it, in its own database or another one.
 func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs []*Database) error {
-	type object struct{ db, file, stmt string }
+	type object struct {
+		db, file string
+		SchemaObject
+	}
 	var todo []object
 	for _, d := range dbs {
 		if d.Objects == "" {
 			continue
 		}
-		stmts, err := readStatements(dir, d.Objects, m)
+		objs, err := readObjects(dir, d.Objects, m)
 		if err != nil {
 			return err
 		}
-		for _, s := range stmts {
-			todo = append(todo, object{d.Name, d.Objects, s})
+		for _, o := range objs {
+			todo = append(todo, object{d.Name, d.Objects, o})
 		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	if _, err := c.ExecContext(ctx, "SET NAMES utf8mb4"); err != nil {
+		return explain(err)
+	}
+	var defaults SchemaObject
+	err := c.QueryRowContext(ctx, "SELECT @@global.sql_mode, @@session.collation_connection, @@global.time_zone").
+		Scan(&defaults.SQLMode, &defaults.CollationConnection, &defaults.TimeZone)
+	if err != nil {
+		return explain(err)
 	}
 	for len(todo) > 0 {
 		var failed []object
 		var first error
 		for _, o := range todo {
+			set := o.SchemaObject
+			if set.CollationConnection == "" {
+				set = defaults // a bare statement of an older snapshot
+			}
+			if set.TimeZone == "" {
+				set.TimeZone = defaults.TimeZone
+			}
 			if _, err := c.ExecContext(ctx, "USE "+quote(o.db)); err != nil {
 				return explain(err)
 			}
-			if _, err := c.ExecContext(ctx, o.stmt); err != nil {
+			_, err := c.ExecContext(ctx, "SET SESSION sql_mode = ?, collation_connection = ?, time_zone = ?", set.SQLMode, set.CollationConnection, set.TimeZone)
+			if err != nil {
+				return fmt.Errorf("%s: the settings of %.60q: %w", o.file, o.Create, explain(err))
+			}
+			if _, err := c.ExecContext(ctx, o.Create); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -299,6 +321,48 @@ func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs 
 		todo = failed
 	}
 	return nil
+}
+
+// readObjects reads a database's objects file: SchemaObjects, bare
+// statements (snapshots before the settings were recorded), or statements
+// separated by lines "$$" (snapshots before objects.json).
+func readObjects(dir, rel string, m *Manifest) ([]SchemaObject, error) {
+	if !strings.HasSuffix(rel, ".json") {
+		stmts, err := readStatements(dir, rel, m)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]SchemaObject, len(stmts))
+		for i, s := range stmts {
+			out[i].Create = s
+		}
+		return out, nil
+	}
+	b, err := readChecked(dir, rel, m)
+	if err != nil {
+		return nil, err
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	var out []SchemaObject
+	for _, r := range raw {
+		var o SchemaObject
+		if len(r) > 0 && r[0] == '"' {
+			err = json.Unmarshal(r, &o.Create)
+		} else {
+			err = json.Unmarshal(r, &o)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", rel, err)
+		}
+		if o.Create = strings.TrimSpace(o.Create); o.Create == "" {
+			return nil, fmt.Errorf("%s: an object without its CREATE statement: the snapshot file is damaged", rel)
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // loadChunkRetrying loads a chunk, again if InnoDB picked its LOAD DATA
@@ -418,15 +482,8 @@ func readStatements(dir, rel string, m *Manifest) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var stmts []string
-	if strings.HasSuffix(rel, ".json") {
-		if err := json.Unmarshal(b, &stmts); err != nil {
-			return nil, fmt.Errorf("%s: %w", rel, err)
-		}
-	} else {
-		// Snapshots before objects.json: statements separated by lines "$$".
-		stmts = strings.Split(string(b), "\n$$\n")
-	}
+	// Statements separated by lines "$$" (a schema file has one).
+	stmts := strings.Split(string(b), "\n$$\n")
 	var out []string
 	for _, stmt := range stmts {
 		if stmt = strings.TrimSpace(stmt); stmt != "" {

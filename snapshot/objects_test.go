@@ -59,6 +59,19 @@ func TestObjectTypes(t *testing.T) {
 		"CREATE PROCEDURE o.p() SELECT 1",
 		"CREATE TRIGGER o.t_ins BEFORE INSERT ON o.c_parent FOR EACH ROW SET NEW.id = NEW.id",
 		"CREATE EVENT o.e ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM o.my",
+		// Objects whose session settings decide what they are: PL/SQL
+		// syntax and a package (sql_mode=ORACLE), a trigger of a lenient
+		// application (no STRICT_TRANS_TABLES: a too long value is cut,
+		// not refused), a latin1 literal, an event whose STARTS is in
+		// its own time zone.
+		"SET SESSION sql_mode = 'ORACLE'; CREATE PROCEDURE o.ora(a INT) AS n INT := 0; BEGIN n := a * 2; SELECT n; END; SET SESSION sql_mode = DEFAULT, time_zone = DEFAULT; SET NAMES utf8mb4",
+		"SET SESSION sql_mode = 'ORACLE'; CREATE PACKAGE o.pkg AS FUNCTION f RETURN INT; END; SET SESSION sql_mode = DEFAULT, time_zone = DEFAULT; SET NAMES utf8mb4",
+		"SET SESSION sql_mode = 'ORACLE'; CREATE PACKAGE BODY o.pkg AS FUNCTION f RETURN INT AS BEGIN RETURN 42; END; END; SET SESSION sql_mode = DEFAULT, time_zone = DEFAULT; SET NAMES utf8mb4",
+		"CREATE TABLE o.lenient (id INT PRIMARY KEY, note VARCHAR(3))",
+		"SET SESSION sql_mode = ''; CREATE TRIGGER o.t_len BEFORE INSERT ON o.lenient FOR EACH ROW SET NEW.note = CONCAT(NEW.note, '-long'); SET SESSION sql_mode = DEFAULT, time_zone = DEFAULT; SET NAMES utf8mb4",
+		// A latin1 client writes a literal with é (byte E9) in it.
+		"SET NAMES latin1; CREATE FUNCTION o.lat() RETURNS VARCHAR(10) CHARSET utf8mb4 DETERMINISTIC RETURN CONCAT('caf\xe9'); CREATE FUNCTION o.lit() RETURNS VARCHAR(40) DETERMINISTIC RETURN COLLATION('x'); SET SESSION sql_mode = DEFAULT, time_zone = DEFAULT; SET NAMES utf8mb4",
+		"SET time_zone = '+03:00'; CREATE EVENT o.e_tz ON SCHEDULE EVERY 1 HOUR STARTS '2030-01-01 09:00:00' DISABLE DO DELETE FROM o.my; SET SESSION sql_mode = DEFAULT, time_zone = DEFAULT; SET NAMES utf8mb4",
 	} {
 		p.Exec(t, q)
 	}
@@ -192,9 +205,36 @@ func TestObjectTypes(t *testing.T) {
 		"SHOW CREATE TABLE o.b_child", "SHOW CREATE TABLE o.docs", "SHOW CREATE TABLE o.parts", "SHOW CREATE TABLE o.aria",
 		"SHOW CREATE TABLE o.my", "SHOW CREATE VIEW o.a_top", "SHOW CREATE VIEW o.b_fn", "SHOW CREATE VIEW o2.cross_db",
 		"SHOW CREATE FUNCTION o.twice", "SHOW CREATE PROCEDURE o.p", "SHOW CREATE TRIGGER o.t_ins", "SHOW CREATE EVENT o.e",
+		"SHOW CREATE PROCEDURE o.ora", "SHOW CREATE PACKAGE o.pkg", "SHOW CREATE PACKAGE BODY o.pkg", "SHOW CREATE TRIGGER o.t_len",
+		"SHOW CREATE FUNCTION o.lat", "SHOW CREATE FUNCTION o.lit", "SHOW CREATE EVENT o.e_tz",
 	} {
 		if w, g := showCreateOf(t, p, q), showCreateOf(t, target, q); autoInc.ReplaceAllString(w, "") != autoInc.ReplaceAllString(g, "") {
 			t.Errorf("%s on the target:\n%s\non the primary:\n%s", q, g, w)
+		}
+		// The settings they run in (character_set_client apart: objects
+		// are read and created in utf8mb4).
+		for _, col := range []string{"sql_mode", "collation_connection", "time_zone"} {
+			if w, g := showColumnOf(t, p, q, col), showColumnOf(t, target, q, col); w != g {
+				t.Errorf("%s on the target: %s %q, on the primary %q", q, col, g, w)
+			}
+		}
+	}
+	if got := p.QueryString(t, "SELECT HEX(o.lat())"); got != "636166C3A9" {
+		t.Fatalf("o.lat() on the primary returns %s, want café in utf8mb4", got)
+	}
+	// They behave as on the primary.
+	for _, q := range []string{
+		"SELECT o.pkg.f()", "SELECT HEX(o.lat())", "SELECT o.lit()",
+		"SELECT CONVERT_TZ(STARTS, TIME_ZONE, '+00:00') FROM information_schema.EVENTS WHERE EVENT_NAME = 'e_tz'",
+	} {
+		if w, g := p.QueryString(t, q), target.QueryString(t, q); w != g {
+			t.Errorf("%s: %q on the target, %q on the primary", q, g, w)
+		}
+	}
+	for _, s := range []*mariadbtest.Server{p, target} {
+		s.Exec(t, "SET SESSION sql_mode = 'STRICT_TRANS_TABLES'; INSERT INTO o.lenient VALUES (1, 'a')")
+		if got := s.QueryString(t, "SELECT note FROM o.lenient"); got != "a-l" {
+			t.Errorf("port %d: the lenient trigger stored %q, want it cut to \"a-l\"", s.Port, got)
 		}
 	}
 	if got := target.QueryString(t, "SELECT GROUP_CONCAT(id, ':', hidden ORDER BY id) FROM o.cols"); got != "-1:30,1:10,2:20" {
@@ -210,9 +250,25 @@ func showCreateOf(t *testing.T, s *mariadbtest.Server, q string) string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	stmt, err := showCreate(context.Background(), c, q)
+	cols, err := showCreateColumns(context.Background(), c, q)
+	stmt := cols.create()
 	if err != nil {
 		t.Fatalf("port %d: %s: %v", s.Port, q, err)
 	}
 	return strings.TrimSpace(stmt)
+}
+
+// showColumnOf returns one column of a SHOW CREATE ("" if it has none).
+func showColumnOf(t *testing.T, s *mariadbtest.Server, q, col string) string {
+	t.Helper()
+	c, err := s.DB(t).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cols, err := showCreateColumns(context.Background(), c, q)
+	if err != nil {
+		t.Fatalf("port %d: %s: %v", s.Port, q, err)
+	}
+	return cols[col]
 }

@@ -168,16 +168,45 @@ func (a Account) name() string {
 	return quote(a.User) + "@" + quote(a.Host)
 }
 
-// dumpObjects returns the CREATE statements of the routines, views,
-// triggers and events of a database, in an order that creates what a view
-// needs (a function) before it; Load also retries a view that names
-// another view created after it.
-func dumpObjects(ctx context.Context, c *sql.Conn, db string) ([]string, error) {
-	var out []string
-	type obj struct{ list, show string }
-	kinds := []obj{
-		{"SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE' ORDER BY ROUTINE_NAME", "SHOW CREATE PROCEDURE %s"},
-		{"SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME", "SHOW CREATE FUNCTION %s"},
+// SchemaObject is one entry of objectsFile: a routine, package, view,
+// trigger or event, with the session settings it was created in, which
+// SHOW CREATE gives beside it. They decide how its body is parsed and
+// runs: sql_mode (ORACLE syntax, strictness, ANSI_QUOTES, …), the
+// character set of its string literals (collation_connection), and an
+// event's time zone (the one its STARTS and ENDS are written in).
+// Snapshots before these were recorded hold bare statements.
+type SchemaObject struct {
+	Create              string `json:"create"`
+	SQLMode             string `json:"sql_mode"` // for a view, the one SHOW CREATE VIEW printed it in
+	CollationConnection string `json:"collation_connection"`
+	TimeZone            string `json:"time_zone,omitempty"` // events only
+}
+
+// dumpObjects returns the routines, packages, views, triggers and events
+// of a database, in an order that creates what a view needs (a function)
+// before it; Load also retries a view that names another view created
+// after it. They are read in utf8mb4 (the server converts a body written
+// in another character set) and loaded in utf8mb4, with the
+// collation_connection they were created in.
+func dumpObjects(ctx context.Context, c *sql.Conn, db string) ([]SchemaObject, error) {
+	if _, err := c.ExecContext(ctx, "SET SESSION character_set_results = utf8mb4"); err != nil {
+		return nil, explain(err)
+	}
+	defer c.ExecContext(context.WithoutCancel(ctx), "SET SESSION character_set_results = binary")
+	// A view has no sql_mode of its own: SHOW CREATE VIEW prints it in
+	// this session's, to be read back in it.
+	var mode string
+	if err := c.QueryRowContext(ctx, "SELECT @@session.sql_mode").Scan(&mode); err != nil {
+		return nil, explain(err)
+	}
+	var out []SchemaObject
+	type kind struct{ list, show string }
+	const routines = "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = '%s' ORDER BY ROUTINE_NAME"
+	kinds := []kind{
+		{fmt.Sprintf(routines, "PACKAGE"), "SHOW CREATE PACKAGE %s"},
+		{fmt.Sprintf(routines, "PACKAGE BODY"), "SHOW CREATE PACKAGE BODY %s"},
+		{fmt.Sprintf(routines, "PROCEDURE"), "SHOW CREATE PROCEDURE %s"},
+		{fmt.Sprintf(routines, "FUNCTION"), "SHOW CREATE FUNCTION %s"},
 		{"SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", "SHOW CREATE VIEW %s"},
 		{"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME", "SHOW CREATE TRIGGER %s"},
 		{"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME", "SHOW CREATE EVENT %s"},
@@ -202,28 +231,48 @@ func dumpObjects(ctx context.Context, c *sql.Conn, db string) ([]string, error) 
 		}
 		for _, n := range names {
 			q := fmt.Sprintf(k.show, qualified(db, n))
-			stmt, err := showCreate(ctx, c, q)
+			cols, err := showCreateColumns(ctx, c, q)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", q, explain(err))
 			}
-			out = append(out, stmt)
+			o := SchemaObject{Create: cols.create(), SQLMode: mode, CollationConnection: cols["collation_connection"], TimeZone: cols["time_zone"]}
+			if m, ok := cols["sql_mode"]; ok {
+				o.SQLMode = m
+			}
+			if o.Create == "" {
+				return nil, fmt.Errorf("%s: no CREATE statement among the columns (is SHOW VIEW, TRIGGER or EVENT missing?)", q)
+			}
+			out = append(out, o)
 		}
 	}
 	return out, nil
 }
 
-// showCreate runs a SHOW CREATE and returns its statement: the column
-// whose name starts with "Create " (not a character set or collation
-// column), or "SQL Original Statement" for triggers.
-func showCreate(ctx context.Context, c *sql.Conn, q string) (string, error) {
+// showColumns is the row of a SHOW CREATE, by column name.
+type showColumns map[string]string
+
+// create returns the statement: the column whose name starts with
+// "Create " (not a character set or collation column), or "SQL Original
+// Statement" for triggers.
+func (s showColumns) create() string {
+	for name, v := range s {
+		if (strings.HasPrefix(name, "Create ") || name == "SQL Original Statement") && v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// showCreateColumns runs a SHOW CREATE and returns its row.
+func showCreateColumns(ctx context.Context, c *sql.Conn, q string) (showColumns, error) {
 	r, err := c.QueryContext(ctx, q)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer r.Close()
 	cols, err := r.Columns()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	vals := make([]sql.NullString, len(cols))
 	ptrs := make([]any, len(cols))
@@ -232,35 +281,16 @@ func showCreate(ctx context.Context, c *sql.Conn, q string) (string, error) {
 	}
 	if !r.Next() {
 		if err := r.Err(); err != nil {
-			return "", err
+			return nil, err
 		}
-		return "", errors.New("no row")
+		return nil, errors.New("no row")
 	}
 	if err := r.Scan(ptrs...); err != nil {
-		return "", err
+		return nil, err
 	}
+	out := showColumns{}
 	for i, name := range cols {
-		if (strings.HasPrefix(name, "Create ") || name == "SQL Original Statement") && vals[i].Valid && vals[i].String != "" {
-			return vals[i].String, nil
-		}
+		out[name] = vals[i].String
 	}
-	return "", fmt.Errorf("no CREATE statement among the columns %v (is SHOW VIEW, TRIGGER or EVENT missing?)", cols)
-}
-
-// unsavedObjects names the objects outside the system schemas that a
-// snapshot does not save: Oracle-mode packages (CREATE PACKAGE needs
-// sql_mode=ORACLE, which objects.json does not record).
-func unsavedObjects(ctx context.Context, c *sql.Conn) ([]string, error) {
-	var out []string
-	err := queryRows(ctx, c, `SELECT ROUTINE_SCHEMA, ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES
-		WHERE ROUTINE_TYPE NOT IN ('PROCEDURE', 'FUNCTION') AND ROUTINE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
-		ORDER BY ROUTINE_SCHEMA, ROUTINE_NAME`, func(rows *sql.Rows) error {
-		var db, name, typ string
-		if err := rows.Scan(&db, &name, &typ); err != nil {
-			return err
-		}
-		out = append(out, strings.ToLower(typ)+" "+db+"."+name)
-		return nil
-	})
-	return out, err
+	return out, nil
 }

@@ -260,11 +260,6 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if len(noHistory) > 0 {
 		o.Log.Warn("system-versioned tables with transaction-precise history: only their current rows are saved (their history names this server's transaction IDs)", "tables", noHistory)
 	}
-	if lost, err := unsavedObjects(ctx, main); err != nil {
-		return nil, err
-	} else if len(lost) > 0 {
-		o.Log.Warn("objects a snapshot does not save", "objects", lost)
-	}
 
 	// Open the workers' connections and set them up before blocking commits.
 	workers := make([]*sql.Conn, o.Threads)
