@@ -130,8 +130,7 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 		conns, pconns, g, held, err = holdAtPrimary(ctx, o)
 		defer func() {
 			for _, c := range pconns {
-				c.ExecContext(context.Background(), "ROLLBACK")
-				c.Close()
+				snapshot.CloseSession(c)
 			}
 		}()
 	} else {
@@ -143,8 +142,7 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 	}
 	defer func() {
 		for _, c := range conns {
-			c.ExecContext(context.Background(), "ROLLBACK")
-			c.Close()
+			snapshot.CloseSession(c)
 		}
 	}()
 	res.At = g
@@ -216,8 +214,8 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 			if err != nil {
 				return res, fmt.Errorf("%s: %w", res.Reference, err)
 			}
-			defer c.Close()
-			if _, err := c.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
+			defer snapshot.CloseSession(c)
+			if err := snapshot.SetupSession(ctx, c); err != nil {
 				return res, fmt.Errorf("%s: %w", res.Reference, err)
 			}
 			refConns = append(refConns, c)
@@ -309,7 +307,7 @@ func planBoth(ctx context.Context, replica, ref *sql.Conn, o CheckOptions) ([]sn
 func holdAtPrimary(ctx context.Context, o CheckOptions) (rconns, pconns []*sql.Conn, g understudy.Position, held time.Duration, err error) {
 	closeAll := func() {
 		for _, c := range append(rconns, pconns...) {
-			c.Close()
+			snapshot.CloseSession(c)
 		}
 	}
 	open := func(db *sql.DB) (*sql.Conn, error) {
@@ -317,11 +315,9 @@ func holdAtPrimary(ctx context.Context, o CheckOptions) (rconns, pconns []*sql.C
 		if err != nil {
 			return nil, err
 		}
-		for _, q := range []string{"SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"} {
-			if _, err := c.ExecContext(ctx, q); err != nil {
-				c.Close()
-				return nil, err
-			}
+		if err := snapshot.SetupSession(ctx, c, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+			snapshot.CloseSession(c)
+			return nil, err
 		}
 		return c, nil
 	}
@@ -431,7 +427,7 @@ func hold(ctx context.Context, o CheckOptions, running bool) ([]*sql.Conn, under
 	var conns []*sql.Conn
 	fail := func(err error) ([]*sql.Conn, understudy.Position, time.Duration, error) {
 		for _, c := range conns {
-			c.Close()
+			snapshot.CloseSession(c)
 		}
 		return nil, understudy.Position{}, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
 	}
@@ -441,10 +437,8 @@ func hold(ctx context.Context, o CheckOptions, running bool) ([]*sql.Conn, under
 			return fail(err)
 		}
 		conns = append(conns, c)
-		for _, q := range []string{"SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"} {
-			if _, err := c.ExecContext(ctx, q); err != nil {
-				return fail(err)
-			}
+		if err := snapshot.SetupSession(ctx, c, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+			return fail(err)
 		}
 	}
 	name := QuoteName(o.Source)

@@ -79,14 +79,12 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	if err != nil {
 		return err
 	}
-	defer closeSession(conn)
+	defer CloseSession(conn)
 	// Tables are created in any order: a foreign key may name a table
 	// created after it. A TIMESTAMP default is written in UTC, as the
 	// snapshot read it (sessionSetup).
-	for _, q := range []string{"SET SESSION sql_log_bin = 0", "SET SESSION foreign_key_checks = 0", "SET SESSION time_zone = '+00:00'"} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return explain(err)
-		}
+	if err := SetupSession(ctx, conn, "SET SESSION sql_log_bin = 0", "SET SESSION foreign_key_checks = 0"); err != nil {
+		return err
 	}
 	for _, d := range dbs {
 		if err := execFile(ctx, conn, dir, d.Schema, m, ""); err != nil {
@@ -139,7 +137,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	// and with the history of system-versioned tables, ROW START and ROW
 	// END included.
 	setup := []string{"SET SESSION sql_log_bin = 0", "SET SESSION foreign_key_checks = 0", "SET SESSION unique_checks = 0",
-		"SET SESSION check_constraint_checks = 0", "SET SESSION time_zone = '+00:00'"}
+		"SET SESSION check_constraint_checks = 0"}
 	if history {
 		setup = append(setup, "SET SESSION system_versioning_insert_history = ON")
 	}
@@ -164,12 +162,8 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 			defer wg.Done()
 			c, err := db.Conn(wctx)
 			if err == nil {
-				defer closeSession(c)
-				for _, q := range setup {
-					if _, err = c.ExecContext(wctx, q); err != nil {
-						break
-					}
-				}
+				defer CloseSession(c)
+				err = SetupSession(wctx, c, setup...)
 			}
 			var zr *zstd.Decoder
 			if err == nil {
@@ -527,7 +521,7 @@ func LoadUsers(ctx context.Context, db *sql.DB, dir string, m *Manifest, log *sl
 	if err != nil {
 		return 0, err
 	}
-	defer closeSession(c)
+	defer CloseSession(c)
 	if _, err := c.ExecContext(ctx, "SET SESSION sql_log_bin = 0"); err != nil {
 		return 0, explain(err)
 	}
@@ -644,8 +638,8 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 				fail(err)
 				return
 			}
-			defer closeSession(c)
-			if _, err := c.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
+			defer CloseSession(c)
+			if err := SetupSession(ctx, c); err != nil {
 				fail(err)
 				return
 			}

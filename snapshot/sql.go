@@ -162,23 +162,42 @@ func (h *chunkHasher) add(vals [][]byte) {
 
 func (h *chunkHasher) String() string { return strconv.FormatUint(h.sum, 10) }
 
-// closeSession closes c for good instead of returning it to its pool: a
+// CloseSession closes c for good instead of returning it to its pool: a
 // snapshot's or a load's connections carry session settings
 // (sessionSetup, sql_log_bin=0, foreign_key_checks=0, a default database,
 // an open transaction's isolation level) that the pool's next user must
 // not inherit.
-func closeSession(c *sql.Conn) {
+func CloseSession(c *sql.Conn) {
 	c.Raw(func(any) error { return driver.ErrBadConn })
 	c.Close()
 }
 
-// sessionSetup is run on every connection that reads or writes snapshot
-// data: UTC for TIMESTAMP text, values in their columns' own bytes, and no
-// timeouts while a slow disk or a big chunk holds the stream.
+// sessionSetup is run on every connection that reads, writes or checks
+// snapshot data or schemas: UTC for TIMESTAMP text, values in their
+// columns' own bytes, no timeouts while a slow disk or a big chunk holds
+// the stream, and one sql_mode whatever the server's global one is (an
+// ORACLE or ANSI_QUOTES server would print SHOW CREATE TABLE in its own
+// dialect, and functions such as CONCAT change with it). The mode keeps a
+// row's AUTO_INCREMENT id 0 as 0, accepts the invalid dates a source kept
+// with ALLOW_INVALID_DATES, and refuses (STRICT_ALL_TABLES) to load a value
+// it would have to change.
 var sessionSetup = []string{
+	"SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION'",
 	"SET SESSION time_zone = '+00:00'",
 	"SET SESSION character_set_results = binary",
 	"SET SESSION net_write_timeout = 3600",
 	"SET SESSION net_read_timeout = 3600",
 	"SET SESSION max_statement_time = 0",
+}
+
+// SetupSession runs sessionSetup and then more on c: every connection
+// that reads rows to checksum or copy them uses it, so that two servers
+// compute the same text whatever their global settings.
+func SetupSession(ctx context.Context, c *sql.Conn, more ...string) error {
+	for _, q := range append(append([]string(nil), sessionSetup...), more...) {
+		if _, err := c.ExecContext(ctx, q); err != nil {
+			return explain(err)
+		}
+	}
+	return nil
 }

@@ -227,7 +227,10 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if err != nil {
 		return nil, explain(err)
 	}
-	defer closeSession(main)
+	defer CloseSession(main)
+	if err := SetupSession(ctx, main); err != nil {
+		return nil, err
+	}
 	if err := main.QueryRowContext(ctx, "SELECT @@version").Scan(&m.ServerVersion); err != nil {
 		return nil, explain(err)
 	}
@@ -268,11 +271,9 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		if err != nil {
 			return nil, explain(err)
 		}
-		defer closeSession(c)
-		for _, q := range append(sessionSetup, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ") {
-			if _, err := c.ExecContext(ctx, q); err != nil {
-				return nil, explain(err)
-			}
+		defer CloseSession(c)
+		if err := SetupSession(ctx, c, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"); err != nil {
+			return nil, err
 		}
 		workers[i] = c
 	}
