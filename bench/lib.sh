@@ -75,11 +75,12 @@ create_bench_user() {
 }
 
 # bench_start NAME makes the work directory WORK (removed at exit) and
-# builds understudy into it.
+# builds understudy into it (GO_TAGS=profile: a profiling build, see
+# cmd/understudy/profile.go).
 bench_start() {
   WORK=$(mktemp -d "/tmp/understudy-bench-$1.XXXXXX")
   echo "work dir $WORK"
-  go build -o "$WORK/understudy" ./cmd/understudy
+  go build ${GO_TAGS:+-tags "$GO_TAGS"} -o "$WORK/understudy" ./cmd/understudy
 }
 
 # sysbench_prepare fills database sbtest on $PORT with $TABLES tables of

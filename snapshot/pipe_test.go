@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 )
 
@@ -11,8 +12,8 @@ import (
 // and in order, however it is cut into buffers.
 func TestChunkPipeOrder(t *testing.T) {
 	var got, want bytes.Buffer
-	p := startChunkPipe(&got)
-	buf := p.next()
+	p := newChunkPipe()
+	buf := p.start(&got)
 	for i := range 100000 {
 		line := fmt.Sprintf("%d\trow %d\n", i, i*i)
 		want.WriteString(line)
@@ -24,10 +25,7 @@ func TestChunkPipeOrder(t *testing.T) {
 			}
 		}
 	}
-	if _, err := p.send(buf); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.wait(); err != nil {
+	if err := p.finish(buf); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.Bytes(), want.Bytes()) {
@@ -51,13 +49,12 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 
 // TestChunkPipeWriteError: once a write fails (a full disk), the reader
 // learns it at its next hand-over with that very error, the writer gets
-// nothing more, and wait returns the same error.
+// nothing more, finish returns the same error, and every buffer is back.
 func TestChunkPipeWriteError(t *testing.T) {
 	full := errors.New("no space left on device")
 	w := &failingWriter{n: 1, err: full}
-	p := startChunkPipe(w)
-	defer p.wait()
-	buf := p.next()
+	p := newChunkPipe()
+	buf := p.start(w)
 	var err error
 	sends := 0
 	for ; sends < 1000 && err == nil; sends++ {
@@ -70,8 +67,11 @@ func TestChunkPipeWriteError(t *testing.T) {
 	if sends > pipeBuffers+2 {
 		t.Fatalf("the reader went on for %d sends after the write failed", sends)
 	}
-	if err := p.wait(); !errors.Is(err, full) {
-		t.Fatalf("wait returned %v, want the write's error", err)
+	if err := p.finish(buf); !errors.Is(err, full) {
+		t.Fatalf("finish returned %v, want the write's error", err)
+	}
+	if len(p.free) != pipeBuffers {
+		t.Fatalf("%d of %d buffers are back after the failed chunk", len(p.free), pipeBuffers)
 	}
 	if w.n != 0 {
 		t.Fatalf("writer state %d", w.n)
@@ -82,9 +82,9 @@ func TestChunkPipeWriteError(t *testing.T) {
 // for the next ones, so a thread holds one such row at a time.
 func TestChunkPipeHugeRow(t *testing.T) {
 	var got bytes.Buffer
-	p := startChunkPipe(&got)
+	p := newChunkPipe()
 	huge := bytes.Repeat([]byte{'y'}, 40<<20)
-	buf := append(p.next(), huge...)
+	buf := append(p.start(&got), huge...)
 	for range 2 * pipeBuffers {
 		var err error
 		if buf, err = p.send(buf); err != nil {
@@ -95,10 +95,62 @@ func TestChunkPipeHugeRow(t *testing.T) {
 		}
 		buf = append(buf, 'z')
 	}
-	if err := p.wait(); err != nil {
+	if err := p.finish(buf); err != nil {
 		t.Fatal(err)
 	}
-	if got.Len() != len(huge)+2*pipeBuffers-1 {
+	if got.Len() != len(huge)+2*pipeBuffers {
 		t.Fatalf("the writer got %d bytes", got.Len())
 	}
+}
+
+// TestChunkPipeReuse: a worker's pipe serves chunk after chunk, after a
+// failed one too, with the same buffers: a chunk allocates none.
+func TestChunkPipeReuse(t *testing.T) {
+	p := newChunkPipe()
+	chunk := func(w io.Writer, rows int) error {
+		buf := p.start(w)
+		for i := range rows {
+			buf = fmt.Appendf(buf, "%d\n", i)
+			if len(buf) >= pipeBlock {
+				var err error
+				if buf, err = p.send(buf); err != nil {
+					p.finish(buf)
+					return err
+				}
+			}
+		}
+		return p.finish(buf)
+	}
+	var first bytes.Buffer
+	if err := chunk(&first, 200000); err != nil {
+		t.Fatal(err)
+	}
+	if err := chunk(&failingWriter{n: 0, err: errors.New("disk full")}, 200000); err == nil {
+		t.Fatal("a chunk whose writes fail succeeded")
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		var w countingWriter
+		if err := chunk(&w, 10); err != nil || w != 20 {
+			t.Fatalf("%v, %d bytes", err, w)
+		}
+	})
+	// The goroutine, its channels and the writer: no buffer.
+	if allocs > 8 {
+		t.Fatalf("a small chunk made %.0f allocations", allocs)
+	}
+	var again bytes.Buffer
+	if err := chunk(&again, 200000); err != nil || !bytes.Equal(again.Bytes(), first.Bytes()) {
+		t.Fatalf("a chunk after the others: %v, %d bytes, want %d", err, again.Len(), first.Len())
+	}
+	if len(p.free) != pipeBuffers {
+		t.Fatalf("%d of %d buffers are back", len(p.free), pipeBuffers)
+	}
+}
+
+// countingWriter counts what it is given.
+type countingWriter int
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	*w += countingWriter(len(p))
+	return len(p), nil
 }

@@ -14,8 +14,9 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
-// dumpSchema writes CREATE DATABASE, CREATE TABLE and the other objects.
-func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Manifest, tables []tableInfo) error {
+// dumpDatabases writes each database's CREATE DATABASE and objects, and
+// adds the databases to the manifest.
+func dumpDatabases(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Manifest, tables []tableInfo) error {
 	dbs := map[string]bool{}
 	for _, ti := range tables {
 		dbs[ti.db] = true
@@ -45,9 +46,11 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 			return explain(err)
 		}
 		d := Database{Name: name, Schema: filepath.Join(name, "schema.sql")}
-		if err := writeFile(sy, dir, d.Schema, create+";\n", 0o600, m); err != nil {
+		sum, err := writeFile(sy, dir, d.Schema, create+";\n", 0o600)
+		if err != nil {
 			return err
 		}
+		m.Files[d.Schema] = sum
 		objects, err := dumpObjects(ctx, c, name)
 		if err != nil {
 			return err
@@ -58,28 +61,29 @@ func dumpSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Man
 			if err != nil {
 				return err
 			}
-			if err := writeFile(sy, dir, d.Objects, string(b)+"\n", 0o600, m); err != nil {
+			if m.Files[d.Objects], err = writeFile(sy, dir, d.Objects, string(b)+"\n", 0o600); err != nil {
 				return err
 			}
 		}
 		m.Databases = append(m.Databases, d)
 	}
-	for _, ti := range tables {
-		// A sequence's CREATE SEQUENCE makes a working sequence by itself;
-		// its CREATE TABLE … SEQUENCE=1 form would need its row first.
-		show := "SHOW CREATE TABLE "
-		if ti.t.Kind == KindSequence {
-			show = "SHOW CREATE SEQUENCE "
-		}
-		var n, create string
-		if err := c.QueryRowContext(ctx, show+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
-			return explain(err)
-		}
-		if err := writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", 0o600, m); err != nil {
-			return err
-		}
-	}
 	return nil
+}
+
+// dumpTableSchema writes a table's (or sequence's) CREATE statement to
+// <db>/<table>.schema.sql and returns the file's sha256.
+func dumpTableSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, ti tableInfo) (string, error) {
+	// A sequence's CREATE SEQUENCE makes a working sequence by itself;
+	// its CREATE TABLE … SEQUENCE=1 form would need its row first.
+	show := "SHOW CREATE TABLE "
+	if ti.t.Kind == KindSequence {
+		show = "SHOW CREATE SEQUENCE "
+	}
+	var n, create string
+	if err := c.QueryRowContext(ctx, show+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
+		return "", fmt.Errorf("%s%s.%s: %w", show, ti.db, ti.t.Name, explain(err))
+	}
+	return writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", 0o600)
 }
 
 // UsersFile holds a snapshot's accounts, roles and grants, if saved; a
@@ -156,7 +160,8 @@ func dumpUsers(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *Mani
 		return err
 	}
 	m.Users, m.Accounts = UsersFile, len(saved)
-	return writeFile(sy, dir, UsersFile, string(b)+"\n", 0o600, m)
+	m.Files[UsersFile], err = writeFile(sy, dir, UsersFile, string(b)+"\n", 0o600)
+	return err
 }
 
 // name is the account's name in SQL. Backticks quote it whatever the

@@ -347,11 +347,13 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	o.Log.Info("snapshot opened", "gtid_position", p.String(), "commit_block_ms", m.CommitBlockMillis,
 		"block_commit_wait_ms", float64(blockWait.Microseconds())/1000, "tables", len(tables))
 
-	// Schema, read in worker 0's transaction.
+	// Databases and their objects are read in worker 0's transaction, each
+	// table's schema and chunk plan in any worker's: their snapshots are
+	// the same. A thousand small tables cost a query and a file each.
 	// Files are synced in the background, all before the manifest.
 	sy := newSyncer()
 	defer sy.wait()
-	if err := dumpSchema(ctx, workers[0], sy, dir, m, tables); err != nil {
+	if err := dumpDatabases(ctx, workers[0], sy, dir, m, tables); err != nil {
 		return nil, err
 	}
 	if o.Users {
@@ -359,17 +361,32 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 			return nil, err
 		}
 	}
-	// Plan chunks in the snapshot.
+	schemaSums := make([]string, len(tables))
+	plans := make([][]string, len(tables))
+	err = onWorkers(ctx, workers, len(tables), func(ctx context.Context, w, i int) error {
+		ti := tables[i]
+		sum, err := dumpTableSchema(ctx, workers[w], sy, dir, ti)
+		if err != nil {
+			return err
+		}
+		schemaSums[i] = sum
+		plans[i], err = planChunks(ctx, workers[w], ti, o.ChunkRows)
+		if err != nil {
+			return fmt.Errorf("%s.%s: %w", ti.db, ti.t.Name, explain(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	var jobs []job
 	var rowsEst int64
-	for _, ti := range tables {
-		chunks, err := planChunks(ctx, workers[0], ti, o.ChunkRows)
-		if err != nil {
-			return nil, err
-		}
+	for i, ti := range tables {
 		db := findDB(m, ti.db)
 		t := ti.t
 		t.Schema = filepath.Join(ti.db, ti.t.Name+".schema.sql")
+		m.Files[t.Schema] = schemaSums[i]
+		chunks := plans[i]
 		if len(chunks) > 1 && ti.key.index != "PRIMARY" {
 			t.ChunkIndex = ti.key.index
 		}
@@ -400,57 +417,30 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	for _, j := range jobs {
 		prog.left[j.table]++
 	}
-	var (
-		next   atomic.Int64
-		wg     sync.WaitGroup
-		errMu  sync.Mutex
-		first  error
-		sumsMu sync.Mutex
-	)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// One compressor per worker, reset for each chunk.
+	// One compressor and one pipe per worker, for all its chunks.
 	encoders := make([]*compressor, len(workers))
+	pipes := make([]*chunkPipe, len(workers))
 	for w := range encoders {
 		zw, err := newCompressor()
 		if err != nil {
 			return nil, err
 		}
-		encoders[w] = zw
+		encoders[w], pipes[w] = zw, newChunkPipe()
 	}
-	for w, c := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			zw := encoders[w]
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(jobs) || wctx.Err() != nil {
-					return
-				}
-				j := jobs[i]
-				sum, err := dumpChunk(wctx, c, zw, sy, dir, j)
-				if err != nil {
-					errMu.Lock()
-					if first == nil {
-						first = fmt.Errorf("%s.%s (%s): %w", j.db, j.table.Name, j.chunk.File, explain(err))
-					}
-					errMu.Unlock()
-					cancel()
-					return
-				}
-				sumsMu.Lock()
-				m.Files[j.chunk.File] = sum
-				sumsMu.Unlock()
-				prog.done(j)
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	if err := ctx.Err(); err != nil {
+	var sumsMu sync.Mutex
+	err = onWorkers(ctx, workers, len(jobs), func(ctx context.Context, w, i int) error {
+		j := jobs[i]
+		sum, err := dumpChunk(ctx, workers[w], encoders[w], pipes[w], sy, dir, j)
+		if err != nil {
+			return fmt.Errorf("%s.%s (%s): %w", j.db, j.table.Name, j.chunk.File, explain(err))
+		}
+		sumsMu.Lock()
+		m.Files[j.chunk.File] = sum
+		sumsMu.Unlock()
+		prog.done(j)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	for _, c := range workers {
@@ -461,6 +451,42 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	}
 	m.Finished = time.Now().UTC()
 	return m, nil
+}
+
+// onWorkers calls fn for every i below n, in order of i, on the workers'
+// connections (w is the worker's index), one call per worker at a time.
+// The first error stops the others and is returned.
+func onWorkers(ctx context.Context, workers []*sql.Conn, n int, fn func(ctx context.Context, w, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, w, i); err != nil {
+					once.Do(func() { first = err })
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
 }
 
 func findDB(m *Manifest, name string) *Database {
@@ -600,7 +626,7 @@ func checkGrants(ctx context.Context, c *sql.Conn, replica bool) error {
 
 // dumpChunk streams a chunk's rows into a zstd-compressed TSV file that
 // LOAD DATA reads with its defaults, and returns the file's sha256.
-func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir string, j job) (string, error) {
+func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, pipe *chunkPipe, sy *syncer, dir string, j job) (string, error) {
 	path := filepath.Join(dir, j.chunk.File)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", err
@@ -620,9 +646,8 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 	zw.Reset(cw)
 	// Rows are read, checksummed and escaped here; a second goroutine
 	// compresses and writes, so that the two overlap where cores are free.
-	pipe := startChunkPipe(zw)
-	defer pipe.wait()
-	buf := pipe.next()
+	buf := pipe.start(zw)
+	defer func() { pipe.finish(buf) }() // buf is nil once handed over
 	cols := j.table.Columns
 	q := fmt.Sprintf("SELECT %s FROM %s", strings.Join(j.table.selects, ", "), j.table.from(j.db, j.chunk.Where))
 	if j.chunk.Where != "" {
@@ -699,10 +724,9 @@ func dumpChunk(ctx context.Context, c *sql.Conn, zw *compressor, sy *syncer, dir
 	if err != nil {
 		return "", err
 	}
-	if _, err := pipe.send(buf); err != nil {
-		return "", err
-	}
-	if err := pipe.wait(); err != nil {
+	last := buf
+	buf = nil
+	if err := pipe.finish(last); err != nil {
 		return "", err
 	}
 	if err := zw.Close(); err != nil {
@@ -725,24 +749,31 @@ const (
 )
 
 // chunkPipe hands the reader's filled buffers to a goroutine that writes
-// them to the compressor, and hands them back empty.
+// them to the compressor, and hands them back empty. A worker keeps one
+// for all its chunks: its buffers are allocated once, not once per chunk
+// (a thousand small tables would zero a gigabyte).
 type chunkPipe struct {
-	full, free chan []byte
-	done       chan struct{}
-	closed     bool
-	failed     atomic.Bool
-	err        error // set by the writing goroutine, read after done
+	free    chan []byte // pipeBuffers buffers, all of them while no chunk runs
+	full    chan []byte
+	done    chan struct{}
+	running bool
+	failed  atomic.Bool
+	err     error // set by the writing goroutine, read after done
 }
 
-func startChunkPipe(w io.Writer) *chunkPipe {
-	p := &chunkPipe{
-		full: make(chan []byte, pipeBuffers),
-		free: make(chan []byte, pipeBuffers),
-		done: make(chan struct{}),
-	}
+func newChunkPipe() *chunkPipe {
+	p := &chunkPipe{free: make(chan []byte, pipeBuffers)}
 	for range pipeBuffers {
 		p.free <- make([]byte, 0, pipeBlock+pipeBlock/2)
 	}
+	return p
+}
+
+// start starts a chunk's writing goroutine, writing to w, and returns the
+// reader's first buffer.
+func (p *chunkPipe) start(w io.Writer) []byte {
+	p.full, p.done, p.err, p.running = make(chan []byte, pipeBuffers), make(chan struct{}), nil, true
+	p.failed.Store(false)
 	go func() {
 		defer close(p.done)
 		for b := range p.full {
@@ -760,27 +791,34 @@ func startChunkPipe(w io.Writer) *chunkPipe {
 			p.free <- b[:0]
 		}
 	}()
-	return p
+	return <-p.free
 }
-
-// next returns an empty buffer, waiting for one to come back.
-func (p *chunkPipe) next() []byte { return <-p.free }
 
 // send hands b over and returns an empty buffer. Once a write has failed
-// it stops the pipe and returns that write's error.
+// it returns b and that write's error.
 func (p *chunkPipe) send(b []byte) ([]byte, error) {
 	if p.failed.Load() {
-		return b[:0], p.wait()
+		return b[:0], p.finish(nil)
 	}
 	p.full <- b
-	return p.next(), nil
+	return <-p.free, nil
 }
 
-// wait lets the goroutine write what it was handed, stops it and returns
-// the first write error. It may be called more than once.
-func (p *chunkPipe) wait() error {
-	if !p.closed {
-		p.closed = true
+// finish hands over the reader's last buffer b (nil if it gave it back
+// already), lets the goroutine write everything, stops it and returns the
+// first write error. Every buffer is back when it returns. It may be
+// called more than once; a chunk that fails calls it with its buffer to
+// give it back unwritten.
+func (p *chunkPipe) finish(b []byte) error {
+	if b != nil {
+		if p.running && !p.failed.Load() {
+			p.full <- b
+		} else {
+			p.free <- b[:0]
+		}
+	}
+	if p.running {
+		p.running = false
 		close(p.full)
 		<-p.done
 	}
@@ -842,23 +880,24 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func writeFile(sy *syncer, dir, rel, content string, perm os.FileMode, m *Manifest) error {
+// writeFile writes a small file of the snapshot, hands it to the syncer
+// and returns its sha256 for the manifest.
+func writeFile(sy *syncer, dir, rel, content string, perm os.FileMode) (string, error) {
 	path := filepath.Join(dir, rel)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
+		return "", err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if _, err := f.WriteString(content); err != nil {
 		f.Close()
-		return err
+		return "", err
 	}
-	sum := sha256.Sum256([]byte(content))
-	m.Files[rel] = hex.EncodeToString(sum[:])
 	sy.add(f)
-	return nil
+	sum := sha256.Sum256([]byte(content))
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // syncer fsyncs and closes a snapshot's files in the background, so that
