@@ -198,6 +198,9 @@ func FetchSnapshot(ctx context.Context, st Store, source, dir string, s RemoteSn
 }
 
 func fetchSnapshotFile(ctx context.Context, st Store, source, id, dir string, o SnapshotObject) error {
+	if !filepath.IsLocal(filepath.FromSlash(o.Path)) {
+		return fmt.Errorf("%w: snapshot %s's objects.json names %q, outside the snapshot", understudy.ErrCorrupt, id, o.Path)
+	}
 	path := filepath.Join(dir, filepath.FromSlash(o.Path))
 	if fi, err := os.Stat(path); err == nil && fi.Size() == o.Size {
 		if sum, err := archive.FileSHA256(path); err == nil && sum == o.SHA256 {

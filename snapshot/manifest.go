@@ -185,6 +185,9 @@ func Read(dir string) (*Manifest, error) {
 	if m.Version != 1 {
 		return nil, fmt.Errorf("%s: unsupported snapshot version %d", dir, m.Version)
 	}
+	if err := m.checkPaths(); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ManifestName), err)
+	}
 	m.ManifestSHA256 = ""
 	return &m, nil
 }

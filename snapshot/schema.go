@@ -45,7 +45,7 @@ func dumpDatabases(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *
 		if err := c.QueryRowContext(ctx, "SHOW CREATE DATABASE "+quote(name)).Scan(&n, &create); err != nil {
 			return explain(err)
 		}
-		d := Database{Name: name, Schema: filepath.Join(name, "schema.sql")}
+		d := Database{Name: name, Schema: filepath.Join(fileName(name), "schema.sql")}
 		sum, err := writeFile(sy, dir, d.Schema, create+";\n", 0o600)
 		if err != nil {
 			return err
@@ -56,7 +56,7 @@ func dumpDatabases(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *
 			return err
 		}
 		if len(objects) > 0 {
-			d.Objects = filepath.Join(name, objectsFile)
+			d.Objects = filepath.Join(fileName(name), objectsFile)
 			b, err := json.MarshalIndent(objects, "", "  ")
 			if err != nil {
 				return err
@@ -83,7 +83,7 @@ func dumpTableSchema(ctx context.Context, c *sql.Conn, sy *syncer, dir string, t
 	if err := c.QueryRowContext(ctx, show+qualified(ti.db, ti.t.Name)).Scan(&n, &create); err != nil {
 		return "", fmt.Errorf("%s%s.%s: %w", show, ti.db, ti.t.Name, explain(err))
 	}
-	return writeFile(sy, dir, filepath.Join(ti.db, ti.t.Name+".schema.sql"), create+";\n", 0o600)
+	return writeFile(sy, dir, ti.schemaFile(), create+";\n", 0o600)
 }
 
 // UsersFile holds a snapshot's accounts, roles and grants, if saved; a

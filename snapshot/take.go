@@ -384,14 +384,14 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	for i, ti := range tables {
 		db := findDB(m, ti.db)
 		t := ti.t
-		t.Schema = filepath.Join(ti.db, ti.t.Name+".schema.sql")
+		t.Schema = ti.schemaFile()
 		m.Files[t.Schema] = schemaSums[i]
 		chunks := plans[i]
 		if len(chunks) > 1 && ti.key.index != "PRIMARY" {
 			t.ChunkIndex = ti.key.index
 		}
 		for i, where := range chunks {
-			t.Chunks = append(t.Chunks, Chunk{File: filepath.Join(ti.db, fmt.Sprintf("%s.%05d.tsv.zst", ti.t.Name, i)), Where: where})
+			t.Chunks = append(t.Chunks, Chunk{File: tableFile(ti.db, ti.t.Name, fmt.Sprintf(".%05d.tsv.zst", i)), Where: where})
 		}
 		db.Tables = append(db.Tables, t)
 		rowsEst += ti.rowsEst
