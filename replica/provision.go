@@ -517,7 +517,7 @@ func load(ctx context.Context, o ProvisionOptions, p *planned) (int, error) {
 	}
 	var n int
 	err := snapshot.Load(ctx, o.Target, p.snap.Dir, m, snapshot.LoadOptions{Threads: o.Threads, Databases: p.dbs, Log: o.Log,
-		Verify: true, Verified: &n,
+		Verify: true, Verified: &n, Replica: true,
 		Progress: func(pr snapshot.Progress) { o.Progress("load", p.Name, pr.Rows, pr.RowsEstimate) }})
 	if err != nil {
 		return n, fmt.Errorf("source %s: loading snapshot %s into %s: %w", p.Name, m.ID, o.TargetAddr, err)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -294,4 +295,31 @@ func AdvertiseAddr(ctx context.Context, advertise, target string, ln *net.TCPAdd
 		return "", "", err
 	}
 	return a.IP.String(), port, nil
+}
+
+// DisabledEvents returns the events of dbs that are DISABLE ON SLAVE on
+// the server (db.name, sorted): the ones a load for a replica created so,
+// and those the server received by replication.
+func DisabledEvents(ctx context.Context, db *sql.DB, dbs []string) ([]string, error) {
+	var out []string
+	for _, d := range dbs {
+		rows, err := db.QueryContext(ctx, "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? AND STATUS = 'SLAVESIDE_DISABLED' ORDER BY EVENT_NAME", d)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, d+"."+n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

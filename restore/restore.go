@@ -89,6 +89,13 @@ type Result struct {
 	Verified int           `json:"chunks_verified"`
 	Load     time.Duration `json:"load_ns"`
 	Replay   time.Duration `json:"replay_ns"`
+	// DisabledEvents are the restored databases' events (db.name) that
+	// are DISABLE ON SLAVE on the target: the ones the source ran, which
+	// the load creates so (the target replicates during the replay, and a
+	// copy at a past point must not start changing itself), and those the
+	// replay created, as MariaDB creates the events a replica receives.
+	// ALTER EVENT … ENABLE turns them on once the target takes over.
+	DisabledEvents []string `json:"events_disabled_on_replica,omitempty"`
 }
 
 // state is kept next to the archive so that a rerun of the same restore
@@ -240,7 +247,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		// snapshot's position, before any replay. (A restore resumed
 		// after the load was verified by its first run.)
 		err := snapshot.Load(ctx, o.Target, snap.Dir, m, snapshot.LoadOptions{Threads: o.Threads, Databases: dbs, Log: o.Log,
-			Verify: true, Verified: &res.Verified,
+			Verify: true, Verified: &res.Verified, Replica: true,
 			Progress: func(p snapshot.Progress) { o.Progress("load", p.Rows, p.RowsEstimate) }})
 		if err != nil {
 			return res, fmt.Errorf("loading snapshot %s into %s: %w", m.ID, o.TargetAddr, err)
@@ -265,6 +272,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	res.Replay = time.Since(t0)
+	if res.DisabledEvents, err = replica.DisabledEvents(ctx, o.Target, dbs); err != nil {
+		return res, fmt.Errorf("target %s: %w", o.TargetAddr, err)
+	}
 	// Kept: running the same restore again redoes it without --force.
 	st.Stage = "done"
 	return res, save(st)

@@ -80,6 +80,8 @@ func TestRestoreSnapshotWithoutBinlogs(t *testing.T) {
 	p.Exec(t, "CREATE DATABASE a")
 	p.Exec(t, "CREATE TABLE a.t (id INT PRIMARY KEY, v VARCHAR(10))")
 	p.Exec(t, "INSERT INTO a.t SELECT seq, CONCAT('v', seq) FROM a.seq_1_to_100")
+	// An event the source runs: restored DISABLE ON SLAVE, and named.
+	p.Exec(t, "CREATE EVENT a.purge ON SCHEDULE EVERY 1 HOUR DO DELETE FROM a.t WHERE id > 1000000")
 	dir := t.TempDir()
 	m := takeSnapshot(t, p, filepath.Join(dir, "snapshots"))
 	want := p.Checksums(t, "a")
@@ -130,6 +132,9 @@ func TestRestoreSnapshotWithoutBinlogs(t *testing.T) {
 		}
 		if res.Verified <= 0 || !res.Position.Equal(m.Position) || res.Transactions != 0 {
 			t.Fatalf("%s: %+v; want the snapshot's position %s, verified", tc.name, res, m.Position)
+		}
+		if len(res.DisabledEvents) != 1 || res.DisabledEvents[0] != "a.purge" {
+			t.Fatalf("%s: events disabled on the target %v, want [a.purge]", tc.name, res.DisabledEvents)
 		}
 		checksumsEqual(t, tc.name, want, target.Checksums(t, "a"))
 		if got := target.QueryString(t, "SELECT @@gtid_slave_pos"); got != m.Position.String() {

@@ -39,6 +39,13 @@ type LoadOptions struct {
 	Verify bool
 	// Verified, if set, receives the number of chunks verified.
 	Verified *int
+	// Replica says that the target will replicate the source (a
+	// restore's replay, a provisioned replica): the events the source
+	// runs are created DISABLE ON SLAVE, as MariaDB creates the events a
+	// replica receives, so that they do not run on the target as well.
+	// (If they did, with event_scheduler=ON there, their changes would
+	// reach the target twice, or break its replication.)
+	Replica  bool
 	Log      *slog.Logger
 	Progress func(Progress)
 }
@@ -238,7 +245,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := loadObjects(ctx, conn, dir, m, dbs); err != nil {
+	if err := loadObjects(ctx, conn, dir, m, dbs, o.Replica); err != nil {
 		return err
 	}
 	return ctx.Err()
@@ -251,7 +258,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 // tried again after the others, as long as each round creates something:
 // a view may name a view (or, in snapshots before routines came first, a
 // function) that is created after it, in its own database or another one.
-func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs []*Database) error {
+func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs []*Database, replica bool) error {
 	type object struct {
 		db, file string
 		SchemaObject
@@ -266,6 +273,13 @@ func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs 
 			return err
 		}
 		for _, o := range objs {
+			if replica {
+				stmt, name, _, isEvent, ok := eventOnReplica(o.Create)
+				if isEvent && !ok {
+					return fmt.Errorf("%s: cannot create the event %s.%s DISABLE ON SLAVE: its statement is not as SHOW CREATE EVENT writes it", d.Objects, d.Name, name)
+				}
+				o.Create = stmt
+			}
 			todo = append(todo, object{d.Name, d.Objects, o})
 		}
 	}

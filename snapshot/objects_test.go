@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
@@ -271,4 +272,50 @@ func showColumnOf(t *testing.T, s *mariadbtest.Server, q, col string) string {
 		t.Fatalf("port %d: %s: %v", s.Port, q, err)
 	}
 	return cols[col]
+}
+
+// TestEventsOnReplica: loaded for a replica (a restore's replay, a
+// provisioned replica), an event the source runs is created DISABLE ON
+// SLAVE and does not run on a target whose event_scheduler is ON; its
+// disabled and its already replica-side events stay as they are. Loaded
+// for a copy, the events keep their status.
+func TestEventsOnReplica(t *testing.T) {
+	ctx := context.Background()
+	p := mariadbtest.Start(t, mariadbtest.Options{})
+	for _, q := range []string{
+		"CREATE DATABASE ev",
+		"CREATE TABLE ev.ticks (id INT AUTO_INCREMENT PRIMARY KEY)",
+		"INSERT INTO ev.ticks VALUES (), ()",
+		"CREATE EVENT ev.tick ON SCHEDULE EVERY 1 SECOND ON COMPLETION PRESERVE ENABLE COMMENT 'ON COMPLETION PRESERVE ENABLE' DO INSERT INTO ev.ticks VALUES ()",
+		"CREATE EVENT ev.off ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM ev.ticks",
+		"CREATE EVENT ev.replicated ON SCHEDULE EVERY 1 DAY DISABLE ON SLAVE DO DELETE FROM ev.ticks",
+	} {
+		p.Exec(t, q)
+	}
+	m, dir, err := Take(ctx, Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(s *mariadbtest.Server) string {
+		return s.QueryString(t, "SELECT GROUP_CONCAT(EVENT_NAME, ':', STATUS ORDER BY EVENT_NAME) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = 'ev'")
+	}
+	for _, replica := range []bool{true, false} {
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true, Args: []string{"--event-scheduler=ON"}})
+		if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true, Replica: replica}); err != nil {
+			t.Fatal(err)
+		}
+		want := status(p)
+		if replica {
+			want = "off:DISABLED,replicated:SLAVESIDE_DISABLED,tick:SLAVESIDE_DISABLED"
+		}
+		if got := status(target); got != want {
+			t.Errorf("replica %v: events on the target %s, want %s", replica, got, want)
+		}
+		if replica {
+			time.Sleep(2500 * time.Millisecond)
+			if got := target.QueryString(t, "SELECT COUNT(*) FROM ev.ticks"); got != "2" {
+				t.Errorf("the event ran on the replica: ev.ticks has %s rows, the snapshot 2", got)
+			}
+		}
+	}
 }

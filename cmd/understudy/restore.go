@@ -103,5 +103,8 @@ func cmdRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if res.Verified >= 0 {
 		fmt.Fprintf(stdout, "verified: %d chunk checksums equal the snapshot's\n", res.Verified)
 	}
+	if len(res.DisabledEvents) > 0 {
+		fmt.Fprintf(stdout, "events disabled on this server, as on a replica (they run on the source): %s; once it takes over: ALTER EVENT <name> ENABLE\n", strings.Join(res.DisabledEvents, ", "))
+	}
 	return nil
 }
