@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/understudy-db/understudy"
@@ -141,6 +142,16 @@ func Promote(ctx context.Context, o PromoteOptions) (PromoteResult, error) {
 		fmt.Sprintf("STOP SLAVE %s; RESET SLAVE %s ALL", name, name),
 		fmt.Sprintf("SET GLOBAL gtid_domain_id = %d (the source's domain: the archive goes on in it)", res.DomainID),
 		"SET GLOBAL read_only = OFF",
+	}
+	// Events of the source that ran there reached the target DISABLE ON
+	// SLAVE (by replication, or by the load that provisioned it). Whose
+	// they are, on a replica of several sources, the DBA knows.
+	disabled, err := DisabledEvents(ctx, t, nil)
+	if err != nil {
+		return res, fmt.Errorf("target %s: %w", addr, err)
+	}
+	if len(disabled) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("target %s has events DISABLE ON SLAVE, as a replica does: %s; enable source %s's with ALTER EVENT <name> ENABLE once it takes over", addr, strings.Join(disabled, ", "), o.Source))
 	}
 	for _, w := range res.Warnings {
 		o.Log.Warn(w)

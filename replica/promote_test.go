@@ -25,8 +25,14 @@ func TestPromoteAfterPrimaryCrash(t *testing.T) {
 	ctx := context.Background()
 	one := startLabWith(t, "one", 1, 1, "alpha", true)
 	target := startTarget(t)
+	// An event the primary runs: provisioned DISABLE ON SLAVE, named by
+	// promote.
+	one.primary.Exec(t, "CREATE EVENT alpha.nightly ON SCHEDULE EVERY 1 DAY DO DELETE FROM alpha.t WHERE id < 0")
 	if _, err := Provision(ctx, provisionOpts(t, target, t.TempDir(), one)); err != nil {
 		t.Fatal(err)
+	}
+	if got := target.QueryString(t, "SELECT STATUS FROM information_schema.EVENTS WHERE EVENT_NAME = 'nightly'"); got != "SLAVESIDE_DISABLED" {
+		t.Fatalf("the provisioned replica has the primary's event %s", got)
 	}
 	// The replica lags: its SQL thread is stopped while the load runs.
 	target.Exec(t, "STOP SLAVE 'one' SQL_THREAD")
@@ -70,6 +76,9 @@ func TestPromoteAfterPrimaryCrash(t *testing.T) {
 		t.Fatalf("dry run: %v", err)
 	}
 	t.Logf("dry run: %+v", res)
+	if w := strings.Join(res.Warnings, "\n"); !strings.Contains(w, "DISABLE ON SLAVE, as a replica does: alpha.nightly;") {
+		t.Fatalf("promote does not name the disabled event: %s", w)
+	}
 	if _, ok, _ := ConnStatus(ctx, target.DB(t), "one"); !ok || target.QueryString(t, "SELECT @@read_only") != "1" || len(res.Steps) != 4 {
 		t.Fatalf("the dry run changed the target or said nothing: %+v", res)
 	}

@@ -297,28 +297,32 @@ func AdvertiseAddr(ctx context.Context, advertise, target string, ln *net.TCPAdd
 	return a.IP.String(), port, nil
 }
 
-// DisabledEvents returns the events of dbs that are DISABLE ON SLAVE on
-// the server (db.name, sorted): the ones a load for a replica created so,
-// and those the server received by replication.
+// DisabledEvents returns the events of dbs (of every database if nil)
+// that are DISABLE ON SLAVE on the server (db.name, sorted): the ones a
+// load for a replica created so, and those the server received by
+// replication.
 func DisabledEvents(ctx context.Context, db *sql.DB, dbs []string) ([]string, error) {
-	var out []string
+	want := map[string]bool{}
 	for _, d := range dbs {
-		rows, err := db.QueryContext(ctx, "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? AND STATUS = 'SLAVESIDE_DISABLED' ORDER BY EVENT_NAME", d)
-		if err != nil {
+		want[d] = true
+	}
+	rows, err := db.QueryContext(ctx, "SELECT EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE STATUS = 'SLAVESIDE_DISABLED'")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var d, n string
+		if err := rows.Scan(&d, &n); err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var n string
-			if err := rows.Scan(&n); err != nil {
-				rows.Close()
-				return nil, err
-			}
+		if dbs == nil || want[d] {
 			out = append(out, d+"."+n)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
 	}
 	sort.Strings(out)
 	return out, nil

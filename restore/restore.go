@@ -272,8 +272,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	res.Replay = time.Since(t0)
-	if res.DisabledEvents, err = replica.DisabledEvents(ctx, o.Target, dbs); err != nil {
-		return res, fmt.Errorf("target %s: %w", o.TargetAddr, err)
+	if len(dbs) > 0 {
+		if res.DisabledEvents, err = replica.DisabledEvents(ctx, o.Target, dbs); err != nil {
+			return res, fmt.Errorf("target %s: %w", o.TargetAddr, err)
+		}
 	}
 	// Kept: running the same restore again redoes it without --force.
 	st.Stage = "done"
