@@ -28,6 +28,22 @@ const (
 	KindVersionedTrx = "system_versioned_trx"
 )
 
+// definitionOnly says whether a table of this engine is saved without
+// its rows: the engine keeps them outside the server's own tables. A
+// FEDERATED, SPIDER or CONNECT table reads (and writes) another server or
+// a file, a MERGE table the MyISAM tables under it (saved on their own),
+// SPHINX a search daemon, OQGRAPH the table it is declared over. Loading
+// their rows would write them there a second time, and reading them makes
+// a snapshot depend on a remote server. (mariadb-dump leaves out the
+// rows of MERGE and FEDERATED tables too.)
+func definitionOnly(engine string) bool {
+	switch strings.ToUpper(engine) {
+	case "FEDERATED", "MRG_MYISAM", "SPIDER", "CONNECT", "SPHINX", "OQGRAPH":
+		return true
+	}
+	return false
+}
+
 // listTables lists the tables outside the system schemas (base tables,
 // system-versioned tables and sequences) with their stored columns and the
 // key their chunks are cut on, in three queries whatever the number of

@@ -9,7 +9,8 @@ import (
 
 // Plan lists the tables of the databases dbs on the server of c, with the
 // chunks a snapshot would cut them into (their Where; no file, no
-// checksum), read in c's current transaction. Two servers holding the
+// checksum; none for a definitionOnly table), read in c's current
+// transaction. Two servers holding the
 // same data can then be compared chunk by chunk with ChunkChecksum: the
 // chunks are ranges, valid on any server.
 func Plan(ctx context.Context, c *sql.Conn, dbs []string, chunkRows int64) ([]Database, error) {
@@ -29,9 +30,11 @@ func Plan(ctx context.Context, c *sql.Conn, dbs []string, chunkRows int64) ([]Da
 		if !want[ti.db] {
 			continue
 		}
-		wheres, err := planChunks(ctx, c, ti, chunkRows)
-		if err != nil {
-			return nil, fmt.Errorf("%s.%s: %w", ti.db, ti.t.Name, err)
+		var wheres []string
+		if !definitionOnly(ti.t.Engine) { // their rows are another server's, or other tables'
+			if wheres, err = planChunks(ctx, c, ti, chunkRows); err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", ti.db, ti.t.Name, err)
+			}
 		}
 		t := ti.t
 		if len(wheres) > 1 && ti.key.index != "PRIMARY" {

@@ -65,6 +65,11 @@ type Manifest struct {
 	// consistent snapshot (MyISAM, Aria, ...): they are copied, but may be
 	// inconsistent with the GTID position.
 	NonTransactional []string `json:"non_transactional,omitempty"`
+	// DefinitionOnly lists the tables ("db.t (ENGINE)") saved without
+	// their rows: their engine keeps the data outside this server's own
+	// tables (see definitionOnly), and loading it would write it there a
+	// second time.
+	DefinitionOnly []string `json:"definition_only,omitempty"`
 	// Users is the file of accounts, roles and grants ("" if not saved),
 	// and Accounts how many it creates.
 	Users    string `json:"users,omitempty"`

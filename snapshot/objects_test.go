@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -317,5 +318,61 @@ func TestEventsOnReplica(t *testing.T) {
 				t.Errorf("the event ran on the replica: ev.ticks has %s rows, the snapshot 2", got)
 			}
 		}
+	}
+}
+
+// TestDefinitionOnly: the rows of a MERGE table (the MyISAM tables under
+// it) and of a FEDERATED table (a table of another server) are not saved:
+// the snapshot keeps their definitions, the restored MERGE table shows
+// the rows of its restored tables once, and the remote table gets no
+// second copy of its rows.
+func TestDefinitionOnly(t *testing.T) {
+	ctx := context.Background()
+	remote := mariadbtest.Start(t, mariadbtest.Options{ServerID: 3, NoBinlog: true})
+	remote.Exec(t, "CREATE DATABASE far")
+	remote.Exec(t, "CREATE TABLE far.items (id INT PRIMARY KEY, v VARCHAR(10))")
+	remote.Exec(t, "INSERT INTO far.items VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+	p := mariadbtest.Start(t, mariadbtest.Options{})
+	link := fmt.Sprintf("CREATE TABLE d.fed (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=FEDERATED CONNECTION='mysql://root@127.0.0.1:%d/far/items'", remote.Port)
+	for _, q := range []string{
+		"INSTALL SONAME 'ha_federatedx'",
+		"CREATE DATABASE d",
+		"CREATE TABLE d.m1 (id INT NOT NULL, KEY (id)) ENGINE=MyISAM",
+		"CREATE TABLE d.m2 (id INT NOT NULL, KEY (id)) ENGINE=MyISAM",
+		"INSERT INTO d.m1 VALUES (1), (2)",
+		"INSERT INTO d.m2 VALUES (3)",
+		"CREATE TABLE d.all_m (id INT NOT NULL, KEY (id)) ENGINE=MRG_MyISAM UNION=(d.m1, d.m2) INSERT_METHOD=LAST",
+		link,
+	} {
+		p.Exec(t, q)
+	}
+	if got := p.QueryString(t, "SELECT COUNT(*) FROM d.fed"); got != "3" {
+		t.Fatalf("the FEDERATED table reads %s rows", got)
+	}
+	m, dir, err := Take(ctx, Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(m.DefinitionOnly, ", "); got != "d.all_m (MRG_MyISAM), d.fed (FEDERATED)" {
+		t.Errorf("definition_only: %s", got)
+	}
+	for _, name := range []string{"all_m", "fed"} {
+		if tb := findTable(m, "d", name); tb == nil || len(tb.Chunks) != 0 || tb.Schema == "" {
+			t.Errorf("d.%s in the manifest: %+v", name, tb)
+		}
+	}
+	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
+	target.Exec(t, "INSTALL SONAME 'ha_federatedx'")
+	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := target.QueryString(t, "SELECT GROUP_CONCAT(id ORDER BY id) FROM d.all_m"); got != "1,2,3" {
+		t.Errorf("the restored MERGE table has %s", got)
+	}
+	if got := remote.QueryString(t, "SELECT COUNT(*) FROM far.items"); got != "3" {
+		t.Errorf("the FEDERATED table's remote table has %s rows after the load, 3 before", got)
+	}
+	if got := target.QueryString(t, "SELECT COUNT(*) FROM d.fed"); got != "3" {
+		t.Errorf("the restored FEDERATED table reads %s rows", got)
 	}
 }

@@ -247,12 +247,18 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		return nil, err
 	}
 	for _, ti := range tables {
-		if !strings.EqualFold(ti.t.Engine, "InnoDB") {
+		switch {
+		case definitionOnly(ti.t.Engine):
+			m.DefinitionOnly = append(m.DefinitionOnly, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
+		case !strings.EqualFold(ti.t.Engine, "InnoDB"):
 			m.NonTransactional = append(m.NonTransactional, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
 		}
 	}
 	if len(m.NonTransactional) > 0 {
 		o.Log.Warn("tables outside the consistent snapshot (not InnoDB): they are copied as they are while read", "tables", m.NonTransactional)
+	}
+	if len(m.DefinitionOnly) > 0 {
+		o.Log.Warn("tables saved without their rows: their engine keeps the data elsewhere (another server, the tables under a MERGE table, a file), and a restore would write it there a second time", "tables", m.DefinitionOnly)
 	}
 	var noHistory []string
 	for _, ti := range tables {
@@ -370,6 +376,9 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 			return err
 		}
 		schemaSums[i] = sum
+		if definitionOnly(ti.t.Engine) {
+			return nil // no chunk: Load creates it with the chunkless tables
+		}
 		plans[i], err = planChunks(ctx, workers[w], ti, o.ChunkRows)
 		if err != nil {
 			return fmt.Errorf("%s.%s: %w", ti.db, ti.t.Name, explain(err))
