@@ -59,6 +59,10 @@ type Options struct {
 	Log      *slog.Logger
 	// Progress, if set, is called as chunks complete.
 	Progress func(Progress)
+
+	// beforeBackupStage, if set, runs just before BACKUP STAGE START: the
+	// tests run DDL there.
+	beforeBackupStage func()
 }
 
 // Progress reports a snapshot's progress.
@@ -242,34 +246,6 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 			return nil, err
 		}
 	}
-	tables, err := listTables(ctx, main)
-	if err != nil {
-		return nil, err
-	}
-	for _, ti := range tables {
-		switch {
-		case definitionOnly(ti.t.Engine):
-			m.DefinitionOnly = append(m.DefinitionOnly, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
-		case !strings.EqualFold(ti.t.Engine, "InnoDB"):
-			m.NonTransactional = append(m.NonTransactional, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
-		}
-	}
-	if len(m.NonTransactional) > 0 {
-		o.Log.Warn("tables outside the consistent snapshot (not InnoDB): they are copied as they are while read", "tables", m.NonTransactional)
-	}
-	if len(m.DefinitionOnly) > 0 {
-		o.Log.Warn("tables saved without their rows: their engine keeps the data elsewhere (another server, the tables under a MERGE table, a file), and a restore would write it there a second time", "tables", m.DefinitionOnly)
-	}
-	var noHistory []string
-	for _, ti := range tables {
-		if ti.t.Kind == KindVersionedTrx {
-			noHistory = append(noHistory, ti.db+"."+ti.t.Name)
-		}
-	}
-	if len(noHistory) > 0 {
-		o.Log.Warn("system-versioned tables with transaction-precise history: only their current rows are saved (their history names this server's transaction IDs)", "tables", noHistory)
-	}
-
 	// Open the workers' connections and set them up before blocking commits.
 	workers := make([]*sql.Conn, o.Threads)
 	for i := range workers {
@@ -288,6 +264,9 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if _, err := main.ExecContext(ctx, "SET SESSION lock_wait_timeout = 30"); err != nil {
 		return nil, explain(err)
 	}
+	if o.beforeBackupStage != nil {
+		o.beforeBackupStage()
+	}
 	if _, err := main.ExecContext(ctx, "BACKUP STAGE START"); err != nil {
 		return nil, explain(err)
 	}
@@ -295,12 +274,26 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	// The stages before BLOCK_COMMIT, which it would otherwise run itself,
 	// go first: FLUSH and BLOCK_DDL (which waits for DDL in progress) do
 	// not hold commits, and stay outside the commit block.
+	var ddlStart time.Time
 	for _, q := range []string{"BACKUP STAGE FLUSH", "BACKUP STAGE BLOCK_DDL"} {
+		ddlStart = time.Now()
 		if _, err := main.ExecContext(ctx, q); err != nil {
 			endStage()
 			return nil, explain(err)
 		}
 	}
+	// DDL now waits until BACKUP STAGE END: the tables, their columns and
+	// every definition are read here, and are those of the snapshot's
+	// position. (Read before, a table created or a column added just
+	// before BLOCK_DDL was missing from the snapshot, or its rows loaded
+	// without the column's values, with the checksums agreeing.) Commits
+	// go on meanwhile.
+	tables, sy, err := readDefinitions(ctx, o, m, main, workers, dir)
+	if err != nil {
+		endStage()
+		return nil, err
+	}
+	defer sy.wait()
 	// Commits wait from the moment BLOCK_COMMIT asks for its lock: while
 	// it waits for the commits in progress to finish, new ones queue
 	// behind it. The commit block is timed from before the statement is
@@ -332,6 +325,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		err = eerr
 	}
 	m.CommitBlockMillis = float64(time.Since(blockStart).Microseconds()) / 1000
+	ddlBlock := time.Since(ddlStart)
 	if err != nil {
 		return nil, explain(err)
 	}
@@ -351,36 +345,23 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	}
 	m.Position = p
 	o.Log.Info("snapshot opened", "gtid_position", p.String(), "commit_block_ms", m.CommitBlockMillis,
-		"block_commit_wait_ms", float64(blockWait.Microseconds())/1000, "tables", len(tables))
+		"block_commit_wait_ms", float64(blockWait.Microseconds())/1000, "ddl_block_ms", ddlBlock.Milliseconds(), "tables", len(tables))
 
-	// Databases and their objects are read in worker 0's transaction, each
-	// table's schema and chunk plan in any worker's: their snapshots are
-	// the same. A thousand small tables cost a query and a file each.
-	// Files are synced in the background, all before the manifest.
-	sy := newSyncer(dir)
-	defer sy.wait()
-	if err := dumpDatabases(ctx, workers[0], sy, dir, m, tables); err != nil {
-		return nil, err
-	}
 	if o.Users {
 		if err := dumpUsers(ctx, workers[0], sy, dir, m, o.Log); err != nil {
 			return nil, err
 		}
 	}
-	schemaSums := make([]string, len(tables))
+	// Chunks are planned in the snapshot, on any worker: their snapshots
+	// are the same.
 	plans := make([][]string, len(tables))
 	err = onWorkers(ctx, workers, len(tables), func(ctx context.Context, w, i int) error {
 		ti := tables[i]
-		sum, err := dumpTableSchema(ctx, workers[w], sy, dir, ti)
-		if err != nil {
-			return err
-		}
-		schemaSums[i] = sum
 		if definitionOnly(ti.t.Engine) {
 			return nil // no chunk: Load creates it with the chunkless tables
 		}
-		plans[i], err = planChunks(ctx, workers[w], ti, o.ChunkRows)
-		if err != nil {
+		var err error
+		if plans[i], err = planChunks(ctx, workers[w], ti, o.ChunkRows); err != nil {
 			return fmt.Errorf("%s.%s: %w", ti.db, ti.t.Name, explain(err))
 		}
 		return nil
@@ -394,7 +375,6 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		db := findDB(m, ti.db)
 		t := ti.t
 		t.Schema = ti.schemaFile()
-		m.Files[t.Schema] = schemaSums[i]
 		chunks := plans[i]
 		if len(chunks) > 1 && ti.key.index != "PRIMARY" {
 			t.ChunkIndex = ti.key.index
@@ -462,6 +442,61 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	o.Log.Debug("snapshot files durable", "fsynced", sy.synced, "batch_synced", sy.batched, "wait", time.Since(t0))
 	m.Finished = time.Now().UTC()
 	return m, nil
+}
+
+// readDefinitions lists the tables and writes the schemas of the
+// databases, their objects and their tables, the tables' on every worker
+// at once (a thousand small tables cost a query and a file each). It is
+// called while DDL is blocked. The files go to the syncer it returns,
+// which makes them durable before the manifest is written.
+func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn, workers []*sql.Conn, dir string) ([]tableInfo, *syncer, error) {
+	tables, err := listTables(ctx, main)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, ti := range tables {
+		switch {
+		case definitionOnly(ti.t.Engine):
+			m.DefinitionOnly = append(m.DefinitionOnly, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
+		case !strings.EqualFold(ti.t.Engine, "InnoDB"):
+			m.NonTransactional = append(m.NonTransactional, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
+		}
+	}
+	if len(m.NonTransactional) > 0 {
+		o.Log.Warn("tables outside the consistent snapshot (not InnoDB): they are copied as they are while read", "tables", m.NonTransactional)
+	}
+	if len(m.DefinitionOnly) > 0 {
+		o.Log.Warn("tables saved without their rows: their engine keeps the data elsewhere (another server, the tables under a MERGE table, a file), and a restore would write it there a second time", "tables", m.DefinitionOnly)
+	}
+	var noHistory []string
+	for _, ti := range tables {
+		if ti.t.Kind == KindVersionedTrx {
+			noHistory = append(noHistory, ti.db+"."+ti.t.Name)
+		}
+	}
+	if len(noHistory) > 0 {
+		o.Log.Warn("system-versioned tables with transaction-precise history: only their current rows are saved (their history names this server's transaction IDs)", "tables", noHistory)
+	}
+
+	sy := newSyncer(dir)
+	if err := dumpDatabases(ctx, workers[0], sy, dir, m, tables); err != nil {
+		sy.wait()
+		return nil, nil, err
+	}
+	sums := make([]string, len(tables))
+	err = onWorkers(ctx, workers, len(tables), func(ctx context.Context, w, i int) error {
+		var err error
+		sums[i], err = dumpTableSchema(ctx, workers[w], sy, dir, tables[i])
+		return err
+	})
+	if err != nil {
+		sy.wait()
+		return nil, nil, err
+	}
+	for i, ti := range tables {
+		m.Files[ti.schemaFile()] = sums[i]
+	}
+	return tables, sy, nil
 }
 
 // onWorkers calls fn for every i below n, in order of i, on the workers'
