@@ -245,7 +245,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := loadObjects(ctx, conn, dir, m, dbs, o.Replica); err != nil {
+	if err := loadObjects(ctx, conn, dir, m, dbs, o.Replica, o.Log); err != nil {
 		return err
 	}
 	return ctx.Err()
@@ -258,7 +258,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 // tried again after the others, as long as each round creates something:
 // a view may name a view (or, in snapshots before routines came first, a
 // function) that is created after it, in its own database or another one.
-func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs []*Database, replica bool) error {
+func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs []*Database, replica bool, log *slog.Logger) error {
 	type object struct {
 		db, file string
 		SchemaObject
@@ -310,6 +310,15 @@ func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs 
 				return explain(err)
 			}
 			_, err := c.ExecContext(ctx, "SET SESSION sql_mode = ?, collation_connection = ?, time_zone = ?", set.SQLMode, set.CollationConnection, set.TimeZone)
+			var me *mysql.MySQLError
+			if errors.As(err, &me) && me.Number == 1298 && set.TimeZone != defaults.TimeZone {
+				// A named time zone the target's time zone tables lack:
+				// the event is created in the target's, as by earlier
+				// versions, rather than failing the restore at its end.
+				log.Warn("the target does not know an event's time zone (load its time zone tables with mariadb-tzinfo-to-sql): the event is created in the target's, so its STARTS and ENDS may be off by the zones' difference",
+					"file", o.file, "time_zone", set.TimeZone, "target_time_zone", defaults.TimeZone, "event", fmt.Sprintf("%.80s", o.Create))
+				_, err = c.ExecContext(ctx, "SET SESSION sql_mode = ?, collation_connection = ?, time_zone = ?", set.SQLMode, set.CollationConnection, defaults.TimeZone)
+			}
 			if err != nil {
 				return fmt.Errorf("%s: the settings of %.60q: %w", o.file, o.Create, explain(err))
 			}

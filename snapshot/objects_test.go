@@ -1,8 +1,11 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -374,5 +377,44 @@ func TestDefinitionOnly(t *testing.T) {
 	}
 	if got := target.QueryString(t, "SELECT COUNT(*) FROM d.fed"); got != "3" {
 		t.Errorf("the restored FEDERATED table reads %s rows", got)
+	}
+}
+
+// TestEventNamedTimeZone: an event created in a named time zone
+// (Europe/Berlin, from the source's time zone tables) keeps it on a target
+// that has the zone, and on a target without time zone tables (a fresh
+// mariadb-install-db) is created in the target's time zone with a warning
+// naming the zone, instead of failing the restore at its end.
+func TestEventNamedTimeZone(t *testing.T) {
+	ctx := context.Background()
+	tz, err := exec.Command("mariadb-tzinfo-to-sql", "/usr/share/zoneinfo/Europe/Berlin", "Europe/Berlin").Output()
+	if err != nil {
+		t.Fatalf("mariadb-tzinfo-to-sql (package mariadb-server): %v", err)
+	}
+	p := mariadbtest.Start(t, mariadbtest.Options{})
+	p.Exec(t, "USE mysql; "+string(tz))
+	p.Exec(t, "CREATE DATABASE e")
+	p.Exec(t, "SET time_zone = 'Europe/Berlin'; CREATE EVENT e.nightly ON SCHEDULE EVERY 1 DAY STARTS '2030-06-01 03:00:00' DISABLE DO SELECT 1; SET time_zone = DEFAULT")
+	m, dir, err := Take(ctx, Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withZone := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
+	withZone.Exec(t, "USE mysql; "+string(tz))
+	bare := mariadbtest.Start(t, mariadbtest.Options{ServerID: 3, NoBinlog: true})
+	for _, target := range []*mariadbtest.Server{withZone, bare} {
+		var logs bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&logs, nil))
+		if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Log: log}); err != nil {
+			t.Fatalf("port %d: %v", target.Port, err)
+		}
+		zone := target.QueryString(t, "SELECT TIME_ZONE FROM information_schema.EVENTS WHERE EVENT_NAME = 'nightly'")
+		warned := strings.Contains(logs.String(), "time_zone=Europe/Berlin")
+		if target == withZone && (zone != "Europe/Berlin" || warned) {
+			t.Errorf("a target with the zone: the event's zone %s, warned %v", zone, warned)
+		}
+		if target == bare && (zone == "Europe/Berlin" || !warned) {
+			t.Errorf("a target without time zone tables: the event's zone %s, warned %v: %s", zone, warned, logs.String())
+		}
 	}
 }
