@@ -364,6 +364,11 @@ func TestDefinitionOnly(t *testing.T) {
 			t.Errorf("d.%s in the manifest: %+v", name, tb)
 		}
 	}
+	// A target without the FEDERATED plugin is refused, with the way out.
+	bare := mariadbtest.Start(t, mariadbtest.Options{ServerID: 4, NoBinlog: true})
+	if err := Load(ctx, bare.DB(t), dir, m, LoadOptions{Threads: 2}); err == nil || !strings.Contains(err.Error(), "INSTALL SONAME 'ha_federatedx'") {
+		t.Fatalf("load into a target without FEDERATED: %v", err)
+	}
 	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
 	target.Exec(t, "INSTALL SONAME 'ha_federatedx'")
 	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true}); err != nil {

@@ -1067,6 +1067,8 @@ func explain(err error) error {
 		return fmt.Errorf("%w (the snapshot user needs: GRANT %s ON *.* TO '<user>'@'<understudy host>')", err, grant)
 	case 1045:
 		return fmt.Errorf("%w (wrong user or password)", err)
+	case 1286:
+		return fmt.Errorf("%w (the server lacks this storage engine: install its plugin, e.g. INSTALL SONAME 'ha_federatedx' for FEDERATED, 'ha_spider' for SPIDER, 'ha_connect' for CONNECT)", err)
 	}
 	return err
 }
