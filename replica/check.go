@@ -305,8 +305,12 @@ func planBoth(ctx context.Context, replica, ref *sql.Conn, o CheckOptions) ([]sn
 // first (so that it is at or behind P), then run up to P with START SLAVE
 // UNTIL, its reads opened, and started again.
 func holdAtPrimary(ctx context.Context, o CheckOptions) (rconns, pconns []*sql.Conn, g understudy.Position, held time.Duration, err error) {
+	// The connections, kept here: a failure returns nil for both, and
+	// closeAll must still close them (their transactions hold read views
+	// open on the primary).
+	var rs, ps []*sql.Conn
 	closeAll := func() {
-		for _, c := range append(rconns, pconns...) {
+		for _, c := range append(rs, ps...) {
 			snapshot.CloseSession(c)
 		}
 	}
@@ -327,13 +331,13 @@ func holdAtPrimary(ctx context.Context, o CheckOptions) (rconns, pconns []*sql.C
 			closeAll()
 			return nil, nil, g, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
 		}
-		rconns = append(rconns, r)
+		rs = append(rs, r)
 		p, err := open(o.Primary)
 		if err != nil {
 			closeAll()
 			return nil, nil, g, 0, fmt.Errorf("primary %s: %w", o.PrimaryAddr, err)
 		}
-		pconns = append(pconns, p)
+		ps = append(ps, p)
 	}
 	name := QuoteName(o.Source)
 	t0 := time.Now()
@@ -365,7 +369,7 @@ func holdAtPrimary(ctx context.Context, o CheckOptions) (rconns, pconns []*sql.C
 		}
 	}
 	var pos string
-	for _, c := range pconns {
+	for _, c := range ps {
 		if err == nil {
 			_, err = c.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT")
 		}
@@ -413,12 +417,12 @@ func holdAtPrimary(ctx context.Context, o CheckOptions) (rconns, pconns []*sql.C
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	for _, c := range rconns {
+	for _, c := range rs {
 		if _, err = c.ExecContext(ctx, "START TRANSACTION WITH CONSISTENT SNAPSHOT"); err != nil {
 			return nil, nil, g, 0, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
 		}
 	}
-	return rconns, pconns, g, time.Since(t0), nil
+	return rs, ps, g, time.Since(t0), nil
 }
 
 // hold stops the source's SQL thread, reads G, opens a consistent read on

@@ -127,4 +127,20 @@ func TestCheck(t *testing.T) {
 	if st, _, _ := ConnStatus(ctx, target.DB(t), "one"); !st.Running() {
 		t.Fatalf("connection after the checks: %v", st)
 	}
+
+	// A check against the primary that fails after opening its reads
+	// (the replica is past the primary: it has a GTID the primary lacks)
+	// closes them all: none stays open holding a read view on the primary.
+	target.Exec(t, "STOP SLAVE 'one'")
+	past := want.With(understudy.GTID{Domain: 1, ServerID: 1, Seq: want.GTIDs()[0].Seq + 1000})
+	target.Exec(t, "SET GLOBAL gtid_slave_pos = '"+past.String()+"'")
+	target.Exec(t, "START SLAVE 'one'")
+	if _, err := Check(ctx, against); err == nil || !strings.Contains(err.Error(), "past the primary") {
+		t.Fatalf("check of a replica past the primary: %v", err)
+	}
+	for name, db := range map[string]*sql.DB{"primary": one.primary.DB(t), "replica": target.DB(t)} {
+		if n := db.Stats().InUse; n != 0 {
+			t.Errorf("%d connections to the %s are still in use after the failed check", n, name)
+		}
+	}
 }

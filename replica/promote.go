@@ -53,6 +53,10 @@ type PromoteResult struct {
 	Position string   `json:"gtid_binlog_pos"`
 	Steps    []string `json:"steps"`
 	Warnings []string `json:"warnings,omitempty"`
+	// DisabledEvents are the target's events (db.name) that are DISABLE
+	// ON SLAVE, as a replica's are, after the promotion (with DryRun,
+	// before it): ALTER EVENT … ENABLE turns on those of the source.
+	DisabledEvents []string `json:"events_disabled_on_replica,omitempty"`
 }
 
 // Promote makes the target the primary of a source whose primary is lost
@@ -145,13 +149,13 @@ func Promote(ctx context.Context, o PromoteOptions) (PromoteResult, error) {
 	}
 	// Events of the source that ran there reached the target DISABLE ON
 	// SLAVE (by replication, or by the load that provisioned it). Whose
-	// they are, on a replica of several sources, the DBA knows.
-	disabled, err := DisabledEvents(ctx, t, nil)
-	if err != nil {
+	// they are, on a replica of several sources, the DBA knows. Listed
+	// again after the promotion: the fed tail may create more.
+	if res.DisabledEvents, err = DisabledEvents(ctx, t, nil); err != nil {
 		return res, fmt.Errorf("target %s: %w", addr, err)
 	}
-	if len(disabled) > 0 {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("target %s has events DISABLE ON SLAVE, as a replica does: %s; enable source %s's with ALTER EVENT <name> ENABLE once it takes over", addr, strings.Join(disabled, ", "), o.Source))
+	if w := disabledWarning(addr, o.Source, res.DisabledEvents); w != "" {
+		res.Warnings = append(res.Warnings, w)
 	}
 	for _, w := range res.Warnings {
 		o.Log.Warn(w)
@@ -176,8 +180,31 @@ func Promote(ctx context.Context, o PromoteOptions) (PromoteResult, error) {
 	if err := t.QueryRowContext(ctx, "SELECT @@global.gtid_binlog_pos").Scan(&res.Position); err != nil {
 		return res, fmt.Errorf("target %s: %w", addr, err)
 	}
+	before := disabledWarning(addr, o.Source, res.DisabledEvents)
+	if res.DisabledEvents, err = DisabledEvents(ctx, t, nil); err != nil {
+		return res, fmt.Errorf("target %s: %w", addr, err)
+	}
+	if w := disabledWarning(addr, o.Source, res.DisabledEvents); w != before {
+		o.Log.Warn(w)
+		for i := range res.Warnings {
+			if res.Warnings[i] == before {
+				res.Warnings = append(res.Warnings[:i], res.Warnings[i+1:]...)
+				break
+			}
+		}
+		res.Warnings = append(res.Warnings, w)
+	}
 	o.Log.Info("promoted", "source", o.Source, "target", addr, "gtid_binlog_pos", res.Position)
 	return res, nil
+}
+
+// disabledWarning is the warning for a promoted target's events that are
+// DISABLE ON SLAVE ("" for none).
+func disabledWarning(addr, source string, events []string) string {
+	if len(events) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("target %s has events DISABLE ON SLAVE, as a replica does: %s; enable source %s's with ALTER EVENT <name> ENABLE once it takes over", addr, strings.Join(events, ", "), source)
 }
 
 // feed points the source's connection at an in-process binlog server

@@ -3,7 +3,7 @@ package snapshot
 import "strings"
 
 // sqlTokens splits a statement into words at spaces, a quoted part
-// (`name`, 'string' or "string", with doubled quotes and, in strings,
+// (`name`, 'string' or "name", with doubled quotes and, in 'strings',
 // backslash escapes) belonging to the word around it. Each token is
 // [start, end) in stmt.
 func sqlTokens(stmt string, fn func(start, end int) bool) {
@@ -16,7 +16,7 @@ func sqlTokens(stmt string, fn func(start, end int) bool) {
 		for i < len(stmt) && stmt[i] != ' ' && stmt[i] != '\n' && stmt[i] != '\t' && stmt[i] != '\r' {
 			if q := stmt[i]; q == '`' || q == '\'' || q == '"' {
 				for i++; i < len(stmt); i++ {
-					if stmt[i] == '\\' && q != '`' {
+					if stmt[i] == '\\' && q == '\'' {
 						i++
 						continue
 					}
@@ -71,7 +71,7 @@ func eventOnReplica(stmt string) (out, name string, enabled, isEvent, ok bool) {
 				return false
 			}
 		case 5:
-			name = strings.ReplaceAll(strings.Trim(stmt[s:e], "`"), "``", "`")
+			name = unquoteName(stmt[s:e])
 			state = 2
 		case 2:
 			if w == "COMPLETION" && len(toks) >= 2 && word(toks[len(toks)-2]) == "ON" {
@@ -103,4 +103,12 @@ func eventOnReplica(stmt string) (out, name string, enabled, isEvent, ok bool) {
 		return stmt, name, false, true, true
 	}
 	return stmt, name, false, true, false
+}
+
+// unquoteName returns a name as SHOW CREATE quotes it (`a``b`) unquoted.
+func unquoteName(q string) string {
+	if len(q) >= 2 && (q[0] == '`' || q[0] == '"') && q[len(q)-1] == q[0] {
+		return strings.ReplaceAll(q[1:len(q)-1], q[:1]+q[:1], q[:1])
+	}
+	return q
 }

@@ -82,6 +82,10 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 			dbs = append(dbs, &m.Databases[i])
 		}
 	}
+	objects, err := readAllObjects(dir, m, dbs, o.Replica)
+	if err != nil {
+		return err
+	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
@@ -245,10 +249,43 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := loadObjects(ctx, conn, dir, m, dbs, o.Replica, o.Log); err != nil {
+	if err := loadObjects(ctx, conn, objects, o.Log); err != nil {
 		return err
 	}
 	return ctx.Err()
+}
+
+// dbObject is an object of a database's objects file, ready to create.
+type dbObject struct {
+	db, file string
+	SchemaObject
+}
+
+// readAllObjects reads the objects of dbs, before anything is loaded: a
+// damaged objects file, or an event that cannot be made DISABLE ON SLAVE
+// (replica), fails the load at its start, not after hours of rows.
+func readAllObjects(dir string, m *Manifest, dbs []*Database, replica bool) ([]dbObject, error) {
+	var out []dbObject
+	for _, d := range dbs {
+		if d.Objects == "" {
+			continue
+		}
+		objs, err := readObjects(dir, d.Objects, m)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			if replica {
+				stmt, name, _, isEvent, ok := eventOnReplica(o.Create)
+				if isEvent && !ok {
+					return nil, fmt.Errorf("%s: cannot create the event %s.%s DISABLE ON SLAVE: its statement is not as SHOW CREATE EVENT writes it", d.Objects, d.Name, name)
+				}
+				o.Create = stmt
+			}
+			out = append(out, dbObject{d.Name, d.Objects, o})
+		}
+	}
+	return out, nil
 }
 
 // loadObjects creates the databases' views, routines, packages, triggers
@@ -258,31 +295,7 @@ func Load(ctx context.Context, db *sql.DB, dir string, m *Manifest, o LoadOption
 // tried again after the others, as long as each round creates something:
 // a view may name a view (or, in snapshots before routines came first, a
 // function) that is created after it, in its own database or another one.
-func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs []*Database, replica bool, log *slog.Logger) error {
-	type object struct {
-		db, file string
-		SchemaObject
-	}
-	var todo []object
-	for _, d := range dbs {
-		if d.Objects == "" {
-			continue
-		}
-		objs, err := readObjects(dir, d.Objects, m)
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			if replica {
-				stmt, name, _, isEvent, ok := eventOnReplica(o.Create)
-				if isEvent && !ok {
-					return fmt.Errorf("%s: cannot create the event %s.%s DISABLE ON SLAVE: its statement is not as SHOW CREATE EVENT writes it", d.Objects, d.Name, name)
-				}
-				o.Create = stmt
-			}
-			todo = append(todo, object{d.Name, d.Objects, o})
-		}
-	}
+func loadObjects(ctx context.Context, c *sql.Conn, todo []dbObject, log *slog.Logger) error {
 	if len(todo) == 0 {
 		return nil
 	}
@@ -296,7 +309,7 @@ func loadObjects(ctx context.Context, c *sql.Conn, dir string, m *Manifest, dbs 
 		return explain(err)
 	}
 	for len(todo) > 0 {
-		var failed []object
+		var failed []dbObject
 		var first error
 		for _, o := range todo {
 			set := o.SchemaObject

@@ -193,18 +193,22 @@ type SchemaObject struct {
 // after it. They are read in utf8mb4 (the server converts a body written
 // in another character set) and loaded in utf8mb4, with the
 // collation_connection they were created in.
-func dumpObjects(ctx context.Context, c *sql.Conn, db string) ([]SchemaObject, error) {
+func dumpObjects(ctx context.Context, c *sql.Conn, db string) (out []SchemaObject, err error) {
 	if _, err := c.ExecContext(ctx, "SET SESSION character_set_results = utf8mb4"); err != nil {
 		return nil, explain(err)
 	}
-	defer c.ExecContext(context.WithoutCancel(ctx), "SET SESSION character_set_results = binary")
+	defer func() {
+		// The connection goes on to read rows, in their own bytes.
+		if _, rerr := c.ExecContext(context.WithoutCancel(ctx), "SET SESSION character_set_results = binary"); rerr != nil && err == nil {
+			out, err = nil, explain(rerr)
+		}
+	}()
 	// A view has no sql_mode of its own: SHOW CREATE VIEW prints it in
 	// this session's, to be read back in it.
 	var mode string
 	if err := c.QueryRowContext(ctx, "SELECT @@session.sql_mode").Scan(&mode); err != nil {
 		return nil, explain(err)
 	}
-	var out []SchemaObject
 	type kind struct{ list, show string }
 	const routines = "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = '%s' ORDER BY ROUTINE_NAME"
 	kinds := []kind{

@@ -402,10 +402,11 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		return est[jobs[i].db+"."+jobs[i].table.Name] > est[jobs[j].db+"."+jobs[j].table.Name]
 	})
 
-	prog := &progress{p: Progress{Tables: len(tables), Chunks: len(jobs), RowsEstimate: rowsEst}, fn: o.Progress, left: map[*Table]int{}}
+	prog := &progress{p: Progress{Chunks: len(jobs), RowsEstimate: rowsEst}, fn: o.Progress, left: map[*Table]int{}}
 	for _, j := range jobs {
 		prog.left[j.table]++
 	}
+	prog.p.Tables = len(prog.left) // the tables with rows to copy
 	// One compressor and one pipe per worker, for all its chunks.
 	encoders := make([]*compressor, len(workers))
 	pipes := make([]*chunkPipe, len(workers))
