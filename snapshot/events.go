@@ -105,7 +105,8 @@ func eventOnReplica(stmt string) (out, name string, enabled, isEvent, ok bool) {
 	return stmt, name, false, true, false
 }
 
-// unquoteName returns a name as SHOW CREATE quotes it (`a“b`) unquoted.
+// unquoteName returns a name as SHOW CREATE quotes it (in backticks, a
+// backtick in it doubled; or in double quotes) unquoted.
 func unquoteName(q string) string {
 	if len(q) >= 2 && (q[0] == '`' || q[0] == '"') && q[len(q)-1] == q[0] {
 		return strings.ReplaceAll(q[1:len(q)-1], q[:1]+q[:1], q[:1])
