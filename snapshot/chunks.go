@@ -28,17 +28,36 @@ const (
 	KindVersionedTrx = "system_versioned_trx"
 )
 
-// definitionOnly says whether a table of this engine is saved without
-// its rows: the engine keeps them outside the server's own tables. A
-// FEDERATED, SPIDER or CONNECT table reads (and writes) another server or
-// a file, a MERGE table the MyISAM tables under it (saved on their own),
-// SPHINX a search daemon, OQGRAPH the table it is declared over. Loading
-// their rows would write them there a second time, and reading them makes
-// a snapshot depend on a remote server. (mariadb-dump leaves out the
-// rows of MERGE and FEDERATED tables too.)
-func definitionOnly(engine string) bool {
-	switch strings.ToUpper(engine) {
-	case "FEDERATED", "MRG_MYISAM", "SPIDER", "CONNECT", "SPHINX", "OQGRAPH":
+// definitionOnly says whether the table is saved without its rows: its
+// engine keeps them outside the server's own tables. A FEDERATED or SPIDER
+// table reads (and writes) another server, a MERGE table the MyISAM
+// tables under it (saved on their own), SPHINX a search daemon, OQGRAPH
+// the table it is declared over, and a CONNECT table another server, a
+// file of its own (FILE_NAME) or nothing (virtual types). Loading their
+// rows would write them there a second time, and reading them makes a
+// snapshot depend on a remote server. (mariadb-dump leaves out the rows
+// of MERGE and FEDERATED tables too.) A CONNECT table of a file type
+// without FILE_NAME keeps its rows in a file of the database's directory,
+// which dropping it deletes: those are saved.
+func (ti tableInfo) definitionOnly() bool {
+	switch strings.ToUpper(ti.t.Engine) {
+	case "FEDERATED", "MRG_MYISAM", "SPIDER", "SPHINX", "OQGRAPH":
+		return true
+	case "CONNECT":
+		opts := strings.ToUpper(ti.options)
+		if strings.Contains(opts, "`FILE_NAME`=") {
+			return true
+		}
+		typ := ""
+		if i := strings.Index(opts, "`TABLE_TYPE`="); i >= 0 {
+			if f := strings.Fields(opts[i+len("`TABLE_TYPE`="):]); len(f) > 0 {
+				typ = strings.Trim(f[0], "'")
+			}
+		}
+		switch typ {
+		case "CSV", "FMT", "DOS", "FIX", "BIN", "DBF", "VEC", "JSON", "BSON", "XML", "INI":
+			return false // inward: its file is the table's own
+		}
 		return true
 	}
 	return false
@@ -52,12 +71,12 @@ func definitionOnly(engine string) bool {
 func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	var out []tableInfo
 	index := map[[2]string]*tableInfo{}
-	err := queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0), TABLE_TYPE
+	err := queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COALESCE(ENGINE, ''), COALESCE(TABLE_ROWS, 0), TABLE_TYPE, COALESCE(CREATE_OPTIONS, '')
 		FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')
 		ORDER BY TABLE_SCHEMA, TABLE_TYPE != 'SEQUENCE', TABLE_NAME`, func(rows *sql.Rows) error {
 		var ti tableInfo
 		var typ string
-		if err := rows.Scan(&ti.db, &ti.t.Name, &ti.t.Engine, &ti.rowsEst, &typ); err != nil {
+		if err := rows.Scan(&ti.db, &ti.t.Name, &ti.t.Engine, &ti.rowsEst, &typ, &ti.options); err != nil {
 			return err
 		}
 		switch typ {

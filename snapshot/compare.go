@@ -31,7 +31,7 @@ func Plan(ctx context.Context, c *sql.Conn, dbs []string, chunkRows int64) ([]Da
 			continue
 		}
 		var wheres []string
-		if !definitionOnly(ti.t.Engine) { // their rows are another server's, or other tables'
+		if !ti.definitionOnly() { // their rows are another server's, or other tables'
 			if wheres, err = planChunks(ctx, c, ti, chunkRows); err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", ti.db, ti.t.Name, err)
 			}

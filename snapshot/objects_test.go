@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -337,7 +339,22 @@ func TestDefinitionOnly(t *testing.T) {
 	remote.Exec(t, "INSERT INTO far.items VALUES (1, 'a'), (2, 'b'), (3, 'c')")
 	p := mariadbtest.Start(t, mariadbtest.Options{})
 	link := fmt.Sprintf("CREATE TABLE d.fed (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=FEDERATED CONNECTION='mysql://root@127.0.0.1:%d/far/items'", remote.Port)
-	for _, q := range []string{
+	// CONNECT (package mariadb-plugin-connect): a table of another server
+	// and one of an outside file keep only their definitions; a CSV table
+	// without FILE_NAME keeps its rows in the database's directory, and is
+	// saved like any table.
+	outside := filepath.Join(t.TempDir(), "outside.csv")
+	if err := os.WriteFile(outside, []byte("7,x\n8,y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	connect := []string{
+		"INSTALL SONAME 'ha_connect'",
+		fmt.Sprintf("CREATE TABLE d.c_remote ENGINE=CONNECT TABLE_TYPE=MYSQL CONNECTION='mysql://root@127.0.0.1:%d/far/items'", remote.Port),
+		"CREATE TABLE d.c_file (id INT NOT NULL, v VARCHAR(10) NOT NULL) ENGINE=CONNECT TABLE_TYPE=CSV FILE_NAME='" + outside + "'",
+		"CREATE TABLE d.c_inward (id INT NOT NULL, v VARCHAR(10) NOT NULL) ENGINE=CONNECT TABLE_TYPE=CSV",
+		"INSERT INTO d.c_inward VALUES (1, 'in'), (2, 'side')",
+	}
+	for _, q := range append([]string{
 		"INSTALL SONAME 'ha_federatedx'",
 		"CREATE DATABASE d",
 		"CREATE TABLE d.m1 (id INT NOT NULL, KEY (id)) ENGINE=MyISAM",
@@ -346,7 +363,7 @@ func TestDefinitionOnly(t *testing.T) {
 		"INSERT INTO d.m2 VALUES (3)",
 		"CREATE TABLE d.all_m (id INT NOT NULL, KEY (id)) ENGINE=MRG_MyISAM UNION=(d.m1, d.m2) INSERT_METHOD=LAST",
 		link,
-	} {
+	}, connect...) {
 		p.Exec(t, q)
 	}
 	if got := p.QueryString(t, "SELECT COUNT(*) FROM d.fed"); got != "3" {
@@ -356,10 +373,13 @@ func TestDefinitionOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(m.DefinitionOnly, ", "); got != "d.all_m (MRG_MyISAM), d.fed (FEDERATED)" {
+	if got := strings.Join(m.DefinitionOnly, ", "); got != "d.all_m (MRG_MyISAM), d.c_file (CONNECT), d.c_remote (CONNECT), d.fed (FEDERATED)" {
 		t.Errorf("definition_only: %s", got)
 	}
-	for _, name := range []string{"all_m", "fed"} {
+	if tb := findTable(m, "d", "c_inward"); tb == nil || len(tb.Chunks) != 1 || tb.Chunks[0].Rows != 2 {
+		t.Errorf("d.c_inward in the manifest: %+v", tb)
+	}
+	for _, name := range []string{"all_m", "fed", "c_remote", "c_file"} {
 		if tb := findTable(m, "d", name); tb == nil || len(tb.Chunks) != 0 || tb.Schema == "" {
 			t.Errorf("d.%s in the manifest: %+v", name, tb)
 		}
@@ -371,6 +391,7 @@ func TestDefinitionOnly(t *testing.T) {
 	}
 	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
 	target.Exec(t, "INSTALL SONAME 'ha_federatedx'")
+	target.Exec(t, "INSTALL SONAME 'ha_connect'")
 	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -382,6 +403,15 @@ func TestDefinitionOnly(t *testing.T) {
 	}
 	if got := target.QueryString(t, "SELECT COUNT(*) FROM d.fed"); got != "3" {
 		t.Errorf("the restored FEDERATED table reads %s rows", got)
+	}
+	if got := remote.QueryString(t, "SELECT COUNT(*) FROM far.items"); got != "3" {
+		t.Errorf("the CONNECT MYSQL table's remote table has %s rows after the load, 3 before", got)
+	}
+	if b, err := os.ReadFile(outside); err != nil || string(b) != "7,x\n8,y\n" {
+		t.Errorf("the CONNECT table's outside file after the load: %q, %v", b, err)
+	}
+	if got := target.QueryString(t, "SELECT GROUP_CONCAT(id, v ORDER BY id) FROM d.c_inward"); got != "1in,2side" {
+		t.Errorf("the restored inward CONNECT table has %q", got)
 	}
 }
 

@@ -213,6 +213,7 @@ type tableInfo struct {
 	t       Table
 	rowsEst int64
 	key     chunkKey // the column chunks are cut on; none if empty
+	options string   // information_schema.TABLES.CREATE_OPTIONS
 }
 
 type job struct {
@@ -357,7 +358,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	plans := make([][]string, len(tables))
 	err = onWorkers(ctx, workers, len(tables), func(ctx context.Context, w, i int) error {
 		ti := tables[i]
-		if definitionOnly(ti.t.Engine) {
+		if ti.definitionOnly() {
 			return nil // no chunk: Load creates it with the chunkless tables
 		}
 		var err error
@@ -457,7 +458,7 @@ func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn
 	}
 	for _, ti := range tables {
 		switch {
-		case definitionOnly(ti.t.Engine):
+		case ti.definitionOnly():
 			m.DefinitionOnly = append(m.DefinitionOnly, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
 		case !strings.EqualFold(ti.t.Engine, "InnoDB"):
 			m.NonTransactional = append(m.NonTransactional, ti.db+"."+ti.t.Name+" ("+ti.t.Engine+")")
