@@ -1,56 +1,110 @@
 package snapshot
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/understudy-db/understudy/internal/mariadbtest"
 )
 
-// TestDDLJustBeforeSnapshot: DDL that ends just before the snapshot
-// blocks DDL (a column added and filled, a table created and filled, a
-// procedure created) is in the snapshot: the tables, columns and objects
-// are read while DDL is blocked, and the restored data equals the
-// source's at the snapshot's position.
-func TestDDLJustBeforeSnapshot(t *testing.T) {
+// TestDDLWhileSnapshotOpens: DDL just before the snapshot's position or
+// just after it, before the definitions are read (a column added and
+// filled, a table or a sequence created or dropped, a column added in
+// place), abandons the snapshot, which opens again: its definitions might
+// not have been those of its position. (A column added just before the
+// position used to be left out of the chunks with the checksums agreeing;
+// one added just after made a restore's replay fail.) DDL at every
+// attempt gives up, naming the table, and leaves nothing behind. Every
+// snapshot taken restores equal to the source at its position.
+func TestDDLWhileSnapshotOpens(t *testing.T) {
 	ctx := context.Background()
 	p := mariadbtest.Start(t, mariadbtest.Options{})
 	p.Exec(t, "CREATE DATABASE d")
 	p.Exec(t, "CREATE TABLE d.t (id INT PRIMARY KEY, v INT)")
 	p.Exec(t, "INSERT INTO d.t SELECT seq, seq FROM d.seq_1_to_50")
-	o := Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 2}
-	o.beforeBackupStage = func() {
-		p.Exec(t, "ALTER TABLE d.t ADD COLUMN w INT NOT NULL DEFAULT 0")
-		p.Exec(t, "UPDATE d.t SET w = id * 10")
-		p.Exec(t, "CREATE TABLE d.fresh (id INT PRIMARY KEY)")
-		p.Exec(t, "INSERT INTO d.fresh VALUES (1), (2)")
-		p.Exec(t, "CREATE PROCEDURE d.p() SELECT 1")
-	}
-	m, dir, err := Take(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tb := findTable(m, "d", "t"); tb == nil || strings.Join(tb.Columns, ",") != "id,v,w" {
-		t.Fatalf("d.t in the manifest: %+v", tb)
-	}
-	target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
-	if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true}); err != nil {
-		t.Fatal(err)
-	}
-	want, got := p.Checksums(t, "d"), target.Checksums(t, "d")
-	if len(want) != 2 || len(got) != 2 {
-		t.Fatalf("tables: %v on the source, %v on the target", want, got)
-	}
-	for name, w := range want {
-		if got[name] != w {
-			t.Errorf("%s: checksum %q on the target, %q on the source", name, got[name], w)
+	root := t.TempDir()
+	var m *Manifest
+	var dir string
+	for _, tc := range []struct {
+		name, ddl string
+		after     bool
+	}{
+		{"column added and filled before", "ALTER TABLE d.t ADD COLUMN w INT NOT NULL DEFAULT 0; UPDATE d.t SET w = id * 10", false},
+		{"table created before", "CREATE TABLE d.fresh (id INT PRIMARY KEY); INSERT INTO d.fresh VALUES (1), (2)", false},
+		{"column added after", "ALTER TABLE d.t ADD COLUMN x INT NOT NULL DEFAULT 7", true},
+		{"column added in place after", "ALTER TABLE d.t ADD COLUMN y INT NOT NULL DEFAULT 7, ALGORITHM=INPLACE", true},
+		{"table created after", "CREATE TABLE d.late (id INT PRIMARY KEY)", true},
+		{"sequence created after", "CREATE SEQUENCE d.s", true},
+		{"table dropped after", "DROP TABLE d.late", true},
+	} {
+		var logs bytes.Buffer
+		o := Options{Source: "s", DB: p.DB(t), Root: root, Threads: 2, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+		var once sync.Once
+		hook := func() { once.Do(func() { p.Exec(t, tc.ddl) }) }
+		if tc.after {
+			o.afterBackupStage = hook
+		} else {
+			o.beforeBackupStage = hook
 		}
+		var err error
+		if m, dir, err = Take(ctx, o); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !strings.Contains(logs.String(), "snapshot opened again") {
+			t.Fatalf("%s: the snapshot did not open again:\n%s", tc.name, logs.String())
+		}
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
+		if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		want, got := p.Checksums(t, "d"), target.Checksums(t, "d")
+		if len(got) != len(want) {
+			t.Fatalf("%s: tables and sequences: %v on the source, %v on the target", tc.name, want, got)
+		}
+		for name, w := range want {
+			if got[name] != w {
+				t.Errorf("%s: %s: checksum %q on the target, %q on the source", tc.name, name, got[name], w)
+			}
+		}
+		target.Stop(t)
 	}
-	if got := target.QueryString(t, "SELECT SUM(w) FROM d.t"); got != "12750" {
-		t.Errorf("d.t.w on the target sums to %s, want 12750", got)
+	if tb := findTable(m, "d", "t"); tb == nil || strings.Join(tb.Columns, ",") != "id,v,w,x,y" {
+		t.Fatalf("d.t in the last manifest: %+v", tb)
 	}
-	if got := target.QueryString(t, "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = 'd'"); got != "1" {
-		t.Errorf("%s procedures on the target", got)
+
+	// DDL at every attempt: given up.
+	n := 0
+	o := Options{Source: "s", DB: p.DB(t), Root: root, Threads: 2}
+	o.afterBackupStage = func() { n++; p.Exec(t, fmt.Sprintf("CREATE TABLE d.churn%d (id INT PRIMARY KEY)", n)) }
+	before, _ := os.ReadDir(root)
+	if _, _, err := Take(ctx, o); !errors.Is(err, ErrDDLDuring) || !strings.Contains(err.Error(), "changed d.churn") || n != ddlAttempts {
+		t.Fatalf("DDL at every attempt (%d attempts): %v", n, err)
+	}
+	if after, _ := os.ReadDir(root); len(after) != len(before) {
+		t.Fatalf("the abandoned snapshot left something in %s: %d entries, %d before", root, len(after), len(before))
+	}
+}
+
+func TestChangedTables(t *testing.T) {
+	mk := func(db, name string, cols ...string) tableInfo {
+		ti := tableInfo{db: db}
+		ti.t.Name, ti.t.Engine, ti.t.Columns = name, "InnoDB", cols
+		return ti
+	}
+	before := []tableInfo{mk("d", "a", "id"), mk("d", "b", "id", "v"), mk("d", "gone", "id")}
+	after := []tableInfo{mk("d", "a", "id"), mk("d", "b", "id", "v", "w"), mk("d", "new", "id")}
+	after[0].rowsEst = 1000 // row counts change without DDL
+	if got := strings.Join(changedTables(before, after), ","); got != "d.b,d.gone,d.new" {
+		t.Fatalf("changed: %s", got)
+	}
+	if got := changedTables(before, before); len(got) != 0 {
+		t.Fatalf("no change: %v", got)
 	}
 }

@@ -60,9 +60,10 @@ type Options struct {
 	// Progress, if set, is called as chunks complete.
 	Progress func(Progress)
 
-	// beforeBackupStage, if set, runs just before BACKUP STAGE START: the
-	// tests run DDL there.
-	beforeBackupStage func()
+	// beforeBackupStage, if set, runs just before BACKUP STAGE START, and
+	// afterBackupStage just after BACKUP STAGE END: the tests run DDL
+	// there.
+	beforeBackupStage, afterBackupStage func()
 }
 
 // Progress reports a snapshot's progress.
@@ -134,7 +135,25 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 	if err := os.Mkdir(partial, 0o700); err != nil {
 		return nil, "", fmt.Errorf("snapshot directory: %w", err)
 	}
-	m, err := take(ctx, o, partial, id, started)
+	// DDL while the snapshot opens abandons it (see take): it is opened
+	// again at once, a few times, as a DDL statement is over in moments.
+	var m *Manifest
+	for attempt := 1; ; attempt++ {
+		m, err = take(ctx, o, partial, id, started)
+		if err == nil || !errors.Is(err, ErrDDLDuring) || attempt == ddlAttempts {
+			break
+		}
+		o.Log.Warn("snapshot opened again: DDL ran while it opened", "attempt", attempt+1, "of", ddlAttempts, "error", err)
+		if err = resetDir(partial); err == nil {
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+				continue
+			}
+		}
+		break
+	}
 	if err != nil {
 		os.RemoveAll(partial)
 		return nil, "", err
@@ -144,6 +163,21 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 		return nil, "", err
 	}
 	return m, final, nil
+}
+
+// ddlAttempts is how many times Take opens a snapshot during which DDL
+// changed a table before it gives up with ErrDDLDuring.
+const ddlAttempts = 5
+
+// resetDir empties a partial snapshot's directory for another attempt.
+func resetDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("snapshot directory: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("snapshot directory: %w", err)
+	}
+	return nil
 }
 
 // lockRoot takes the exclusive flock of a source's snapshots directory.
@@ -265,6 +299,14 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if _, err := main.ExecContext(ctx, "SET SESSION lock_wait_timeout = 30"); err != nil {
 		return nil, explain(err)
 	}
+	// The tables as they stand just before the snapshot: their sequences'
+	// states are read while commits are blocked, and they are listed
+	// again once the snapshot is open (readDefinitions), to find DDL in
+	// between.
+	pre, err := listTables(ctx, main)
+	if err != nil {
+		return nil, err
+	}
 	if o.beforeBackupStage != nil {
 		o.beforeBackupStage()
 	}
@@ -275,26 +317,12 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	// The stages before BLOCK_COMMIT, which it would otherwise run itself,
 	// go first: FLUSH and BLOCK_DDL (which waits for DDL in progress) do
 	// not hold commits, and stay outside the commit block.
-	var ddlStart time.Time
 	for _, q := range []string{"BACKUP STAGE FLUSH", "BACKUP STAGE BLOCK_DDL"} {
-		ddlStart = time.Now()
 		if _, err := main.ExecContext(ctx, q); err != nil {
 			endStage()
 			return nil, explain(err)
 		}
 	}
-	// DDL now waits until BACKUP STAGE END: the tables, their columns and
-	// every definition are read here, and are those of the snapshot's
-	// position. (Read before, a table created or a column added just
-	// before BLOCK_DDL was missing from the snapshot, or its rows loaded
-	// without the column's values, with the checksums agreeing.) Commits
-	// go on meanwhile.
-	tables, sy, err := readDefinitions(ctx, o, m, main, workers, dir)
-	if err != nil {
-		endStage()
-		return nil, err
-	}
-	defer sy.wait()
 	// Commits wait from the moment BLOCK_COMMIT asks for its lock: while
 	// it waits for the commits in progress to finish, new ones queue
 	// behind it. The commit block is timed from before the statement is
@@ -320,13 +348,12 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	m.PositionTime = time.Now().UTC()
 	var sequences map[[2]string][]sql.RawBytes
 	if err == nil {
-		sequences, err = readSequences(ctx, main, tables)
+		sequences, err = readSequences(ctx, main, pre)
 	}
 	if _, eerr := main.ExecContext(ctx, "BACKUP STAGE END"); err == nil {
 		err = eerr
 	}
 	m.CommitBlockMillis = float64(time.Since(blockStart).Microseconds()) / 1000
-	ddlBlock := time.Since(ddlStart)
 	if err != nil {
 		return nil, explain(err)
 	}
@@ -346,7 +373,34 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	}
 	m.Position = p
 	o.Log.Info("snapshot opened", "gtid_position", p.String(), "commit_block_ms", m.CommitBlockMillis,
-		"block_commit_wait_ms", float64(blockWait.Microseconds())/1000, "ddl_block_ms", ddlBlock.Milliseconds(), "tables", len(tables))
+		"block_commit_wait_ms", float64(blockWait.Microseconds())/1000)
+
+	// The tables, their columns and every definition are read now, in
+	// the open snapshot, and compared with the list taken just before it.
+	// A table created, dropped or changed in between (its engine, options,
+	// columns or keys) may have changed before the snapshot's position or
+	// after it, and the definitions read now would not match the rows, or
+	// a replay of that DDL would fail on the restored server: the snapshot
+	// fails, saying so, and the next one is taken as usual. (Earlier
+	// versions used the list from before the snapshot: a column added and
+	// filled in that window was left out of the chunks, its values lost
+	// while the chunk checksums, over the listed columns, agreed.) Reading
+	// the definitions while DDL is blocked, between BLOCK_DDL and
+	// BLOCK_COMMIT, would avoid the window, but a DDL statement waiting for
+	// the backup lock can hold the metadata lock of the table that SHOW
+	// CREATE TABLE then waits for: a deadlock the server cannot see, which
+	// hung a snapshot under a DDL workload.
+	if o.afterBackupStage != nil {
+		o.afterBackupStage()
+	}
+	tables, sy, err := readDefinitions(ctx, o, m, main, workers, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer sy.wait()
+	if changed := changedTables(pre, tables); len(changed) > 0 {
+		return nil, fmt.Errorf("%w: DDL while the snapshot opened changed %s: its definitions may not be those of its position; take the snapshot again", ErrDDLDuring, strings.Join(changed, ", "))
+	}
 
 	if o.Users {
 		if err := dumpUsers(ctx, workers[0], sy, dir, m, o.Log); err != nil {
@@ -444,6 +498,36 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	o.Log.Debug("snapshot files durable", "fsynced", sy.synced, "batch_synced", sy.batched, "wait", time.Since(t0))
 	m.Finished = time.Now().UTC()
 	return m, nil
+}
+
+// ErrDDLDuring is the error of a snapshot during which DDL changed a table
+// (see take): it is not damaged, only to be taken again.
+var ErrDDLDuring = errors.New("snapshot abandoned")
+
+// changedTables names the tables that are in only one of the lists, or
+// whose definitions (engine, options, kind, columns, keys) differ.
+func changedTables(before, after []tableInfo) []string {
+	def := func(ti tableInfo) string {
+		return strings.Join([]string{ti.t.Engine, ti.t.Kind, ti.options, strings.Join(ti.t.Columns, "\x00"), strings.Join(ti.t.Types, "\x00"),
+			strings.Join(ti.t.selects, "\x00"), strings.Join(ti.t.PrimaryKey, "\x00"), ti.key.index, ti.key.column, ti.key.typ}, "\x01")
+	}
+	was := map[[2]string]string{}
+	for _, ti := range before {
+		was[[2]string{ti.db, ti.t.Name}] = def(ti)
+	}
+	var out []string
+	for _, ti := range after {
+		k := [2]string{ti.db, ti.t.Name}
+		if d, ok := was[k]; !ok || d != def(ti) {
+			out = append(out, ti.db+"."+ti.t.Name)
+		}
+		delete(was, k)
+	}
+	for k := range was {
+		out = append(out, k[0]+"."+k[1])
+	}
+	sort.Strings(out)
+	return out
 }
 
 // readDefinitions lists the tables and writes the schemas of the
