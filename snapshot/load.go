@@ -647,57 +647,31 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 	}
 	// The biggest chunks first keep every connection busy to the end.
 	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].ch.Bytes > jobs[j].ch.Bytes })
-	threads = max(1, min(threads, len(jobs)))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		next  atomic.Int64
-		done  atomic.Int64
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if first == nil {
-			first = err
+	if len(jobs) == 0 {
+		return 0, ctx.Err()
+	}
+	conns := make([]*sql.Conn, max(1, min(threads, len(jobs))))
+	for i := range conns {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return 0, err
 		}
-		mu.Unlock()
-		cancel()
+		defer CloseSession(c)
+		if err := SetupSession(ctx, c); err != nil {
+			return 0, err
+		}
+		conns[i] = c
 	}
-	for range threads {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := db.Conn(ctx)
-			if err != nil {
-				fail(err)
-				return
-			}
-			defer CloseSession(c)
-			if err := SetupSession(ctx, c); err != nil {
-				fail(err)
-				return
-			}
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(jobs) || ctx.Err() != nil {
-					return
-				}
-				j := jobs[i]
-				if err := verifyChunk(ctx, c, m, j.db, j.t, j.ch); err != nil {
-					fail(err)
-					return
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return int(done.Load()), first
-	}
-	return int(done.Load()), ctx.Err()
+	var done atomic.Int64
+	err := onWorkers(ctx, conns, len(jobs), func(ctx context.Context, w, i int) error {
+		j := jobs[i]
+		if err := verifyChunk(ctx, conns[w], m, j.db, j.t, j.ch); err != nil {
+			return err
+		}
+		done.Add(1)
+		return nil
+	})
+	return int(done.Load()), err
 }
 
 // verifyChunk recomputes a chunk's checksum on c, whose session uses
