@@ -44,11 +44,15 @@ func (ti tableInfo) definitionOnly() bool {
 	case "FEDERATED", "MRG_MYISAM", "SPIDER", "SPHINX", "OQGRAPH":
 		return true
 	case "CONNECT":
+		// CREATE_OPTIONS: `TABLE_TYPE`=CSV `FILE_NAME`='/x.csv' … (names
+		// quoted: sessionSetup sets sql_quote_show_create).
 		opts := strings.ToUpper(ti.options)
-		if strings.Contains(opts, "`FILE_NAME`=") {
-			return true
+		for _, outward := range []string{"`FILE_NAME`=", "`HTTP`=", "`URI`=", "`CONNECTION`=", "`SRCDEF`=", "`TABNAME`=", "`DBNAME`="} {
+			if strings.Contains(opts, outward) {
+				return true // another server's, or a file of its own
+			}
 		}
-		typ := ""
+		typ := "DOS" // CONNECT's default
 		if i := strings.Index(opts, "`TABLE_TYPE`="); i >= 0 {
 			if f := strings.Fields(opts[i+len("`TABLE_TYPE`="):]); len(f) > 0 {
 				typ = strings.Trim(f[0], "'")
@@ -103,11 +107,11 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	columns := map[[3]string]column{}
 	periods := map[*tableInfo]bool{} // system-versioned tables with explicit period columns
 	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, DATA_TYPE, COLUMN_TYPE,
-		IS_NULLABLE, COALESCE(CHARACTER_SET_NAME, '') FROM information_schema.COLUMNS
+		IS_NULLABLE, COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''), COALESCE(COLUMN_DEFAULT, 'NULL') FROM information_schema.COLUMNS
 		WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
 		ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`, func(rows *sql.Rows) error {
-		var db, table, name, gen, extra, typ, colType, nullable, charset string
-		if err := rows.Scan(&db, &table, &name, &gen, &extra, &typ, &colType, &nullable, &charset); err != nil {
+		var db, table, name, gen, extra, typ, colType, nullable, charset, collation, def string
+		if err := rows.Scan(&db, &table, &name, &gen, &extra, &typ, &colType, &nullable, &charset, &collation, &def); err != nil {
 			return err
 		}
 		typ = strings.ToLower(typ)
@@ -116,6 +120,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		if ti == nil {
 			return nil
 		}
+		ti.shape = append(ti.shape, "c", name, gen, extra, colType, nullable, collation, def)
 		period := gen == "ROW START" || gen == "ROW END" // a system-versioned table's explicit period column
 		if period {
 			periods[ti] = true
@@ -157,6 +162,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		if ti == nil {
 			return nil
 		}
+		ti.shape = append(ti.shape, "i", index_, strconv.Itoa(nonUnique), strconv.Itoa(seq), name, indexType, strconv.FormatBool(prefix))
 		if index_ == "PRIMARY" {
 			ti.t.PrimaryKey = append(ti.t.PrimaryKey, name)
 		}

@@ -33,24 +33,34 @@ func TestDDLWhileSnapshotOpens(t *testing.T) {
 	var m *Manifest
 	var dir string
 	for _, tc := range []struct {
-		name, ddl string
-		after     bool
+		name, ddl      string
+		after, between bool
 	}{
-		{"column added and filled before", "ALTER TABLE d.t ADD COLUMN w INT NOT NULL DEFAULT 0; UPDATE d.t SET w = id * 10", false},
-		{"table created before", "CREATE TABLE d.fresh (id INT PRIMARY KEY); INSERT INTO d.fresh VALUES (1), (2)", false},
-		{"column added after", "ALTER TABLE d.t ADD COLUMN x INT NOT NULL DEFAULT 7", true},
-		{"column added in place after", "ALTER TABLE d.t ADD COLUMN y INT NOT NULL DEFAULT 7, ALGORITHM=INPLACE", true},
-		{"table created after", "CREATE TABLE d.late (id INT PRIMARY KEY)", true},
-		{"sequence created after", "CREATE SEQUENCE d.s", true},
-		{"table dropped after", "DROP TABLE d.late", true},
+		{"column added and filled before", "ALTER TABLE d.t ADD COLUMN w INT NOT NULL DEFAULT 0; UPDATE d.t SET w = id * 10", false, false},
+		{"table created before", "CREATE TABLE d.fresh (id INT PRIMARY KEY); INSERT INTO d.fresh VALUES (1), (2)", false, false},
+		{"column added after", "ALTER TABLE d.t ADD COLUMN x INT NOT NULL DEFAULT 7", true, false},
+		{"column added in place after", "ALTER TABLE d.t ADD COLUMN y INT NOT NULL DEFAULT 7, ALGORITHM=INPLACE", true, false},
+		{"table created after", "CREATE TABLE d.late (id INT PRIMARY KEY)", true, false},
+		{"sequence created after", "CREATE SEQUENCE d.s", true, false},
+		{"table dropped after", "DROP TABLE d.late", true, false},
+		{"index added after", "ALTER TABLE d.t ADD INDEX iv (v)", true, false},
+		{"default changed after", "ALTER TABLE d.t ALTER COLUMN v SET DEFAULT 5", true, false},
+		{"procedure created after", "CREATE PROCEDURE d.p() SELECT 1", true, false},
+		{"trigger created after", "CREATE TRIGGER d.tr BEFORE INSERT ON d.t FOR EACH ROW SET NEW.v = NEW.v", true, false},
+		{"check constraint added after", "ALTER TABLE d.t ADD CONSTRAINT pos CHECK (v > 0)", true, false},
+		{"index added while the definitions are read", "ALTER TABLE d.t ADD INDEX iw (w)", false, true},
+		{"table dropped while the definitions are read", "DROP TABLE d.fresh", false, true},
 	} {
 		var logs bytes.Buffer
 		o := Options{Source: "s", DB: p.DB(t), Root: root, Threads: 2, Log: slog.New(slog.NewTextHandler(&logs, nil))}
 		var once sync.Once
 		hook := func() { once.Do(func() { p.Exec(t, tc.ddl) }) }
-		if tc.after {
+		switch {
+		case tc.between:
+			o.betweenLists = hook
+		case tc.after:
 			o.afterBackupStage = hook
-		} else {
+		default:
 			o.beforeBackupStage = hook
 		}
 		var err error
@@ -84,7 +94,7 @@ func TestDDLWhileSnapshotOpens(t *testing.T) {
 	o := Options{Source: "s", DB: p.DB(t), Root: root, Threads: 2}
 	o.afterBackupStage = func() { n++; p.Exec(t, fmt.Sprintf("CREATE TABLE d.churn%d (id INT PRIMARY KEY)", n)) }
 	before, _ := os.ReadDir(root)
-	if _, _, err := Take(ctx, o); !errors.Is(err, ErrDDLDuring) || !strings.Contains(err.Error(), "changed d.churn") || n != ddlAttempts {
+	if _, _, err := Take(ctx, o); !errors.Is(err, ErrDDLDuring) || !strings.Contains(err.Error(), "d.churn") || n != ddlAttempts {
 		t.Fatalf("DDL at every attempt (%d attempts): %v", n, err)
 	}
 	if after, _ := os.ReadDir(root); len(after) != len(before) {
@@ -95,7 +105,7 @@ func TestDDLWhileSnapshotOpens(t *testing.T) {
 func TestChangedTables(t *testing.T) {
 	mk := func(db, name string, cols ...string) tableInfo {
 		ti := tableInfo{db: db}
-		ti.t.Name, ti.t.Engine, ti.t.Columns = name, "InnoDB", cols
+		ti.t.Name, ti.t.Engine, ti.t.Columns, ti.shape = name, "InnoDB", cols, cols
 		return ti
 	}
 	before := []tableInfo{mk("d", "a", "id"), mk("d", "b", "id", "v"), mk("d", "gone", "id")}

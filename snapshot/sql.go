@@ -184,6 +184,7 @@ func CloseSession(c *sql.Conn) {
 var sessionSetup = []string{
 	"SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES,NO_ENGINE_SUBSTITUTION'",
 	"SET SESSION time_zone = '+00:00'",
+	"SET SESSION sql_quote_show_create = 1",
 	"SET SESSION character_set_results = binary",
 	"SET SESSION net_write_timeout = 3600",
 	"SET SESSION net_read_timeout = 3600",

@@ -64,6 +64,9 @@ type Options struct {
 	// afterBackupStage just after BACKUP STAGE END: the tests run DDL
 	// there.
 	beforeBackupStage, afterBackupStage func()
+	// betweenLists, if set, runs after the tables are listed in the open
+	// snapshot, before the definitions are read.
+	betweenLists func()
 }
 
 // Progress reports a snapshot's progress.
@@ -148,7 +151,7 @@ func Take(ctx context.Context, o Options) (*Manifest, string, error) {
 			select {
 			case <-ctx.Done():
 				err = ctx.Err()
-			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
 				continue
 			}
 		}
@@ -248,6 +251,9 @@ type tableInfo struct {
 	rowsEst int64
 	key     chunkKey // the column chunks are cut on; none if empty
 	options string   // information_schema.TABLES.CREATE_OPTIONS
+	// shape is every column's and index's definition as
+	// information_schema gives it, to find DDL (see changedTables).
+	shape []string
 }
 
 type job struct {
@@ -303,7 +309,7 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	// states are read while commits are blocked, and they are listed
 	// again once the snapshot is open (readDefinitions), to find DDL in
 	// between.
-	pre, err := listTables(ctx, main)
+	pre, err := readSchemaState(ctx, main)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +354,8 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	m.PositionTime = time.Now().UTC()
 	var sequences map[[2]string][]sql.RawBytes
 	if err == nil {
-		sequences, err = readSequences(ctx, main, pre)
+		sequences, err = readSequences(ctx, main, pre.tables)
+		err = ddlError(err)
 	}
 	if _, eerr := main.ExecContext(ctx, "BACKUP STAGE END"); err == nil {
 		err = eerr
@@ -393,14 +400,11 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if o.afterBackupStage != nil {
 		o.afterBackupStage()
 	}
-	tables, sy, err := readDefinitions(ctx, o, m, main, workers, dir)
+	tables, sy, err := readDefinitions(ctx, o, m, main, workers, dir, pre)
 	if err != nil {
 		return nil, err
 	}
 	defer sy.wait()
-	if changed := changedTables(pre, tables); len(changed) > 0 {
-		return nil, fmt.Errorf("%w: DDL while the snapshot opened changed %s: its definitions may not be those of its position; take the snapshot again", ErrDDLDuring, strings.Join(changed, ", "))
-	}
 
 	if o.Users {
 		if err := dumpUsers(ctx, workers[0], sy, dir, m, o.Log); err != nil {
@@ -505,11 +509,10 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 var ErrDDLDuring = errors.New("snapshot abandoned")
 
 // changedTables names the tables that are in only one of the lists, or
-// whose definitions (engine, options, kind, columns, keys) differ.
+// whose definitions (engine, options, kind, every column and index) differ.
 func changedTables(before, after []tableInfo) []string {
 	def := func(ti tableInfo) string {
-		return strings.Join([]string{ti.t.Engine, ti.t.Kind, ti.options, strings.Join(ti.t.Columns, "\x00"), strings.Join(ti.t.Types, "\x00"),
-			strings.Join(ti.t.selects, "\x00"), strings.Join(ti.t.PrimaryKey, "\x00"), ti.key.index, ti.key.column, ti.key.typ}, "\x01")
+		return strings.Join([]string{ti.t.Engine, ti.t.Kind, ti.options, strings.Join(ti.shape, "\x00")}, "\x01")
 	}
 	was := map[[2]string]string{}
 	for _, ti := range before {
@@ -530,16 +533,25 @@ func changedTables(before, after []tableInfo) []string {
 	return out
 }
 
-// readDefinitions lists the tables and writes the schemas of the
-// databases, their objects and their tables, the tables' on every worker
-// at once (a thousand small tables cost a query and a file each). It is
-// called while DDL is blocked. The files go to the syncer it returns,
-// which makes them durable before the manifest is written.
-func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn, workers []*sql.Conn, dir string) ([]tableInfo, *syncer, error) {
-	tables, err := listTables(ctx, main)
+// readDefinitions lists the tables again, in the open snapshot, and
+// writes the schemas of the databases, their objects and their tables, the
+// tables' on every worker at once (a thousand small tables cost a query
+// and a file each). The schema state must be pre's before the definitions
+// are read and the same after: otherwise DDL ran while the snapshot
+// opened, and ErrDDLDuring says so (see take). The files go to the syncer
+// it returns, which makes them durable before the manifest is written.
+func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn, workers []*sql.Conn, dir string, pre schemaState) ([]tableInfo, *syncer, error) {
+	post, err := readSchemaState(ctx, main)
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := pre.changed(post); err != nil {
+		return nil, nil, err
+	}
+	if o.betweenLists != nil {
+		o.betweenLists()
+	}
+	tables := post.tables
 	for _, ti := range tables {
 		switch {
 		case ti.definitionOnly():
@@ -567,7 +579,7 @@ func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn
 	sy := newSyncer(dir)
 	if err := dumpDatabases(ctx, workers[0], sy, dir, m, tables); err != nil {
 		sy.wait()
-		return nil, nil, err
+		return nil, nil, ddlError(err)
 	}
 	sums := make([]string, len(tables))
 	err = onWorkers(ctx, workers, len(tables), func(ctx context.Context, w, i int) error {
@@ -575,14 +587,91 @@ func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn
 		sums[i], err = dumpTableSchema(ctx, workers[w], sy, dir, tables[i])
 		return err
 	})
+	if err == nil {
+		// The definitions were read from the live server: nothing may
+		// have changed while they were.
+		var final schemaState
+		if final, err = readSchemaState(ctx, main); err == nil {
+			err = post.changed(final)
+		}
+	}
 	if err != nil {
 		sy.wait()
-		return nil, nil, err
+		return nil, nil, ddlError(err)
 	}
 	for i, ti := range tables {
 		m.Files[ti.schemaFile()] = sums[i]
 	}
 	return tables, sy, nil
+}
+
+// schemaState is what a snapshot compares before and after it opens, and
+// after it reads the definitions, to find DDL in between: the tables with
+// every column and index, and the other objects.
+type schemaState struct {
+	tables  []tableInfo
+	objects map[string]string // "kind db.name" → its definition's fingerprint
+}
+
+func readSchemaState(ctx context.Context, c *sql.Conn) (schemaState, error) {
+	tables, err := listTables(ctx, c)
+	if err != nil {
+		return schemaState{}, err
+	}
+	objects := map[string]string{}
+	const user = "NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')"
+	err = queryRows(ctx, c, `SELECT CONCAT('database ', SCHEMA_NAME), CONCAT_WS(' ', DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME)
+		FROM information_schema.SCHEMATA WHERE SCHEMA_NAME `+user+`
+		UNION ALL SELECT CONCAT(LOWER(ROUTINE_TYPE), ' ', ROUTINE_SCHEMA, '.', ROUTINE_NAME), CONCAT_WS(' ', LAST_ALTERED, MD5(ROUTINE_DEFINITION))
+		FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA `+user+`
+		UNION ALL SELECT CONCAT('event ', EVENT_SCHEMA, '.', EVENT_NAME), CONCAT_WS(' ', LAST_ALTERED, STATUS, MD5(EVENT_DEFINITION))
+		FROM information_schema.EVENTS WHERE EVENT_SCHEMA `+user+`
+		UNION ALL SELECT CONCAT('trigger ', TRIGGER_SCHEMA, '.', TRIGGER_NAME), CONCAT_WS(' ', EVENT_OBJECT_TABLE, CREATED, MD5(ACTION_STATEMENT))
+		FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA `+user+`
+		UNION ALL SELECT CONCAT('view ', TABLE_SCHEMA, '.', TABLE_NAME), MD5(VIEW_DEFINITION)
+		FROM information_schema.VIEWS WHERE TABLE_SCHEMA `+user+`
+		UNION ALL SELECT CONCAT('constraint ', CONSTRAINT_SCHEMA, '.', TABLE_NAME, '.', CONSTRAINT_NAME), CONSTRAINT_TYPE
+		FROM information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA `+user, func(rows *sql.Rows) error {
+		var k string
+		var v sql.NullString
+		if err := rows.Scan(&k, &v); err != nil {
+			return err
+		}
+		objects[k] = v.String
+		return nil
+	})
+	return schemaState{tables, objects}, err
+}
+
+// changed returns ErrDDLDuring, naming what changed, if the two states
+// differ.
+func (s schemaState) changed(later schemaState) error {
+	changed := changedTables(s.tables, later.tables)
+	for k, v := range s.objects {
+		if w, ok := later.objects[k]; !ok || w != v {
+			changed = append(changed, k)
+		}
+	}
+	for k := range later.objects {
+		if _, ok := s.objects[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	sort.Strings(changed)
+	return fmt.Errorf("%w: DDL while the snapshot opened changed %s: its definitions may not be those of its position; take the snapshot again", ErrDDLDuring, strings.Join(changed, ", "))
+}
+
+// ddlError makes a table or database that vanished while the snapshot
+// opened (1146, 1049) an ErrDDLDuring: it is taken again.
+func ddlError(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && (me.Number == 1146 || me.Number == 1049) {
+		return fmt.Errorf("%w: DDL while the snapshot opened: %v; take the snapshot again", ErrDDLDuring, err)
+	}
+	return err
 }
 
 // onWorkers calls fn for every i below n, in order of i, on the workers'
