@@ -64,8 +64,8 @@ type Options struct {
 	// afterBackupStage just after BACKUP STAGE END: the tests run DDL
 	// there.
 	beforeBackupStage, afterBackupStage func()
-	// betweenLists, if set, runs after the tables are listed in the open
-	// snapshot, before the definitions are read.
+	// betweenLists, if set, runs in the open snapshot just before the
+	// definitions are read.
 	betweenLists func()
 }
 
@@ -382,17 +382,17 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	o.Log.Info("snapshot opened", "gtid_position", p.String(), "commit_block_ms", m.CommitBlockMillis,
 		"block_commit_wait_ms", float64(blockWait.Microseconds())/1000)
 
-	// The tables, their columns and every definition are read now, in
-	// the open snapshot, and compared with the list taken just before it.
-	// A table created, dropped or changed in between (its engine, options,
-	// columns or keys) may have changed before the snapshot's position or
-	// after it, and the definitions read now would not match the rows, or
-	// a replay of that DDL would fail on the restored server: the snapshot
-	// fails, saying so, and the next one is taken as usual. (Earlier
-	// versions used the list from before the snapshot: a column added and
-	// filled in that window was left out of the chunks, its values lost
-	// while the chunk checksums, over the listed columns, agreed.) Reading
-	// the definitions while DDL is blocked, between BLOCK_DDL and
+	// The definitions are read now, in the open snapshot, from the live
+	// server, and the schema's state is read again after them: it must be
+	// the state read just before the snapshot (pre), whose tables and
+	// columns the chunks use. A table, column, index or other object
+	// created, dropped or changed in between may have changed before the
+	// snapshot's position or after it: the chunks would miss a column
+	// added and filled just before it (earlier versions lost its values
+	// with the checksums agreeing), or the definitions would be newer than
+	// the position (a restore's replay fails on that DDL). Then the
+	// snapshot is abandoned with ErrDDLDuring, and Take opens it again.
+	// Reading the definitions while DDL is blocked, between BLOCK_DDL and
 	// BLOCK_COMMIT, would avoid the window, but a DDL statement waiting for
 	// the backup lock can hold the metadata lock of the table that SHOW
 	// CREATE TABLE then waits for: a deadlock the server cannot see, which
@@ -533,25 +533,21 @@ func changedTables(before, after []tableInfo) []string {
 	return out
 }
 
-// readDefinitions lists the tables again, in the open snapshot, and
-// writes the schemas of the databases, their objects and their tables, the
-// tables' on every worker at once (a thousand small tables cost a query
-// and a file each). The schema state must be pre's before the definitions
-// are read and the same after: otherwise DDL ran while the snapshot
-// opened, and ErrDDLDuring says so (see take). The files go to the syncer
+// readDefinitions writes the schemas of the databases, their objects and
+// pre's tables, in the open snapshot, the tables' on every worker at once
+// (a thousand small tables cost a query and a file each). The schema's
+// state read afterwards must be pre's, read before the snapshot opened:
+// otherwise DDL ran meanwhile, and ErrDDLDuring says so (see take). The files go to the syncer
 // it returns, which makes them durable before the manifest is written.
 func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn, workers []*sql.Conn, dir string, pre schemaState) ([]tableInfo, *syncer, error) {
-	post, err := readSchemaState(ctx, main)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := pre.changed(post); err != nil {
-		return nil, nil, err
-	}
 	if o.betweenLists != nil {
 		o.betweenLists()
 	}
-	tables := post.tables
+	// The tables as listed before the snapshot; the state read after the
+	// definitions must be the same, so they were the same while the
+	// definitions were read too.
+	tables := pre.tables
+	var err error
 	for _, ti := range tables {
 		switch {
 		case ti.definitionOnly():
@@ -592,7 +588,7 @@ func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn
 		// have changed while they were.
 		var final schemaState
 		if final, err = readSchemaState(ctx, main); err == nil {
-			err = post.changed(final)
+			err = pre.changed(final)
 		}
 	}
 	if err != nil {
