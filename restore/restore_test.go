@@ -45,17 +45,7 @@ func options(t *testing.T, dir string, target *mariadbtest.Server) Options {
 
 func checksumsEqual(t *testing.T, what string, want, got map[string]string) {
 	t.Helper()
-	if len(want) == 0 {
-		t.Fatalf("%s: nothing to compare", what)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%s: tables %v, want %v", what, got, want)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Fatalf("%s: %s checksum %s, want %s (got %v, want %v)", what, k, got[k], v, got, want)
-		}
-	}
+	mariadbtest.SameChecksums(t, what, want, got)
 }
 
 func oneLine(t *testing.T, err error, want string) {

@@ -64,9 +64,6 @@ type Options struct {
 	// afterBackupStage just after BACKUP STAGE END: the tests run DDL
 	// there.
 	beforeBackupStage, afterBackupStage func()
-	// betweenLists, if set, runs in the open snapshot just before the
-	// definitions are read.
-	betweenLists func()
 }
 
 // Progress reports a snapshot's progress.
@@ -305,10 +302,10 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 	if _, err := main.ExecContext(ctx, "SET SESSION lock_wait_timeout = 30"); err != nil {
 		return nil, explain(err)
 	}
-	// The tables as they stand just before the snapshot: their sequences'
-	// states are read while commits are blocked, and they are listed
-	// again once the snapshot is open (readDefinitions), to find DDL in
-	// between.
+	// The schema as it stands just before the snapshot: the chunks use
+	// its tables and columns, its sequences' states are read while commits
+	// are blocked, and it is read again after the definitions
+	// (readDefinitions), to find DDL in between.
 	pre, err := readSchemaState(ctx, main)
 	if err != nil {
 		return nil, err
@@ -540,14 +537,10 @@ func changedTables(before, after []tableInfo) []string {
 // otherwise DDL ran meanwhile, and ErrDDLDuring says so (see take). The files go to the syncer
 // it returns, which makes them durable before the manifest is written.
 func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn, workers []*sql.Conn, dir string, pre schemaState) ([]tableInfo, *syncer, error) {
-	if o.betweenLists != nil {
-		o.betweenLists()
-	}
 	// The tables as listed before the snapshot; the state read after the
 	// definitions must be the same, so they were the same while the
 	// definitions were read too.
 	tables := pre.tables
-	var err error
 	for _, ti := range tables {
 		switch {
 		case ti.definitionOnly():
@@ -578,7 +571,7 @@ func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn
 		return nil, nil, ddlError(err)
 	}
 	sums := make([]string, len(tables))
-	err = onWorkers(ctx, workers, len(tables), func(ctx context.Context, w, i int) error {
+	err := onWorkers(ctx, workers, len(tables), func(ctx context.Context, w, i int) error {
 		var err error
 		sums[i], err = dumpTableSchema(ctx, workers[w], sy, dir, tables[i])
 		return err
@@ -601,9 +594,9 @@ func readDefinitions(ctx context.Context, o Options, m *Manifest, main *sql.Conn
 	return tables, sy, nil
 }
 
-// schemaState is what a snapshot compares before and after it opens, and
-// after it reads the definitions, to find DDL in between: the tables with
-// every column and index, and the other objects.
+// schemaState is what a snapshot compares before it opens and after it
+// reads the definitions, to find DDL in between: the tables with every
+// column and index, and the other objects.
 type schemaState struct {
 	tables  []tableInfo
 	objects map[string]string // "kind db.name" → its definition's fingerprint

@@ -386,15 +386,5 @@ func sameChecksums(t *testing.T, p, copy *mariadbtest.Server, dbs ...string) {
 // checksumsEqual compares table checksums; want must not be empty.
 func checksumsEqual(t *testing.T, want, got map[string]string, what string) {
 	t.Helper()
-	if len(want) == 0 {
-		t.Fatalf("%s: no tables to compare", what)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Fatalf("%s: table %s checksum %q, want %q", what, k, got[k], v)
-		}
-	}
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d tables, want %d", what, len(got), len(want))
-	}
+	mariadbtest.SameChecksums(t, what, want, got)
 }

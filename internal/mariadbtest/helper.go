@@ -236,6 +236,24 @@ func (s *Server) CreateUser(tb testing.TB, user, password string, grants ...stri
 	}
 }
 
+// SameChecksums fails tb unless got (a copy's Checksums) has exactly the
+// tables and sequences of want (the source's), each with its checksum;
+// want must not be empty. what names the copy in the message.
+func SameChecksums(tb testing.TB, what string, want, got map[string]string) {
+	tb.Helper()
+	if len(want) == 0 {
+		tb.Fatalf("%s: no tables to compare", what)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			tb.Fatalf("%s: %s checksum %q, the source's %q (copy %v, source %v)", what, k, got[k], v, got, want)
+		}
+	}
+	if len(got) != len(want) {
+		tb.Fatalf("%s: tables %v, the source's %v", what, got, want)
+	}
+}
+
 // Checksums returns a checksum of every table and sequence in the given
 // databases, keyed by "db.table". A missing database contributes nothing.
 // A base table's is its CHECKSUM TABLE result. A system-versioned table's
