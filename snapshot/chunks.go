@@ -129,7 +129,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 			}
 		}
 		if (gen == "" && !strings.Contains(strings.ToUpper(extra), "GENERATED")) || (period && typ == "timestamp") {
-			ti.addColumn(name, typ, strings.ToLower(colType))
+			ti.addColumn(name, typ, strings.ToLower(colType), nullable == "NO")
 		}
 		return nil
 	})
@@ -140,8 +140,8 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		ti := &out[i]
 		if ti.t.Kind == KindVersioned && !periods[ti] {
 			// Implicit periods: hidden columns, absent from COLUMNS.
-			ti.addColumn("row_start", "timestamp", "timestamp(6)")
-			ti.addColumn("row_end", "timestamp", "timestamp(6)")
+			ti.addColumn("row_start", "timestamp", "timestamp(6)", true)
+			ti.addColumn("row_end", "timestamp", "timestamp(6)", true)
 		}
 	}
 	// The chunk key is the first column of the primary key, else of a
@@ -193,9 +193,10 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 }
 
 // addColumn adds a stored column to the table's data.
-func (ti *tableInfo) addColumn(name, typ, colType string) {
+func (ti *tableInfo) addColumn(name, typ, colType string, notNull bool) {
 	ti.t.Columns = append(ti.t.Columns, name)
 	ti.t.Types = append(ti.t.Types, typ)
+	ti.t.NotNull = append(ti.t.NotNull, notNull)
 	ti.t.selects = append(ti.t.selects, dumpExpr(quote(name), typ, colType))
 }
 

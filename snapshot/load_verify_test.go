@@ -207,3 +207,61 @@ func TestSchedule(t *testing.T) {
 		t.Fatal("a waiting next did not return when the load was cancelled")
 	}
 }
+
+// TestChecksumNotNull: the server's checksum needs no NULL test for a
+// NOT NULL column, and its result is the same as with one (and as the
+// snapshot's own, computed from the rows it wrote); a NULL that such a
+// column gets on a target still changes the checksum.
+func TestChecksumNotNull(t *testing.T) {
+	ctx := context.Background()
+	p := mariadbtest.Start(t, mariadbtest.Options{})
+	for _, q := range []string{
+		"CREATE DATABASE d",
+		`CREATE TABLE d.t (id INT PRIMARY KEY, a VARCHAR(10) NOT NULL, b VARCHAR(10), c INT NOT NULL,
+			e DATETIME NOT NULL, f DECIMAL(6,2), g BLOB NOT NULL)`,
+		`INSERT INTO d.t VALUES (1, '', NULL, 0, '2020-01-01 00:00:00', NULL, ''),
+			(2, 'x', '', 5, '2021-02-03 04:05:06', 1.5, 'bytes'), (3, '#', '#', -1, '1999-12-31 23:59:59', -0.01, x'00ff')`,
+	} {
+		p.Exec(t, q)
+	}
+	m, _, err := Take(ctx, Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := findTable(m, "d", "t")
+	if got, want := fmt.Sprint(tb.NotNull), "[true true false true true false true]"; got != want {
+		t.Fatalf("not_null %s, want %s", got, want)
+	}
+	q, err := ChecksumSQL(m.Checksum, "d", *tb, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "CONCAT('00', ISNULL(`b`), '00', ISNULL(`f`), '0')"; !strings.Contains(q, want) {
+		t.Fatalf("checksum query %s, want NULL flags %s", q, want)
+	}
+	c, err := p.DB(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseSession(c)
+	if err := SetupSession(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	old := *tb
+	old.NotNull = nil // a manifest from before not_null: every column tested
+	for _, table := range []Table{*tb, old} {
+		rows, sum, err := ChunkChecksum(ctx, c, m.Checksum, "d", table, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows != 3 || sum != tb.Chunks[0].Checksum {
+			t.Fatalf("not_null %v: %d rows, checksum %s on the server; the snapshot has 3, %s", table.NotNull, rows, sum, tb.Chunks[0].Checksum)
+		}
+	}
+	// Row 1's a is '' in the snapshot; NULL on a target that lets it be.
+	p.Exec(t, "ALTER TABLE d.t MODIFY a VARCHAR(10) NULL")
+	p.Exec(t, "UPDATE d.t SET a = NULL WHERE id = 1")
+	if _, sum, err := ChunkChecksum(ctx, c, m.Checksum, "d", *tb, ""); err != nil || sum == tb.Chunks[0].Checksum {
+		t.Fatalf("a NULL where the snapshot has '': checksum %s (err %v), the snapshot's %s: want a difference", sum, err, tb.Chunks[0].Checksum)
+	}
+}

@@ -103,6 +103,10 @@ type Table struct {
 	Columns []string `json:"columns"`
 	// Types are the columns' DATA_TYPE, in the same order.
 	Types []string `json:"types"`
+	// NotNull says, in the same order, which columns are NOT NULL (absent
+	// in older manifests: every column may be NULL). A checksum query
+	// needs no NULL test for those (see rowHashSQL).
+	NotNull []bool `json:"not_null,omitempty"`
 	// PrimaryKey lists the primary key's columns; empty for a table without
 	// one. Chunks are cut on a key's first column (see planChunks), and
 	// each chunk's Where says which rows it holds.
