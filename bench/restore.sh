@@ -6,7 +6,9 @@
 #     (the target replicates from understudy's binlog server with 2 parallel applier threads)
 #     vs mariadb-binlog FILE | mariadb.
 # Usage: bench/restore.sh          (TABLES, ROWS override; THREADS the tools' threads; SMALL_TABLES=N adds N
-#                                  tables of 20 rows each to sbtest)
+#                                  tables of 20 rows each to sbtest; MYDUMPER_ROWS=N has mydumper cut tables
+#                                  into files of N rows, which myloader needs to load one table in parallel;
+#                                  PARTS=load skips the binlog replay)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -33,7 +35,7 @@ $U run --config "$WORK/understudy.yaml" --until-caught-up 2>"$WORK/run.log"
 sleep 1
 $U snapshot --config "$WORK/understudy.yaml" --source bench >/dev/null 2>&1   # full: the load benchmark
 mariadb-dump --no-defaults -h127.0.0.1 -P"$PORT" -uroot --single-transaction --databases sbtest >"$WORK/dump.sql"
-mydumper -h 127.0.0.1 -P "$PORT" -u root -t "$THREADS" --trx-consistency-only -B sbtest -o "$WORK/mydumper" >/dev/null 2>&1
+mydumper -h 127.0.0.1 -P "$PORT" -u root -t "$THREADS" ${MYDUMPER_ROWS:+--rows "$MYDUMPER_ROWS"} --trx-consistency-only -B sbtest -o "$WORK/mydumper" >/dev/null 2>&1
 echo "data: $TABLES x $ROWS rows, binlog $(( $(sql "$PORT" -N -e "SHOW BINARY LOGS" | awk '{ s += $2 } END { print s }') / 1048576 )) MiB, $EMPTY_POS -> $END_POS"
 
 TARGET_ARGS=(--innodb-flush-log-at-trx-commit=2 --log-bin=OFF)
@@ -54,6 +56,7 @@ echo "myloader -t $THREADS:                  ${TM} ms"
 echo "mariadb < dump.sql:                 ${TD} ms"
 echo "ratio myloader/understudy: $(ratio "$TM" "$TU")x (target >= 1.5)   mariadb/understudy: $(ratio "$TD" "$TU")x"
 
+[ "${PARTS:-all}" = load ] && exit 0
 echo
 echo "== 2. binlog replay of $EMPTY_POS -> $END_POS"
 EMPTY_ID=$($U snapshots --config "$WORK/understudy.yaml" --source bench --json | grep -o '"id": "[^"]*"' | head -1 | cut -d'"' -f4)
