@@ -569,13 +569,19 @@ func commonTables(replica, ref []snapshot.Database) ([]snapshot.Database, []Diff
 		return m
 	}
 	inRef, inReplica := names(ref), names(replica)
+	refTables := map[string]snapshot.Table{}
+	for _, d := range ref {
+		for _, t := range d.Tables {
+			refTables[d.Name+"."+t.Name] = t
+		}
+	}
 	var diffs []Diff
 	var out []snapshot.Database
 	for _, d := range replica {
 		keep := snapshot.Database{Name: d.Name}
 		for _, t := range d.Tables {
 			if inRef[d.Name+"."+t.Name] {
-				keep.Tables = append(keep.Tables, t)
+				keep.Tables = append(keep.Tables, t.AlsoNotNull(refTables[d.Name+"."+t.Name]))
 			} else {
 				diffs = append(diffs, Diff{Table: d.Name + "." + t.Name, Extra: []string{"the whole table"}, NoKey: len(t.PrimaryKey) == 0})
 			}

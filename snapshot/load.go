@@ -651,6 +651,7 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 		return 0, ctx.Err()
 	}
 	conns := make([]*sql.Conn, max(1, min(threads, len(jobs))))
+
 	for i := range conns {
 		c, err := db.Conn(ctx)
 		if err != nil {
@@ -662,8 +663,30 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 		}
 		conns[i] = c
 	}
+	// The manifest's NOT NULL columns, as far as the target agrees: its
+	// tables may not be the ones a load of m created.
+	nullable := map[[3]string]bool{}
+	err := queryRows(ctx, conns[0], "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE IS_NULLABLE = 'YES'", func(rows *sql.Rows) error {
+		var k [3]string
+		if err := rows.Scan(&k[0], &k[1], &k[2]); err != nil {
+			return err
+		}
+		nullable[k] = true
+		return nil
+	})
+	if err != nil {
+		return 0, explain(err)
+	}
+	adjusted := map[*Table]*Table{}
+	for i, j := range jobs {
+		if adjusted[j.t] == nil {
+			t := j.t.notNullWhere(func(col string) bool { return !nullable[[3]string{j.db, j.t.Name, col}] })
+			adjusted[j.t] = &t
+		}
+		jobs[i].t = adjusted[j.t]
+	}
 	var done atomic.Int64
-	err := onWorkers(ctx, conns, len(jobs), func(ctx context.Context, w, i int) error {
+	err = onWorkers(ctx, conns, len(jobs), func(ctx context.Context, w, i int) error {
 		j := jobs[i]
 		if err := verifyChunk(ctx, conns[w], m, j.db, j.t, j.ch); err != nil {
 			return err

@@ -264,4 +264,41 @@ func TestChecksumNotNull(t *testing.T) {
 	if _, sum, err := ChunkChecksum(ctx, c, m.Checksum, "d", *tb, ""); err != nil || sum == tb.Chunks[0].Checksum {
 		t.Fatalf("a NULL where the snapshot has '': checksum %s (err %v), the snapshot's %s: want a difference", sum, err, tb.Chunks[0].Checksum)
 	}
+
+	// ('x', 'y') in the snapshot, ('x#y', NULL) on a target where b may be
+	// NULL: without b's flag both rows are the string "x#y#000". Verify
+	// tests for NULL where the target allows one, and finds the change.
+	p.Exec(t, "CREATE TABLE d.u (id INT PRIMARY KEY, a VARCHAR(10) NOT NULL, b VARCHAR(10) NOT NULL)")
+	p.Exec(t, "INSERT INTO d.u VALUES (1, 'x', 'y')")
+	m, _, err = Take(ctx, Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, p.DB(t), m, nil, 1); err != nil {
+		t.Fatalf("verify against the snapshot's own server: %v", err)
+	}
+	p.Exec(t, "ALTER TABLE d.u MODIFY b VARCHAR(10) NULL")
+	p.Exec(t, "UPDATE d.u SET a = 'x#y', b = NULL")
+	u := findTable(m, "d", "u")
+	if _, sum, err := ChunkChecksum(ctx, c, m.Checksum, "d", *u, ""); err != nil || sum != u.Chunks[0].Checksum {
+		t.Fatalf("the manifest's NOT NULL flags on the changed row: checksum %s (err %v), want the collision with %s that Verify avoids", sum, err, u.Chunks[0].Checksum)
+	}
+	if _, err := Verify(ctx, p.DB(t), m, nil, 1); err == nil || !strings.Contains(err.Error(), "d.u chunk") {
+		t.Fatalf("verify of ('x#y', NULL) against ('x', 'y'): %v, want a difference in d.u", err)
+	}
+}
+
+func TestAlsoNotNull(t *testing.T) {
+	a := Table{Columns: []string{"id", "a", "b", "c"}, NotNull: []bool{true, true, true, false}}
+	b := Table{Columns: []string{"b", "a", "id"}, NotNull: []bool{false, true, true}}
+	if got := fmt.Sprint(a.AlsoNotNull(b).NotNull); got != "[true true false false]" {
+		t.Fatalf("AlsoNotNull: %s", got)
+	}
+	if got := fmt.Sprint(a.NotNull); got != "[true true true false]" {
+		t.Fatalf("AlsoNotNull changed its receiver: %s", got)
+	}
+	old := Table{Columns: []string{"id"}} // a manifest without not_null
+	if got := fmt.Sprint(old.AlsoNotNull(a).NotNull, a.AlsoNotNull(old).NotNull); got != "[false] [false false false false]" {
+		t.Fatalf("AlsoNotNull with a manifest without not_null: %s", got)
+	}
 }

@@ -92,6 +92,31 @@ func rowHashSQL(checksum string, t Table) (string, error) {
 	return fmt.Sprintf("((CRC32(%s) << 32) | CRC32C(%s))", expr, expr), nil
 }
 
+// AlsoNotNull returns t with only those columns NOT NULL that are NOT
+// NULL in other too (other's columns by name). Two servers computing one
+// chunk's checksum then test for NULL wherever either may hold one, so
+// that a NULL on one side is never taken for another value (with values
+// containing '#', ('x#y', NULL) and ('x', 'y') make the same string
+// without their flags).
+func (t Table) AlsoNotNull(other Table) Table {
+	notNull := map[string]bool{}
+	for i, c := range other.Columns {
+		notNull[c] = i < len(other.NotNull) && other.NotNull[i]
+	}
+	return t.notNullWhere(func(col string) bool { return notNull[col] })
+}
+
+// notNullWhere returns t with only those columns NOT NULL for which also
+// says so.
+func (t Table) notNullWhere(also func(col string) bool) Table {
+	nn := make([]bool, len(t.Columns))
+	for i, c := range t.Columns {
+		nn[i] = i < len(t.NotNull) && t.NotNull[i] && also(c)
+	}
+	t.NotNull = nn
+	return t
+}
+
 // appendNullFlag appends a column's NULL flag to flags: ISNULL(col), or
 // for a NOT NULL column the constant '0' it always is, merged with a
 // constant before it. A server evaluates ISNULL and CONCAT for every row:
