@@ -88,6 +88,13 @@ type Writer struct {
 	sealed     int64 // bytes in sealed files
 	durable    Durable
 	notify     chan struct{}
+	// syncErr is the first failed fsync of the archive's files. Linux
+	// reports a writeback error once, so a second fdatasync of the same
+	// file may succeed with the data lost: after one, nothing is synced,
+	// marked durable or recovered again by this Writer (see failSync).
+	syncErr error
+	// datasync is fdatasync(2) of the files' data (tests fail it).
+	datasync func(fd int) error
 }
 
 // DefaultMaxFileAge is the age after which the writer seals the active
@@ -111,7 +118,7 @@ type WriterOptions struct {
 // and files left unsealed by a crash are sealed.
 func OpenWriter(dir string, opts WriterOptions) (*Writer, error) {
 	w := &Writer{dir: dir, log: opts.Logger, maxFileSize: opts.MaxFileSize, maxFileAge: opts.MaxFileAge, now: opts.Now,
-		notify: make(chan struct{}), commits: make(chan struct{}, 1)}
+		notify: make(chan struct{}), commits: make(chan struct{}, 1), datasync: syscall.Fdatasync}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -332,6 +339,13 @@ func (w *Writer) openActive(n int) error {
 		f.Close()
 		return err
 	}
+	kept := false
+	defer func() {
+		if !kept { // every failure, a full disk's included, is tried again
+			f.Close()
+			idx.Close()
+		}
+	}()
 	st, err := f.Stat()
 	if err != nil {
 		return err
@@ -341,6 +355,18 @@ func (w *Writer) openActive(n int) error {
 		return err
 	}
 	recs := parseIndex(ib, st.Size())
+	// A record must start where the previous transaction ended, or after
+	// events of no transaction: from a hole on (records never written, a
+	// damaged record), the records are rebuilt from the data.
+	prevEnd := h.end
+	for i, r := range recs {
+		if int64(r.Start) != prevEnd && !onlyLoose(f, prevEnd, int64(r.Start), h.checksum) {
+			w.log.Warn("archived file's index skips data: rebuilding its records from the data", "file", path, "record", i, "gtid", r.GTID.String(), "start", r.Start, "previous_end", prevEnd)
+			recs = recs[:i]
+			break
+		}
+		prevEnd = int64(r.End)
+	}
 	off := h.end
 	if len(recs) > 0 {
 		off = int64(recs[len(recs)-1].End)
@@ -394,6 +420,7 @@ func (w *Writer) openActive(n int) error {
 	if _, err := idx.Seek(int64(len(recs)*RecordSize), io.SeekStart); err != nil {
 		return err
 	}
+	kept = true
 	w.num, w.f, w.idx, w.fde, w.start, w.created = n, f, idx, h.fde, h.start, h.created
 	w.asm = assembler{checksum: h.checksum}
 	if fd, err := binlog.ParseFormatDescription(h.fde); err == nil && fd.CreateTimestamp != 0 {
@@ -639,16 +666,30 @@ func (w *Writer) Reopen() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.sealing.Wait()
+	if w.syncErr != nil {
+		return w.syncErr
+	}
 	w.recovering = true
 	defer func() { w.recovering = false }()
 	w.closeFiles()
 	w.manifestMu.Lock()
 	w.sealErr = nil
+	w.manifest = Manifest{}
 	w.manifestMu.Unlock()
-	w.manifest, w.num, w.bw, w.bin, w.fde = Manifest{}, 0, nil, nil, nil
+	w.num, w.bw, w.bin, w.fde = 0, nil, nil, nil
 	w.start, w.records, w.first, w.pendingIdx, w.asm = understudy.Position{}, 0, 0, nil, assembler{}
 	w.pos, w.lastTime, w.committed, w.sealed, w.durable = understudy.Position{}, 0, 0, 0, Durable{}
-	return w.recover()
+	return w.failSync(w.recover())
+}
+
+// failSync records err if it is a failed fsync, and returns it. The
+// caller holds mu.
+func (w *Writer) failSync(err error) error {
+	var se *SyncError
+	if w.syncErr == nil && errors.As(err, &se) {
+		w.syncErr = err
+	}
+	return err
 }
 
 // Sync makes every committed transaction durable: data first, then index.
@@ -657,6 +698,10 @@ func (w *Writer) Sync() error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	w.mu.Lock()
+	if w.syncErr != nil {
+		w.mu.Unlock()
+		return w.syncErr
+	}
 	if !w.dirtyLocked() {
 		w.mu.Unlock()
 		return nil
@@ -670,25 +715,33 @@ func (w *Writer) Sync() error {
 	d := w.durableLocked()
 	w.mu.Unlock()
 
-	if err := syncFiles(f, path, idx, pending); err != nil {
-		return err
-	}
+	err := w.syncFiles(f, path, idx, pending)
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		// The records not written are written with the next ones: an
+		// index must not skip a transaction (a full disk may come back
+		// before this session ends).
+		w.pendingIdx = append(pending, w.pendingIdx...)
+		return w.failSync(err)
+	}
 	w.markDurable(d)
-	w.mu.Unlock()
 	return nil
 }
 
 // syncHeld is Sync for callers that hold both syncMu and mu.
 func (w *Writer) syncHeld() error {
+	if w.syncErr != nil {
+		return w.syncErr
+	}
 	if !w.dirtyLocked() {
 		return nil
 	}
 	if err := w.bw.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", w.activePath(), unwrapPath(err))
 	}
-	if err := syncFiles(w.f, w.activePath(), w.idx, w.pendingIdx); err != nil {
-		return err
+	if err := w.syncFiles(w.f, w.activePath(), w.idx, w.pendingIdx); err != nil {
+		return w.failSync(err)
 	}
 	w.pendingIdx = nil
 	w.markDurable(w.durableLocked())
@@ -707,8 +760,8 @@ func (w *Writer) markDurable(d Durable) {
 
 // syncFiles makes a binlog file durable, then appends index records to its
 // index and makes that durable.
-func syncFiles(f *os.File, path string, idx *os.File, records []byte) error {
-	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+func (w *Writer) syncFiles(f *os.File, path string, idx *os.File, records []byte) error {
+	if err := w.datasync(int(f.Fd())); err != nil {
 		return &SyncError{Path: path, Err: err}
 	}
 	if len(records) == 0 {
@@ -725,7 +778,7 @@ func syncFiles(f *os.File, path string, idx *os.File, records []byte) error {
 		}
 		return fmt.Errorf("write %s: %w", idx.Name(), unwrapPath(err))
 	}
-	if err := syscall.Fdatasync(int(idx.Fd())); err != nil {
+	if err := w.datasync(int(idx.Fd())); err != nil {
 		return &SyncError{Path: idx.Name(), Err: err}
 	}
 	return nil
@@ -837,7 +890,7 @@ func (w *Writer) create(fde []byte) error {
 		return fail(f, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fail(f, &SyncError{Path: path, Err: err})
+		return w.failSync(fail(f, &SyncError{Path: path, Err: err}))
 	}
 	idx, err := os.OpenFile(path+indexSuffix, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
 	if err != nil {
@@ -850,7 +903,7 @@ func (w *Writer) create(fde []byte) error {
 	if err := SyncDir(w.dir); err != nil {
 		f.Close()
 		idx.Close()
-		return &SyncError{Path: w.dir, Err: err}
+		return w.failSync(&SyncError{Path: w.dir, Err: err})
 	}
 	w.num, w.f, w.idx, w.bw, w.bin = n, f, idx, bw, bin
 	w.fde = append([]byte(nil), fde...)
@@ -880,7 +933,11 @@ func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var err error
-	if w.f != nil {
+	if w.f != nil && w.syncErr != nil {
+		// Nothing more is written after a failed fsync: the index must
+		// not name transactions whose data may be lost.
+		err = w.syncErr
+	} else if w.f != nil {
 		if w.asm.writing() {
 			if ferr := w.bw.Flush(); ferr == nil {
 				err = w.f.Truncate(int64(w.asm.cur.Start))
