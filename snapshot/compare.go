@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -66,9 +67,7 @@ func (r RowSum) KeyString() string { return "(" + strings.Join(r.Key, ", ") + ")
 // key (of the row hash for a table without one), so that two servers'
 // rows can be merged to find the rows that differ. conn must use
 // time_zone '+00:00', as for ChunkChecksum.
-func RowSums(ctx context.Context, conn interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, checksum, db string, t Table, where string, fn func(RowSum) error) error {
+func RowSums(ctx context.Context, conn *sql.Conn, checksum, db string, t Table, where string, fn func(RowSum) error) error {
 	hash, err := rowHashSQL(checksum, t)
 	if err != nil {
 		return err
@@ -102,7 +101,6 @@ func RowSums(ctx context.Context, conn interface {
 			return err
 		}
 		var r RowSum
-		fmt.Sscan(vals[0].String, &r.Sum)
 		for _, v := range vals[1:] {
 			if v.Valid {
 				r.Key = append(r.Key, v.String)
@@ -110,9 +108,27 @@ func RowSums(ctx context.Context, conn interface {
 				r.Key = append(r.Key, "NULL")
 			}
 		}
+		if !vals[0].Valid { // the server could not build the row's string
+			rows.Close()
+			if err := checkRowHashes(ctx, conn); err != nil {
+				return fmt.Errorf("%s.%s row %s: %w", db, t.Name, r.KeyString(), err)
+			}
+			return fmt.Errorf("%s.%s row %s: the server computed no hash for it", db, t.Name, r.KeyString())
+		}
+		if r.Sum, err = strconv.ParseUint(vals[0].String, 10, 64); err != nil {
+			return fmt.Errorf("%s.%s row %s: hash %q: %w", db, t.Name, r.KeyString(), vals[0].String, err)
+		}
 		if err := fn(r); err != nil {
 			return err
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	// A value longer than max_allowed_packet is left out of its row's
+	// string (CONCAT_WS skips the NULL its cast becomes), with a warning.
+	if err := checkRowHashes(ctx, conn); err != nil {
+		return fmt.Errorf("%s.%s: %w", db, t.Name, err)
+	}
+	return nil
 }

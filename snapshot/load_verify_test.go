@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"sync"
@@ -300,5 +301,48 @@ func TestAlsoNotNull(t *testing.T) {
 	old := Table{Columns: []string{"id"}} // a manifest without not_null
 	if got := fmt.Sprint(old.AlsoNotNull(a).NotNull, a.AlsoNotNull(old).NotNull); got != "[false] [false false false false]" {
 		t.Fatalf("AlsoNotNull with a manifest without not_null: %s", got)
+	}
+}
+
+// TestChecksumLargeRow: a row whose string is longer than the server's
+// max_allowed_packet has no hash on that server (NULL, warning 1301):
+// verification and row comparison say so, with the setting to raise,
+// rather than leave the row out of the checksum.
+func TestChecksumLargeRow(t *testing.T) {
+	ctx := context.Background()
+	p := mariadbtest.Start(t, mariadbtest.Options{})
+	p.Exec(t, "CREATE DATABASE d")
+	p.Exec(t, "CREATE TABLE d.big (id INT PRIMARY KEY, b LONGBLOB)")
+	p.Exec(t, "INSERT INTO d.big VALUES (1, REPEAT('x', 3000000)), (2, 'small')")
+	m, _, err := Take(ctx, Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Verify(ctx, p.DB(t), m, nil, 1); err != nil || n != 1 {
+		t.Fatalf("verify with a large enough max_allowed_packet: %d chunks, %v", n, err)
+	}
+	p.Exec(t, "SET GLOBAL max_allowed_packet = 1048576")
+	defer p.Exec(t, "SET GLOBAL max_allowed_packet = 1073741824")
+	db, err := sql.Open("mysql", p.DSN("")) // new sessions, with the new setting
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = Verify(ctx, db, m, nil, 1)
+	if err == nil || !strings.Contains(err.Error(), "d.big chunk") || !strings.Contains(err.Error(), "too large for the server to checksum") || !strings.Contains(err.Error(), "now 1048576") {
+		t.Fatalf("verify of a row longer than max_allowed_packet: %v", err)
+	}
+	t.Logf("verify: %v", err)
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer CloseSession(c)
+	if err := SetupSession(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	err = RowSums(ctx, c, m.Checksum, "d", *findTable(m, "d", "big"), "", func(RowSum) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "d.big: a row is too large") || !strings.Contains(err.Error(), "max_allowed_packet") {
+		t.Fatalf("row sums with a row longer than max_allowed_packet: %v", err)
 	}
 }

@@ -135,16 +135,47 @@ func appendNullFlag(flags []string, isNull string, notNull bool) []string {
 	return append(flags, "'0'")
 }
 
-// ChunkChecksum runs ChecksumSQL on conn.
-func ChunkChecksum(ctx context.Context, conn interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, checksum, db string, t Table, where string) (rows int64, sum string, err error) {
+// ChunkChecksum runs ChecksumSQL on conn. A row whose string the server
+// could not build is an error (see checkRowHashes): BIT_XOR would have
+// left it out.
+func ChunkChecksum(ctx context.Context, conn *sql.Conn, checksum, db string, t Table, where string) (rows int64, sum string, err error) {
 	q, err := ChecksumSQL(checksum, db, t, where)
 	if err != nil {
 		return 0, "", err
 	}
-	err = conn.QueryRowContext(ctx, q).Scan(&rows, &sum)
-	return rows, sum, err
+	if err = conn.QueryRowContext(ctx, q).Scan(&rows, &sum); err != nil {
+		return 0, "", err
+	}
+	return rows, sum, checkRowHashes(ctx, conn)
+}
+
+// checkRowHashes fails if the checksum query just run on conn left a
+// warning. A value or row string longer than the server's
+// max_allowed_packet becomes NULL with warning 1301: CONCAT_WS leaves such
+// a value out of the row's string, and BIT_XOR leaves a NULL row hash out
+// of the checksum while COUNT(*) counts the row. A difference in a large
+// row would go unseen, and a good copy's checksum would differ from the
+// snapshot's, which understudy computed itself. No other warning is
+// expected from the query; any is an error.
+func checkRowHashes(ctx context.Context, conn *sql.Conn) error {
+	var n int
+	if err := conn.QueryRowContext(ctx, "SELECT @@warning_count").Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	var level, msg string
+	var code int
+	if err := conn.QueryRowContext(ctx, "SHOW WARNINGS LIMIT 1").Scan(&level, &code, &msg); err != nil {
+		return err
+	}
+	if code == 1301 {
+		var packet int64
+		conn.QueryRowContext(ctx, "SELECT @@global.max_allowed_packet").Scan(&packet)
+		return fmt.Errorf("a row is too large for the server to checksum: %s; raise max_allowed_packet (SET GLOBAL max_allowed_packet = 1073741824, now %d) and run again", msg, packet)
+	}
+	return fmt.Errorf("the checksum query left %d warnings, the first: %s %d: %s", n, level, code, msg)
 }
 
 // hashExpr is the text of a column that the checksum hashes: the text the
