@@ -69,6 +69,9 @@ type Diff struct {
 	// NoKey says the table has no primary key: rows are told apart by
 	// their content only.
 	NoKey bool `json:"no_primary_key,omitempty"`
+	// Columns says how the table's stored columns differ between the
+	// two sides (names, order or types); its rows are not compared.
+	Columns string `json:"columns_differ,omitempty"`
 }
 
 // CheckResult says what Check compared and found.
@@ -169,7 +172,18 @@ func Check(ctx context.Context, o CheckOptions) (CheckResult, error) {
 		res.Diffs = append(res.Diffs, only...)
 	} else if ref != nil {
 		res.Reference = "snapshot " + ref.ID
-		dbs, checksum = ref.Databases, ref.Checksum
+		checksum = ref.Checksum
+		var names []string
+		for _, d := range ref.Databases {
+			names = append(names, d.Name)
+		}
+		replicaDBs, err := snapshot.Tables(ctx, conns[0], names)
+		if err != nil {
+			return res, fmt.Errorf("replica %s: %w", o.ReplicaAddr, err)
+		}
+		var only []Diff
+		dbs, only = commonTables(replicaDBs, ref.Databases, true)
+		res.Diffs = append(res.Diffs, only...)
 	} else {
 		if o.Reference == nil {
 			return res, fmt.Errorf("no snapshot of source %s is at the replica's position %s, and no scratch server is given to restore that position on", o.Source, g)
@@ -296,7 +310,7 @@ func planBoth(ctx context.Context, replica, ref *sql.Conn, o CheckOptions) ([]sn
 	if err != nil {
 		return nil, nil, fmt.Errorf("reference: %w", err)
 	}
-	dbs, only := commonTables(dbs, refDBs)
+	dbs, only := commonTables(dbs, refDBs, false)
 	return dbs, only, nil
 }
 
@@ -540,6 +554,9 @@ func narrow(ctx context.Context, replica, ref *sql.Conn, checksum, db string, t 
 
 // Describe is the diff in one line: table, counts and keys.
 func (d Diff) Describe() string {
+	if d.Columns != "" {
+		return fmt.Sprintf("%s: the stored columns differ, its rows were not compared: %s", d.Table, d.Columns)
+	}
 	var parts []string
 	for _, p := range []struct {
 		what string
@@ -556,44 +573,74 @@ func (d Diff) Describe() string {
 	return fmt.Sprintf("%s (%s): %d rows on the replica, %d in the reference; %d rows differ: %s", d.Table, key, d.ReplicaRows, d.ReferenceRows, d.Rows, strings.Join(parts, "; "))
 }
 
-// commonTables returns the tables of replica that ref has too, and a Diff
-// for each table on one side only.
-func commonTables(replica, ref []snapshot.Database) ([]snapshot.Database, []Diff) {
-	names := func(dbs []snapshot.Database) map[string]bool {
-		m := map[string]bool{}
+// commonTables pairs the tables of replica and ref by name. It returns
+// one side of each pair (ref's with keepRef: its chunks are the ones to
+// compare), with only the columns NOT NULL on both sides NOT NULL (see
+// snapshot.Table.AlsoNotNull); a Diff for each table on one side only; and
+// a Diff for each pair whose stored columns differ in names, order or
+// types, whose rows are not compared: the checksum hashes the columns one
+// side lists, and would not see a column only the other has.
+func commonTables(replica, ref []snapshot.Database, keepRef bool) ([]snapshot.Database, []Diff) {
+	index := func(dbs []snapshot.Database) map[string]snapshot.Table {
+		m := map[string]snapshot.Table{}
 		for _, d := range dbs {
 			for _, t := range d.Tables {
-				m[d.Name+"."+t.Name] = true
+				m[d.Name+"."+t.Name] = t
 			}
 		}
 		return m
 	}
-	inRef, inReplica := names(ref), names(replica)
-	refTables := map[string]snapshot.Table{}
-	for _, d := range ref {
-		for _, t := range d.Tables {
-			refTables[d.Name+"."+t.Name] = t
-		}
-	}
+	inRef, inReplica := index(ref), index(replica)
 	var diffs []Diff
 	var out []snapshot.Database
-	for _, d := range replica {
+	side, other := replica, inRef
+	if keepRef {
+		side, other = ref, inReplica
+	}
+	for _, d := range side {
 		keep := snapshot.Database{Name: d.Name}
 		for _, t := range d.Tables {
-			if inRef[d.Name+"."+t.Name] {
-				keep.Tables = append(keep.Tables, t.AlsoNotNull(refTables[d.Name+"."+t.Name]))
-			} else {
-				diffs = append(diffs, Diff{Table: d.Name + "." + t.Name, Extra: []string{"the whole table"}, NoKey: len(t.PrimaryKey) == 0})
+			name := d.Name + "." + t.Name
+			o, ok := other[name]
+			if !ok {
+				continue // a Diff below
 			}
+			if cols, ocols := columnList(t), columnList(o); cols != ocols {
+				if keepRef {
+					cols, ocols = ocols, cols
+				}
+				diffs = append(diffs, Diff{Table: name, Columns: "the replica has (" + cols + "), the reference (" + ocols + ")", NoKey: len(t.PrimaryKey) == 0})
+				continue
+			}
+			keep.Tables = append(keep.Tables, t.AlsoNotNull(o))
 		}
 		out = append(out, keep)
 	}
+	for _, d := range replica {
+		for _, t := range d.Tables {
+			if _, ok := inRef[d.Name+"."+t.Name]; !ok {
+				diffs = append(diffs, Diff{Table: d.Name + "." + t.Name, Extra: []string{"the whole table"}, NoKey: len(t.PrimaryKey) == 0})
+			}
+		}
+	}
 	for _, d := range ref {
 		for _, t := range d.Tables {
-			if !inReplica[d.Name+"."+t.Name] {
+			if _, ok := inReplica[d.Name+"."+t.Name]; !ok {
 				diffs = append(diffs, Diff{Table: d.Name + "." + t.Name, Missing: []string{"the whole table"}, NoKey: len(t.PrimaryKey) == 0})
 			}
 		}
 	}
 	return out, diffs
+}
+
+// columnList is a table's stored columns with their types, for comparing.
+func columnList(t snapshot.Table) string {
+	parts := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		parts[i] = c
+		if i < len(t.Types) {
+			parts[i] += " " + t.Types[i]
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -117,6 +117,28 @@ func TestCheck(t *testing.T) {
 	if !changed || !missing || !nokey {
 		t.Fatalf("diffs %+v: want id 42 changed, id 2500 missing and one row of nokey missing", res.Diffs)
 	}
+	// A column only the replica has: the table's rows are not compared
+	// (the checksum would hash the replica's columns on both sides), the
+	// difference is reported.
+	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR ALTER TABLE alpha.t ADD COLUMN extra INT")
+	res, err = Check(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	columns := false
+	for _, d := range res.Diffs {
+		t.Log(d.Describe())
+		if d.Table == "alpha.t" {
+			if !strings.Contains(d.Columns, "extra int), the reference (") || strings.Contains(d.Columns[strings.Index(d.Columns, "the reference"):], "extra") {
+				t.Fatalf("alpha.t with a column only on the replica: %+v", d)
+			}
+			columns = true
+		}
+	}
+	if res.Equal || !columns {
+		t.Fatalf("check of a replica with an extra column: %+v", res)
+	}
+	target.Exec(t, "SET STATEMENT sql_log_bin=0 FOR ALTER TABLE alpha.t DROP COLUMN extra")
 	// Replication goes on.
 	one.primary.Exec(t, "INSERT INTO alpha.t (v, n) VALUES ('after', 1)")
 	want, _ = understudy.ParsePosition(one.primary.GTIDBinlogPos(t))
@@ -141,6 +163,55 @@ func TestCheck(t *testing.T) {
 	for name, db := range map[string]*sql.DB{"primary": one.primary.DB(t), "replica": target.DB(t)} {
 		if n := db.Stats().InUse; n != 0 {
 			t.Errorf("%d connections to the %s are still in use after the failed check", n, name)
+		}
+	}
+}
+
+// TestCommonTables: tables are paired by name; a table on one side only,
+// or whose stored columns differ, is a Diff; a pair keeps the side asked
+// for, NOT NULL only where both sides are.
+func TestCommonTables(t *testing.T) {
+	tb := func(name string, cols, types []string, notNull []bool, chunks int) snapshot.Table {
+		t := snapshot.Table{Name: name, Columns: cols, Types: types, NotNull: notNull, PrimaryKey: cols[:1]}
+		for range chunks {
+			t.Chunks = append(t.Chunks, snapshot.Chunk{Where: "x"})
+		}
+		return t
+	}
+	replica := []snapshot.Database{{Name: "d", Tables: []snapshot.Table{
+		tb("same", []string{"id", "a"}, []string{"int", "varchar"}, []bool{true, true}, 1),
+		tb("typed", []string{"id", "a"}, []string{"int", "bigint"}, []bool{true, true}, 1),
+		tb("mine", []string{"id"}, []string{"int"}, []bool{true}, 1),
+	}}}
+	ref := []snapshot.Database{{Name: "d", Tables: []snapshot.Table{
+		tb("same", []string{"id", "a"}, []string{"int", "varchar"}, []bool{true, false}, 3),
+		tb("typed", []string{"id", "a"}, []string{"int", "int"}, []bool{true, true}, 3),
+		tb("theirs", []string{"id"}, []string{"int"}, []bool{true}, 3),
+	}}}
+	for _, keepRef := range []bool{false, true} {
+		out, diffs := commonTables(replica, ref, keepRef)
+		if len(out) != 1 || len(out[0].Tables) != 1 || out[0].Tables[0].Name != "same" {
+			t.Fatalf("keepRef %v: tables %+v", keepRef, out)
+		}
+		kept := out[0].Tables[0]
+		if want := map[bool]int{false: 1, true: 3}[keepRef]; len(kept.Chunks) != want {
+			t.Fatalf("keepRef %v: the kept table has %d chunks, want %d (its side's)", keepRef, len(kept.Chunks), want)
+		}
+		if fmt.Sprint(kept.NotNull) != "[true false]" {
+			t.Fatalf("keepRef %v: not_null %v, want [true false]", keepRef, kept.NotNull)
+		}
+		var got []string
+		for _, d := range diffs {
+			got = append(got, d.Describe())
+		}
+		slices.Sort(got)
+		want := []string{
+			"d.mine (primary key): 0 rows on the replica, 0 in the reference; 0 rows differ: only on the replica the whole table",
+			"d.theirs (primary key): 0 rows on the replica, 0 in the reference; 0 rows differ: missing on the replica the whole table",
+			"d.typed: the stored columns differ, its rows were not compared: the replica has (id int, a bigint), the reference (id int, a int)",
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("keepRef %v: diffs\n%s\nwant\n%s", keepRef, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
 }

@@ -52,6 +52,30 @@ func Plan(ctx context.Context, c *sql.Conn, dbs []string, chunkRows int64) ([]Da
 	return out, nil
 }
 
+// Tables lists the tables of the databases dbs on the server of c, with
+// their stored columns, as Plan does but without cutting them into chunks.
+func Tables(ctx context.Context, c *sql.Conn, dbs []string) ([]Database, error) {
+	tables, err := listTables(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, d := range dbs {
+		want[d] = true
+	}
+	var out []Database
+	for _, ti := range tables {
+		if !want[ti.db] {
+			continue
+		}
+		if len(out) == 0 || out[len(out)-1].Name != ti.db {
+			out = append(out, Database{Name: ti.db})
+		}
+		out[len(out)-1].Tables = append(out[len(out)-1].Tables, ti.t)
+	}
+	return out, nil
+}
+
 // RowSum is one row of a chunk: its primary key's values as text (the
 // row's position in the chunk when the table has no primary key: nil)
 // and its hash, whose XOR over the chunk is the chunk checksum.

@@ -664,14 +664,15 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 		conns[i] = c
 	}
 	// The manifest's NOT NULL columns, as far as the target agrees: its
-	// tables may not be the ones a load of m created.
-	nullable := map[[3]string]bool{}
-	err := queryRows(ctx, conns[0], "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE IS_NULLABLE = 'YES'", func(rows *sql.Rows) error {
+	// tables may not be the ones a load of m created. A column the target
+	// does not list as NOT NULL under that name is tested for NULL.
+	notNull := map[[3]string]bool{}
+	err := queryRows(ctx, conns[0], "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE IS_NULLABLE = 'NO'", func(rows *sql.Rows) error {
 		var k [3]string
 		if err := rows.Scan(&k[0], &k[1], &k[2]); err != nil {
 			return err
 		}
-		nullable[k] = true
+		notNull[k] = true
 		return nil
 	})
 	if err != nil {
@@ -680,7 +681,7 @@ func Verify(ctx context.Context, db *sql.DB, m *Manifest, dbs []string, threads 
 	adjusted := map[*Table]*Table{}
 	for i, j := range jobs {
 		if adjusted[j.t] == nil {
-			t := j.t.notNullWhere(func(col string) bool { return !nullable[[3]string{j.db, j.t.Name, col}] })
+			t := j.t.notNullWhere(func(col string) bool { return notNull[[3]string{j.db, j.t.Name, col}] })
 			adjusted[j.t] = &t
 		}
 		jobs[i].t = adjusted[j.t]
