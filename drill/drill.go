@@ -384,7 +384,7 @@ func openTarget(ctx context.Context, o Options) (*target, error) {
 
 // userSchemas lists the databases of a server outside the system ones.
 func userSchemas(ctx context.Context, db *sql.DB) ([]string, error) {
-	rows, err := db.QueryContext(ctx, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY SCHEMA_NAME")
+	rows, err := db.QueryContext(ctx, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE "+snapshot.UserSchemas("SCHEMA_NAME")+" ORDER BY SCHEMA_NAME")
 	if err != nil {
 		return nil, err
 	}

@@ -89,7 +89,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 		case "SYSTEM VERSIONED":
 			ti.t.Kind = KindVersioned // KindVersionedTrx if its periods say so, below
 		}
-		if !systemSchemas[strings.ToLower(ti.db)] {
+		if !isSystemSchema(ti.db) {
 			out = append(out, ti)
 		}
 		return nil
@@ -108,7 +108,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	periods := map[*tableInfo]bool{} // system-versioned tables with explicit period columns
 	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, ''), EXTRA, DATA_TYPE, COLUMN_TYPE,
 		IS_NULLABLE, COALESCE(CHARACTER_SET_NAME, ''), COALESCE(COLLATION_NAME, ''), COALESCE(COLUMN_DEFAULT, 'NULL') FROM information_schema.COLUMNS
-		WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+		WHERE `+UserSchemas("TABLE_SCHEMA")+`
 		ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`, func(rows *sql.Rows) error {
 		var db, table, name, gen, extra, typ, colType, nullable, charset, collation, def string
 		if err := rows.Scan(&db, &table, &name, &gen, &extra, &typ, &colType, &nullable, &charset, &collation, &def); err != nil {
@@ -150,7 +150,7 @@ func listTables(ctx context.Context, c *sql.Conn) ([]tableInfo, error) {
 	rank := map[*tableInfo]int{}
 	err = queryRows(ctx, c, `SELECT TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME,
 		INDEX_TYPE, SUB_PART IS NOT NULL OR IGNORED = 'YES'
-		FROM information_schema.STATISTICS WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+		FROM information_schema.STATISTICS WHERE `+UserSchemas("TABLE_SCHEMA")+`
 		ORDER BY TABLE_SCHEMA, TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`, func(rows *sql.Rows) error {
 		var db, table, index_, name, indexType string
 		var nonUnique, seq int

@@ -23,6 +23,8 @@ func TestOddNames(t *testing.T) {
 	names := [][2]string{
 		{"we/ird", "a/b"}, {"we/ird", ".."}, {"we/ird", "../../escape"}, {"we/ird", "t"}, {"we/ird", "t.00000"},
 		{"we/ird", "x@2fy"}, {"we", "ird"}, {"users.json", "t"}, {"..", "schema"}, {"ünï cødé", "tåble 1"},
+		// The user's, not the system's mysql and sys (lower_case_table_names=0).
+		{"MySQL", "user"}, {"Sys", "t"},
 	}
 	dbs := map[string]bool{}
 	for i, n := range names {

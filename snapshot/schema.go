@@ -27,7 +27,7 @@ func dumpDatabases(ctx context.Context, c *sql.Conn, sy *syncer, dir string, m *
 		if err := rows.Scan(&name); err != nil {
 			return err
 		}
-		if !systemSchemas[strings.ToLower(name)] {
+		if !isSystemSchema(name) {
 			dbs[name] = true
 		}
 		return nil
@@ -210,19 +210,23 @@ func dumpObjects(ctx context.Context, c *sql.Conn, db string) (out []SchemaObjec
 		return nil, explain(err)
 	}
 	type kind struct{ list, show string }
-	const routines = "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = '%s' ORDER BY ROUTINE_NAME"
+	// The database's name compared with and without case: the first
+	// lets the server read only that database's definitions, the second
+	// keeps out those of another database whose name differs only in case
+	// (lower_case_table_names=0).
+	const routines = "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND BINARY ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = '%s' ORDER BY ROUTINE_NAME"
 	kinds := []kind{
 		{fmt.Sprintf(routines, "PACKAGE"), "SHOW CREATE PACKAGE %s"},
 		{fmt.Sprintf(routines, "PACKAGE BODY"), "SHOW CREATE PACKAGE BODY %s"},
 		{fmt.Sprintf(routines, "PROCEDURE"), "SHOW CREATE PROCEDURE %s"},
 		{fmt.Sprintf(routines, "FUNCTION"), "SHOW CREATE FUNCTION %s"},
-		{"SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", "SHOW CREATE VIEW %s"},
-		{"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME", "SHOW CREATE TRIGGER %s"},
-		{"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME", "SHOW CREATE EVENT %s"},
+		{"SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? AND BINARY TABLE_SCHEMA = ? ORDER BY TABLE_NAME", "SHOW CREATE VIEW %s"},
+		{"SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND BINARY TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME", "SHOW CREATE TRIGGER %s"},
+		{"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? AND BINARY EVENT_SCHEMA = ? ORDER BY EVENT_NAME", "SHOW CREATE EVENT %s"},
 	}
 	for _, k := range kinds {
 		var names []string
-		rows, err := c.QueryContext(ctx, k.list, db)
+		rows, err := c.QueryContext(ctx, k.list, db, db)
 		if err != nil {
 			return nil, explain(err)
 		}

@@ -74,7 +74,23 @@ type Progress struct {
 	Bytes              int64
 }
 
-var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
+// UserSchemas is the SQL condition on col, a column naming a database,
+// that keeps the user's databases. information_schema and
+// performance_schema are names of any case; mysql and sys only in lower
+// case: on a server with lower_case_table_names=0, a database MySQL is the
+// user's (information_schema's columns compare without case).
+func UserSchemas(col string) string {
+	return "(" + col + " NOT IN ('information_schema', 'performance_schema') AND BINARY " + col + " NOT IN ('mysql', 'sys'))"
+}
+
+// isSystemSchema is UserSchemas's rule, negated, in Go.
+func isSystemSchema(name string) bool {
+	switch strings.ToLower(name) {
+	case "information_schema", "performance_schema":
+		return true
+	}
+	return name == "mysql" || name == "sys"
+}
 
 // ErrInProgress is returned by Take while another snapshot of the same
 // source is being taken.
@@ -608,19 +624,18 @@ func readSchemaState(ctx context.Context, c *sql.Conn) (schemaState, error) {
 		return schemaState{}, err
 	}
 	objects := map[string]string{}
-	const user = "NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')"
 	err = queryRows(ctx, c, `SELECT CONCAT('database ', SCHEMA_NAME), CONCAT_WS(' ', DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME)
-		FROM information_schema.SCHEMATA WHERE SCHEMA_NAME `+user+`
+		FROM information_schema.SCHEMATA WHERE `+UserSchemas("SCHEMA_NAME")+`
 		UNION ALL SELECT CONCAT(LOWER(ROUTINE_TYPE), ' ', ROUTINE_SCHEMA, '.', ROUTINE_NAME), CONCAT_WS(' ', LAST_ALTERED, MD5(ROUTINE_DEFINITION))
-		FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA `+user+`
+		FROM information_schema.ROUTINES WHERE `+UserSchemas("ROUTINE_SCHEMA")+`
 		UNION ALL SELECT CONCAT('event ', EVENT_SCHEMA, '.', EVENT_NAME), CONCAT_WS(' ', LAST_ALTERED, STATUS, MD5(EVENT_DEFINITION))
-		FROM information_schema.EVENTS WHERE EVENT_SCHEMA `+user+`
+		FROM information_schema.EVENTS WHERE `+UserSchemas("EVENT_SCHEMA")+`
 		UNION ALL SELECT CONCAT('trigger ', TRIGGER_SCHEMA, '.', TRIGGER_NAME), CONCAT_WS(' ', EVENT_OBJECT_TABLE, CREATED, MD5(ACTION_STATEMENT))
-		FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA `+user+`
+		FROM information_schema.TRIGGERS WHERE `+UserSchemas("TRIGGER_SCHEMA")+`
 		UNION ALL SELECT CONCAT('view ', TABLE_SCHEMA, '.', TABLE_NAME), MD5(VIEW_DEFINITION)
-		FROM information_schema.VIEWS WHERE TABLE_SCHEMA `+user+`
+		FROM information_schema.VIEWS WHERE `+UserSchemas("TABLE_SCHEMA")+`
 		UNION ALL SELECT CONCAT('constraint ', CONSTRAINT_SCHEMA, '.', TABLE_NAME, '.', CONSTRAINT_NAME), CONSTRAINT_TYPE
-		FROM information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA `+user, func(rows *sql.Rows) error {
+		FROM information_schema.TABLE_CONSTRAINTS WHERE `+UserSchemas("CONSTRAINT_SCHEMA"), func(rows *sql.Rows) error {
 		var k string
 		var v sql.NullString
 		if err := rows.Scan(&k, &v); err != nil {
