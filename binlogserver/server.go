@@ -218,6 +218,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("binlog server for %s: accept: %w", s.cfg.Source, err)
 		}
 		s.mu.Lock()
+		if ctx.Err() != nil {
+			// Accepted as the server stops: the closer may have gone
+			// through s.conns already, and would not close this one.
+			s.mu.Unlock()
+			c.Close()
+			return nil
+		}
 		if len(s.conns) >= s.cfg.MaxConns {
 			s.mu.Unlock()
 			s.refuseBusy(c)
