@@ -1,11 +1,15 @@
 package archive
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/understudy-db/understudy/binlog"
 )
 
 // TestWriterFailedSyncSticks: Linux reports a writeback error to one
@@ -163,5 +167,48 @@ func TestWriterRecoversIndexHole(t *testing.T) {
 		if r.GTID.Seq != uint64(i+1) {
 			t.Fatalf("record %d is %s", i, r.GTID)
 		}
+	}
+}
+
+// TestWriterPrimaryCreatedAfterRestart: after understudy restarts, the
+// primary's format description with its create timestamp (streaming
+// resumes in the primary's first binlog since it started) is not taken
+// for a restart of the primary: the archive remembers the timestamp from
+// the file that began with it, and starts no new file.
+func TestWriterPrimaryCreatedAfterRestart(t *testing.T) {
+	fde, groups := fixtureGroups(t)
+	dir := t.TempDir()
+	w, err := OpenWriter(dir, WriterOptions{MaxFileSize: 1}) // a file per transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, w, fde)
+	for _, g := range groups[:3] {
+		writeGroup(t, w, g)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, err = OpenWriter(dir, WriterOptions{MaxFileSize: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	before := w.num
+	if before < 3 {
+		t.Fatalf("%d files, want one per transaction", before)
+	}
+	write(t, w, fde) // the same primary, not restarted
+	if w.num != before {
+		t.Fatalf("the primary's format description after a restart of understudy started file %d (after %d): taken for a restart of the primary", w.num, before)
+	}
+	// A new create timestamp is a restart of the primary: a new file.
+	restarted := append([]byte(nil), fde...)
+	restarted[71]++ // create_timestamp, at 19 + 2 + 50
+	n := len(restarted) - binlog.ChecksumSize
+	binary.LittleEndian.PutUint32(restarted[n:], crc32.ChecksumIEEE(restarted[:n]))
+	write(t, w, restarted)
+	if w.num != before+1 {
+		t.Fatalf("a restarted primary's format description: file %d, want %d", w.num, before+1)
 	}
 }

@@ -75,8 +75,10 @@ type Writer struct {
 	created time.Time // when understudy created the active file
 
 	// primaryCreated is the create timestamp of the primary's last
-	// format description that had one.
+	// format description that had one; createdRead says the archived
+	// files were read for it (see lastPrimaryCreated).
 	primaryCreated uint32
+	createdRead    bool
 
 	// asm cuts the stream into transactions: the open one is asm.cur.
 	asm        assembler
@@ -243,8 +245,38 @@ func (w *Writer) recover() error {
 		w.pos, w.lastTime = m.Generations[len(m.Generations)-1].StartPosition, 0
 		w.num = newest - 1
 	}
+	if w.primaryCreated == 0 && !w.createdRead {
+		w.primaryCreated, w.createdRead = w.lastPrimaryCreated(), true
+	}
 	w.durable = w.durableLocked()
 	return nil
+}
+
+// lastPrimaryCreated returns the create timestamp of the newest archived
+// file whose format description has one: the file the primary's restart
+// began (files that rotation starts have none). Without it, the first
+// format description after a restart of understudy that has one (the
+// primary's first binlog since it started, where streaming resumes) would
+// look like a restart of the primary, and the archive would tell its
+// replicas to drop their temporary tables. 0 when no file has one, or the
+// newest that might is no longer here (evicted to object storage or
+// pruned): then any create timestamp starts a new file, as before.
+func (w *Writer) lastPrimaryCreated() uint32 {
+	for n := w.num; n > 0; n-- {
+		f, err := os.Open(filepath.Join(w.dir, FileName(n)))
+		if err != nil {
+			return 0
+		}
+		h, err := readHeader(f)
+		f.Close()
+		if err != nil {
+			return 0
+		}
+		if fd, err := binlog.ParseFormatDescription(h.fde); err == nil && fd.CreateTimestamp != 0 {
+			return fd.CreateTimestamp
+		}
+	}
+	return 0
 }
 
 // Began reports whether the archive has begun: it has a file or a
