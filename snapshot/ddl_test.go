@@ -107,3 +107,35 @@ func TestChangedTables(t *testing.T) {
 		t.Fatalf("no change: %v", got)
 	}
 }
+
+// TestDDLDuringDump: a table emptied (TRUNCATE) or dropped while the rows
+// are copied cannot be read in the snapshot's read view (1412, 1146): the
+// snapshot is taken again, and holds the tables as they are then.
+func TestDDLDuringDump(t *testing.T) {
+	ctx := context.Background()
+	p := mariadbtest.Start(t, mariadbtest.Options{})
+	p.Exec(t, "CREATE DATABASE d")
+	p.Exec(t, "CREATE TABLE d.t (id INT PRIMARY KEY, v INT)")
+	p.Exec(t, "CREATE TABLE d.gone (id INT PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO d.t SELECT seq, seq FROM d.seq_1_to_500")
+	p.Exec(t, "INSERT INTO d.gone SELECT seq FROM d.seq_1_to_50")
+	for _, ddl := range []string{"TRUNCATE TABLE d.t", "DROP TABLE d.gone"} {
+		var logs bytes.Buffer
+		o := Options{Source: "s", DB: p.DB(t), Root: t.TempDir(), Threads: 2, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+		var once sync.Once
+		o.beforeDump = func() { once.Do(func() { p.Exec(t, ddl) }) }
+		m, dir, err := Take(ctx, o)
+		if err != nil {
+			t.Fatalf("%s: %v", ddl, err)
+		}
+		if !strings.Contains(logs.String(), "snapshot opened again") || !strings.Contains(logs.String(), "while its rows were copied") {
+			t.Fatalf("%s: the snapshot did not open again:\n%s", ddl, logs.String())
+		}
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 2, NoBinlog: true})
+		if err := Load(ctx, target.DB(t), dir, m, LoadOptions{Threads: 2, Verify: true}); err != nil {
+			t.Fatalf("%s: %v", ddl, err)
+		}
+		mariadbtest.SameChecksums(t, ddl, p.Checksums(t, "d"), target.Checksums(t, "d"))
+		target.Stop(t)
+	}
+}

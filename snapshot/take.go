@@ -60,10 +60,10 @@ type Options struct {
 	// Progress, if set, is called as chunks complete.
 	Progress func(Progress)
 
-	// beforeBackupStage, if set, runs just before BACKUP STAGE START, and
-	// afterBackupStage just after BACKUP STAGE END: the tests run DDL
-	// there.
-	beforeBackupStage, afterBackupStage func()
+	// beforeBackupStage, if set, runs just before BACKUP STAGE START,
+	// afterBackupStage just after BACKUP STAGE END, and beforeDump before
+	// the first row is copied: the tests run DDL there.
+	beforeBackupStage, afterBackupStage, beforeDump func()
 }
 
 // Progress reports a snapshot's progress.
@@ -490,11 +490,14 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 		encoders[w], pipes[w] = zw, newChunkPipe()
 	}
 	var sumsMu sync.Mutex
+	if o.beforeDump != nil {
+		o.beforeDump()
+	}
 	err = onWorkers(ctx, workers, len(jobs), func(ctx context.Context, w, i int) error {
 		j := jobs[i]
 		sum, err := dumpChunk(ctx, workers[w], encoders[w], pipes[w], sy, dir, j)
 		if err != nil {
-			return fmt.Errorf("%s.%s (%s): %w", j.db, j.table.Name, j.chunk.File, explain(err))
+			return fmt.Errorf("%s.%s (%s): %w", j.db, j.table.Name, j.chunk.File, explain(ddlDuringDump(err)))
 		}
 		sumsMu.Lock()
 		m.Files[j.chunk.File] = sum
@@ -674,6 +677,18 @@ func ddlError(err error) error {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && (me.Number == 1146 || me.Number == 1049) {
 		return fmt.Errorf("%w: DDL while the snapshot opened: %v; take the snapshot again", ErrDDLDuring, err)
+	}
+	return err
+}
+
+// ddlDuringDump makes the error of a chunk's dump that DDL on its table
+// caused an ErrDDLDuring, so that the snapshot is taken again: the table
+// was dropped or renamed (1146), or changed after the snapshot's read view
+// opened, which InnoDB cannot read it through (1412: TRUNCATE, ALTER).
+func ddlDuringDump(err error) error {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && (me.Number == 1146 || me.Number == 1412) {
+		return fmt.Errorf("%w: DDL on the table while its rows were copied: %v; take the snapshot again", ErrDDLDuring, err)
 	}
 	return err
 }
