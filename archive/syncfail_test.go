@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/understudy-db/understudy/binlog"
 )
@@ -210,5 +211,36 @@ func TestWriterPrimaryCreatedAfterRestart(t *testing.T) {
 	write(t, w, restarted)
 	if w.num != before+1 {
 		t.Fatalf("a restarted primary's format description: file %d, want %d", w.num, before+1)
+	}
+}
+
+// TestWriterRotationNotifies: a file started by age, with no transaction
+// after it, wakes the readers waiting for more (a binlog server's streams
+// then send the ROTATE and name the new file in heartbeats at once).
+func TestWriterRotationNotifies(t *testing.T) {
+	fde, groups := fixtureGroups(t)
+	now := time.Unix(1_800_000_000, 0)
+	w, err := OpenWriter(t.TempDir(), WriterOptions{MaxFileAge: time.Minute, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	write(t, w, fde)
+	writeGroup(t, w, groups[0])
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	ch := w.Notify()
+	now = now.Add(2 * time.Minute)
+	if rotated, err := w.RotateIfDue(); err != nil || !rotated {
+		t.Fatalf("rotation by age: %v %v", rotated, err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("the rotation woke no reader")
+	}
+	if d := w.Durable(); d.File != FileName(2) {
+		t.Fatalf("durable in %s after the rotation, want %s", d.File, FileName(2))
 	}
 }

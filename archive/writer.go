@@ -941,7 +941,9 @@ func (w *Writer) create(fde []byte) error {
 	w.fde = append([]byte(nil), fde...)
 	w.start, w.records, w.first, w.created = w.pos, 0, 0, created
 	w.committed = bin.Offset()
-	w.durable = w.durableLocked()
+	// Readers waiting for more learn of the new file now (a rotation
+	// by age, with no transaction after it, would keep it from them).
+	w.markDurable(w.durableLocked())
 	w.log.Debug("started archived file", "file", name, "position", w.pos.String())
 	return nil
 }
