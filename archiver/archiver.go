@@ -366,14 +366,33 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// openWriter opens the archive, waiting while the disk is full. It returns
-// nil, nil when ctx ends first.
+// lockWait is how long openWriter waits for the archive's lock: a
+// command that holds it for a moment (prune, or a snapshot's retention)
+// is waited for; another `understudy run` holding it is an error.
+const lockWait = 5 * time.Second
+
+// openWriter opens the archive, waiting while the disk is full, or for
+// up to lockWait while another process holds the archive. It returns nil,
+// nil when ctx ends first.
 func (a *Archiver) openWriter(ctx context.Context) (*archive.Writer, error) {
+	lockedSince := time.Time{}
 	for {
 		w, err := archive.OpenWriter(a.Dir, archive.WriterOptions{MaxFileSize: a.MaxFileSize, MaxFileAge: a.MaxFileAge, Logger: a.Log})
 		if err == nil {
 			a.noteDiskBack()
 			return w, nil
+		}
+		if errors.Is(err, understudy.ErrLocked) {
+			if lockedSince.IsZero() {
+				lockedSince = time.Now()
+				a.Log.Info("the archive is locked by another process; waiting for it", "dir", a.Dir, "up_to", lockWait)
+			}
+			if time.Since(lockedSince) < lockWait {
+				if !sleep(ctx, 100*time.Millisecond) {
+					return nil, nil
+				}
+				continue
+			}
 		}
 		if !archive.DiskFull(err) {
 			a.setState(understudy.StateError, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,6 +103,26 @@ func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+// waitLocked waits until a process holds the archive dir's lock (a
+// Writer, as `understudy run` opens it), probing it with a lock of its own
+// that it releases at once.
+func waitLocked(t *testing.T, dir string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		f, err := os.Open(filepath.Join(dir, archive.LockName))
+		if err == nil {
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			f.Close() // releases the probe's lock, if it got it
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing holds the archive %s after %s", dir, timeout)
 }
 
 // waitArchived waits until the archive of src holds the primary's whole

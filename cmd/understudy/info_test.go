@@ -165,6 +165,7 @@ func TestInfoAndPrune(t *testing.T) {
 	// While run holds the archive, prune refuses and points at --dry-run.
 	startRun(t, cfg)
 	waitArchived(t, arch, p, 30*time.Second)
+	waitLocked(t, arch, 30*time.Second) // the archive is already there: run may not hold it yet
 	code, _, errOut = runCmd(t, "prune", "--config", cfg)
 	if code != exitLocked || !strings.Contains(errOut, "understudy run is running and prunes by itself; use --dry-run to see the plan") || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 		t.Fatalf("prune while run runs: exit %d: %q", code, errOut)
