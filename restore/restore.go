@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,7 +105,16 @@ type state struct {
 	Target   string `json:"target"`
 	Snapshot string `json:"snapshot"`
 	Stop     string `json:"stop"`
-	Stage    string `json:"stage"` // loading, loaded (then replaying), done
+	// Databases and Users are what the load loaded: a rerun that asks
+	// for others is another restore.
+	Databases []string `json:"databases,omitempty"`
+	Users     bool     `json:"users,omitempty"`
+	// Stage is loading, positioned (loaded, and the target's
+	// gtid_slave_pos set to the snapshot's position: the replay continues
+	// from the target's position), or done. A state file of an older
+	// version says loaded: its position was set only by the replay, so it
+	// is loaded again.
+	Stage string `json:"stage"`
 }
 
 // Run restores. Everything it refuses, it refuses before writing anything.
@@ -207,7 +217,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if _, err := wildDoTables(o.Databases); err != nil {
 		return res, err
 	}
-	st, stPath := loadState(o, m.ID)
+	st, stPath := loadState(o, m.ID, dbs)
 	if o.Throwaway {
 		st = state{}
 	}
@@ -230,10 +240,27 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		"target_position", end.String(), "transactions", txs, "databases", dbs, "resuming", resuming)
 
 	// Load (again, unless an interrupted run of this restore loaded it;
-	// then its replay continues).
-	fresh := st.Stage != "loaded"
+	// then its replay continues from the target's gtid_slave_pos, which
+	// must lie between the snapshot's position and the end: otherwise the
+	// target changed since, and it is loaded again).
+	fresh := st.Stage != "positioned"
+	if !fresh {
+		cur, err := replica.GTIDSlavePos(ctx, o.Target)
+		if err != nil {
+			return res, fmt.Errorf("target %s: %w", o.TargetAddr, err)
+		}
+		var domains []uint32
+		for _, g := range end.GTIDs() {
+			domains = append(domains, g.Domain)
+		}
+		if at := cur.Only(domains); !at.ContainsPosition(m.Position) || !end.ContainsPosition(at) {
+			o.Log.Warn("the target's gtid_slave_pos is not between the snapshot's position and the end: it changed since the interrupted restore, which is loaded again",
+				"gtid_slave_pos", at.String(), "snapshot_position", m.Position.String(), "end", end.String())
+			fresh = true
+		}
+	}
 	if fresh {
-		st = state{Target: o.TargetAddr, Snapshot: m.ID, Stop: o.Stop.String(), Stage: "loading"}
+		st = state{Target: o.TargetAddr, Snapshot: m.ID, Stop: o.Stop.String(), Databases: dbs, Users: o.Users, Stage: "loading"}
 		if err := save(st); err != nil {
 			return res, err
 		}
@@ -260,7 +287,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			o.Log.Info("accounts restored", "created", n, "in_snapshot", m.Accounts)
 		}
 		res.Load = time.Since(t0)
-		st.Stage = "loaded"
+		// The target is at the snapshot's position before the state says
+		// so: a rerun continues from the target's position, and one left
+		// by an earlier restore would skip transactions.
+		o.Target.ExecContext(ctx, "STOP SLAVE '"+ConnName+"'")
+		o.Target.ExecContext(ctx, "RESET SLAVE '"+ConnName+"' ALL")
+		if err := replica.SetSlavePos(ctx, o.Target, "target "+o.TargetAddr, m.Position, []understudy.Position{end}, []string{ConnName}, o.Log); err != nil {
+			return res, err
+		}
+		st.Stage = "positioned"
 		if err := save(st); err != nil {
 			return res, err
 		}
@@ -268,7 +303,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	// Replay.
 	t0 := time.Now()
-	if err := replay(ctx, o, m.Position, end, txs, serverID, dbs, fresh); err != nil {
+	if err := replay(ctx, o, m.Position, end, txs, serverID, dbs); err != nil {
 		return res, err
 	}
 	res.Replay = time.Since(t0)
@@ -426,12 +461,16 @@ func wildDoTables(dbs []string) (string, error) {
 	return strings.Join(pats, ","), nil
 }
 
-func loadState(o Options, snap string) (state, string) {
+// loadState reads the state of an interrupted restore into the same
+// target: the same snapshot, stop point, databases dbs and accounts, or
+// none.
+func loadState(o Options, snap string, dbs []string) (state, string) {
 	name := strings.NewReplacer(":", "_", "/", "_").Replace(o.TargetAddr) + ".json"
 	path := filepath.Join(o.ArchiveDir, "restores", name)
 	var st state
 	b, err := os.ReadFile(path)
-	if err != nil || json.Unmarshal(b, &st) != nil || st.Snapshot != snap || st.Stop != o.Stop.String() {
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Snapshot != snap || st.Stop != o.Stop.String() ||
+		!slices.Equal(st.Databases, dbs) || st.Users != o.Users {
 		return state{}, path
 	}
 	return st, path
@@ -447,7 +486,7 @@ func saveState(path string, st state) error {
 
 // replay makes the target a replica of an in-process binlog server held at
 // the stop point, waits until it reaches end, then removes the connection.
-func replay(ctx context.Context, o Options, from, end understudy.Position, txs int64, serverID uint32, dbs []string, fresh bool) error {
+func replay(ctx context.Context, o Options, from, end understudy.Position, txs int64, serverID uint32, dbs []string) error {
 	t := o.Target
 	exec := func(q string) error {
 		if _, err := t.ExecContext(ctx, q); err != nil {
@@ -457,22 +496,10 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	}
 	t.ExecContext(ctx, "STOP SLAVE '"+ConnName+"'")
 	t.ExecContext(ctx, "RESET SLAVE '"+ConnName+"' ALL")
-	// After a fresh load the replay starts at the snapshot's position. A
-	// continued one starts at the target's gtid_slave_pos, unless the
-	// interrupted run died before setting it.
-	var cur string
-	if err := t.QueryRowContext(ctx, "SELECT @@global.gtid_slave_pos").Scan(&cur); err != nil {
-		return fmt.Errorf("target %s: %w", o.TargetAddr, err)
-	}
-	curPos, err := understudy.ParsePosition(cur)
-	if err != nil {
-		return fmt.Errorf("target %s: gtid_slave_pos: %w", o.TargetAddr, err)
-	}
-	if fresh || txs == 0 || !curPos.ContainsPosition(from) {
-		if err := replica.SetSlavePos(ctx, t, "target "+o.TargetAddr, from, []understudy.Position{end}, []string{ConnName}, o.Log); err != nil {
-			return err
-		}
-	}
+	// The replay starts at the target's gtid_slave_pos: the snapshot's
+	// position after a load (set by Run before the state said so), or
+	// where an interrupted replay got to (checked by Run to lie between
+	// the snapshot's position and the end).
 	if txs == 0 {
 		return nil
 	}

@@ -3,6 +3,7 @@ package restore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -339,6 +340,59 @@ func TestRestoreInto(t *testing.T) {
 				t.Fatalf("after a restore of every database, database %s: %s, want %s", db, got, want)
 			}
 		}
+	})
+
+	// A restore to an earlier point, with --force, into a target that an
+	// earlier restore left at the end, interrupted in its replay: the rerun
+	// continues from where the replay got to, never from the position the
+	// earlier restore left. And if the target's position is outside the
+	// restore's range by the time of the rerun, it loads again.
+	t.Run("interrupted restore into a target restored before", func(t *testing.T) {
+		s := mustDomain(t, src.m.Position, 1)
+		point := understudy.NewPosition(understudy.GTID{Domain: 1, ServerID: s.ServerID, Seq: s.Seq + 8})
+		ref := mariadbtest.Start(t, mariadbtest.Options{ServerID: 81, NoBinlog: true})
+		o := options(t, src.dir, ref)
+		o.Stop = understudy.StopPoint{UntilGTID: point}
+		if _, err := Run(ctx, o); err != nil {
+			t.Fatalf("restore to %s: %v", point, err)
+		}
+		// (c, which the earlier restore's replay created after the point,
+		// is no database of the snapshot's: --force leaves it.)
+		want := ref.Checksums(t, "a", "b")
+
+		target := mariadbtest.Start(t, mariadbtest.Options{ServerID: 80, NoBinlog: true})
+		o = options(t, src.dir, target)
+		if _, err := Run(ctx, o); err != nil {
+			t.Fatalf("restore to the end: %v", err)
+		}
+		o.Stop, o.Force = understudy.StopPoint{UntilGTID: point}, true
+		interrupted := func() {
+			t.Helper()
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			io := o
+			io.Progress = func(stage string, _, _ int64) {
+				if stage == "replay" {
+					cancel()
+				}
+			}
+			if _, err := Run(cctx, io); !errors.Is(err, context.Canceled) {
+				t.Fatalf("restore interrupted in its replay: %v", err)
+			}
+		}
+		interrupted()
+		res, err := Run(ctx, o)
+		if err != nil || !res.Resumed || !res.Position.Equal(point) {
+			t.Fatalf("rerun of the interrupted restore: %+v, %v", res, err)
+		}
+		checksumsEqual(t, "the rerun", want, target.Checksums(t, "a", "b"))
+
+		interrupted()
+		target.Exec(t, "SET GLOBAL gtid_slave_pos = '"+end.String()+"'") // beyond the point
+		if res, err = Run(ctx, o); err != nil || !res.Position.Equal(point) || res.Load == 0 {
+			t.Fatalf("rerun with the target's position beyond the point: %+v, %v; want a new load", res, err)
+		}
+		checksumsEqual(t, "the rerun that loaded again", want, target.Checksums(t, "a", "b"))
 	})
 }
 
