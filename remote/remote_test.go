@@ -515,3 +515,86 @@ func TestShipDiverged(t *testing.T) {
 		t.Fatalf("the store changed:\n%v\n%v", before, after)
 	}
 }
+
+// TestShipSealWindow: the writer starts file N+1 as soon as N is sealed
+// and records N in its manifest a moment later. A shipping cycle in that
+// moment ships no tip for N+1 (which would drop N's tip before any
+// manifest of the store holds N): the store keeps every file, and once N
+// is recorded it ships N, then N+1.
+func TestShipSealWindow(t *testing.T) {
+	st, _ := dirStore(t)
+	p := appPrimary(t, 1)
+	dir := t.TempDir()
+	stopArchive := archiveSmall(t, p, dir)
+	write(t, p, 0, 400, "a")
+	labtest.WaitArchived(t, dir, p)
+	stopArchive()
+	ship := func(writer string) *remote.View {
+		t.Helper()
+		sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Writer: writer, Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10}
+		if err := sh.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		v, err := remote.OpenView(context.Background(), st, "db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	ship("w1")
+	stopArchive = archiveSmall(t, p, dir)
+	write(t, p, 400, 400, "b")
+	labtest.WaitArchived(t, dir, p)
+	stopArchive()
+
+	// The moment after the seal of the newest sealed file N: on disk,
+	// not yet in the manifest.
+	m, err := archive.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := m
+	n := m.Files[len(m.Files)-1].Name
+	m.Files = m.Files[:len(m.Files)-1]
+	if err := archive.WriteManifest(dir, m); err != nil {
+		t.Fatal(err)
+	}
+	v := ship("w2")
+	names := map[string]bool{v.Tip.File: true}
+	for _, f := range v.Man.Files {
+		names[f.Name] = true
+	}
+	last, _ := archive.FileNumber(v.Tip.File)
+	for i := 1; i <= last; i++ {
+		if !names[archive.FileName(i)] {
+			t.Fatalf("the store lacks %s (tip %s, %d sealed files): a hole, %s being sealed", archive.FileName(i), v.Tip.File, len(v.Man.Files), n)
+		}
+	}
+	if v.Tip.File == n || last > mustNumber(t, n) {
+		t.Fatalf("the store's tip is %s while %s is not recorded: want the tip of before", v.Tip.File, n)
+	}
+
+	// N recorded: everything ships, and reads back whole.
+	if err := archive.WriteManifest(dir, full); err != nil {
+		t.Fatal(err)
+	}
+	ship("w3")
+	back := t.TempDir()
+	v, err = remote.OpenView(context.Background(), st, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Materialize(context.Background(), back, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameArchive(t, dir, back)
+}
+
+func mustNumber(t *testing.T, name string) int {
+	t.Helper()
+	n, ok := archive.FileNumber(name)
+	if !ok {
+		t.Fatalf("%s is no archived file name", name)
+	}
+	return n
+}

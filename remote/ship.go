@@ -327,7 +327,19 @@ func (s *Shipper) cycle(ctx context.Context) error {
 			return err
 		}
 	}
-	if len(files) > 0 {
+	// The active file is shipped only once every file before it is sealed
+	// in the local manifest: the writer starts file N+1 as soon as N is
+	// sealed, and records N in its manifest a moment later (once its
+	// sha256 is computed). A tip for N+1 in that moment would replace N's
+	// tip, and drop its segments, before any manifest of the store holds N.
+	earlierSealed := true
+	for _, fi := range files[:max(0, len(files)-1)] {
+		if !fi.Sealed || fi.SHA256 == "" {
+			earlierSealed = false
+			break
+		}
+	}
+	if len(files) > 0 && earlierSealed {
 		last := files[len(files)-1]
 		n, _ := archive.FileNumber(last.Name)
 		if !last.Sealed && n > s.lastSealed() {
