@@ -598,3 +598,40 @@ func mustNumber(t *testing.T, name string) int {
 	}
 	return n
 }
+
+// TestShipDamagedSnapshot: a snapshot file whose bytes no longer match the
+// snapshot's manifest is not shipped, and the snapshot is not committed in
+// the store: the store must not hold a copy that a restore then refuses.
+func TestShipDamagedSnapshot(t *testing.T) {
+	st, _ := dirStore(t)
+	p := appPrimary(t, 1)
+	write(t, p, 0, 100, "a")
+	root := t.TempDir()
+	m := labtest.TakeSnapshot(t, p, "db", root, 0)
+	l, err := snapshot.List(root)
+	if err != nil || len(l) != 1 {
+		t.Fatal(l, err)
+	}
+	var chunk string
+	for path := range m.Files {
+		if strings.HasSuffix(path, ".tsv.zst") {
+			chunk = path
+		}
+	}
+	full := filepath.Join(l[0].Dir, filepath.FromSlash(chunk))
+	b, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(full, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = remote.ShipSnapshot(context.Background(), st, "db", "w", l[0], nil)
+	if !errors.Is(err, understudy.ErrCorrupt) || !strings.Contains(err.Error(), "is not shipped") || !strings.Contains(err.Error(), chunk) {
+		t.Fatalf("shipping a damaged snapshot: %v", err)
+	}
+	if r, err := remote.ListSnapshots(context.Background(), st, "db"); err != nil || len(r) != 0 {
+		t.Fatalf("snapshots in the store after the refusal: %v %v", r, err)
+	}
+}

@@ -80,7 +80,7 @@ func ShipSnapshot(ctx context.Context, st Store, source, writer string, l snapsh
 	rec := SnapshotObjects{Version: Version, Source: source, ID: l.Manifest.ID, Writer: writer}
 	var total int64
 	for _, rel := range paths {
-		o, err := putSnapshotFile(ctx, st, snapshotObject(source, l.Manifest.ID, rel), filepath.Join(l.Dir, filepath.FromSlash(rel)), rel != snapshot.ManifestName)
+		o, err := putSnapshotFile(ctx, st, snapshotObject(source, l.Manifest.ID, rel), filepath.Join(l.Dir, filepath.FromSlash(rel)), rel != snapshot.ManifestName, l.Manifest.Files[rel])
 		if err != nil {
 			return total, err
 		}
@@ -97,7 +97,11 @@ func ShipSnapshot(ctx context.Context, st Store, source, writer string, l snapsh
 	return total, putRecord(ctx, st.Plain, snapshotObject(source, l.Manifest.ID, objectsName), &rec)
 }
 
-func putSnapshotFile(ctx context.Context, st Store, name, path string, encrypt bool) (SnapshotObject, error) {
+// putSnapshotFile uploads one file of a snapshot. want is the sha256 the
+// snapshot's manifest gives it ("" for a file it does not name): a file
+// that changed on disk since (bit rot, a damaged disk) is not shipped, as
+// the store would then hold, and later restore, a copy that fails.
+func putSnapshotFile(ctx context.Context, st Store, name, path string, encrypt bool, want string) (SnapshotObject, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return SnapshotObject{}, err
@@ -110,6 +114,9 @@ func putSnapshotFile(ctx context.Context, st Store, name, path string, encrypt b
 	sum, err := hashAt(f, fi.Size())
 	if err != nil {
 		return SnapshotObject{}, err
+	}
+	if want != "" && sum != want {
+		return SnapshotObject{}, fmt.Errorf("%w: %s: sha256 %s, the snapshot's manifest says %s: the local copy is damaged, and is not shipped (run understudy verify)", understudy.ErrCorrupt, path, sum, want)
 	}
 	o := SnapshotObject{Size: fi.Size(), SHA256: sum}
 	s := st
