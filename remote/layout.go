@@ -245,16 +245,41 @@ func (s Store) putData(ctx context.Context, name string, plain io.ReaderAt, size
 	_, err = s.Plain.PutIfAbsent(ctx, name, sealed, n)
 	if errors.Is(err, storage.ErrExists) {
 		// An earlier attempt of this writer (the name holds its
-		// generation) stored it: with other random bytes if encrypted, the
-		// same content. Record what is there.
-		got, rerr := readAll(ctx, s.Plain, name)
-		if rerr != nil {
-			return 0, "", rerr
+		// generation) stored it: with other random bytes if encrypted, but
+		// the same content, which is checked (an interrupted attempt may
+		// have left something else). Then what is there is recorded.
+		// Both are read as streams: the object may be gigabytes.
+		want, err := hashAt(plain, size)
+		if err != nil {
+			return 0, "", fmt.Errorf("read %s to upload it: %w", name, err)
 		}
-		h := sha256.Sum256(got)
-		return int64(len(got)), hex.EncodeToString(h[:]), nil
+		content := storage.Backend(s.Plain)
+		if s.Enc != nil {
+			content = s.Enc
+		}
+		if _, got, err := hashObject(ctx, content, name); err != nil {
+			return 0, "", err
+		} else if got != want {
+			return 0, "", corrupt(s.Plain, name, "it exists with other content (sha256 %s) than the %d bytes to store (sha256 %s)", got, size, want)
+		}
+		return hashObject(ctx, s.Plain, name)
 	}
 	return n, sum, err
+}
+
+// hashObject returns the size and sha256 of an object, read as a stream.
+func hashObject(ctx context.Context, b storage.Backend, name string) (int64, string, error) {
+	rc, err := b.Get(ctx, name, 0, -1)
+	if err != nil {
+		return 0, "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	if err != nil {
+		return 0, "", fmt.Errorf("read %s: %w", where(b, name), err)
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // zstd coders: one encoder per shipper (for uploads at once), decoders per
