@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -634,4 +636,66 @@ func TestShipDamagedSnapshot(t *testing.T) {
 	if r, err := remote.ListSnapshots(context.Background(), st, "db"); err != nil || len(r) != 0 {
 		t.Fatalf("snapshots in the store after the refusal: %v %v", r, err)
 	}
+}
+
+// landedButFailed stores its first commit point (a tip) and then reports
+// the PUT failed, as a timeout does after the server applied it.
+type landedButFailed struct {
+	storage.Backend
+	mu     sync.Mutex
+	failed bool
+}
+
+func (b *landedButFailed) PutIfAbsent(ctx context.Context, name string, r io.ReaderAt, size int64) (storage.Info, error) {
+	info, err := b.Backend.PutIfAbsent(ctx, name, r, size)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil && !b.failed && strings.Contains(name, "/tip.") {
+		b.failed = true
+		return storage.Info{}, fmt.Errorf("put %s: %w", name, storage.ErrTimeout)
+	}
+	return info, err
+}
+
+// TestShipCommitLanded: a commit point reported failed that had landed
+// takes its number; the next attempt at that number finds it taken, by
+// this writer: shipping goes on (it stopped for good, as if another writer
+// had taken over), and the store ends up with the whole archive.
+func TestShipCommitLanded(t *testing.T) {
+	st, _ := dirStore(t)
+	lb := &landedButFailed{Backend: st.Plain}
+	st.Plain = lb
+	p := appPrimary(t, 1)
+	dir := t.TempDir()
+	stopArchive := archiveSmall(t, p, dir)
+	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Interval: 20 * time.Millisecond, Writer: "w1", Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sh.Run(ctx) }()
+	for i := range 6 {
+		write(t, p, i*100, 100, "c")
+		time.Sleep(100 * time.Millisecond)
+	}
+	labtest.WaitArchived(t, dir, p)
+	stopArchive()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the shipper stopped: %v", err)
+	}
+	if !lb.failed {
+		t.Fatal("no commit point was reported failed")
+	}
+	if err := sh.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := remote.OpenView(context.Background(), st, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := t.TempDir()
+	if err := v.Materialize(context.Background(), back, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameArchive(t, dir, back)
 }

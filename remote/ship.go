@@ -190,6 +190,14 @@ func (s *Shipper) Run(ctx context.Context) error {
 			s.status.LastError = ""
 		}
 		s.mu.Unlock()
+		if err != nil && fatal(err) && !errors.Is(err, ErrDiverged) && s.ownHead(ctx) {
+			// The number was taken by this writer's own commit, which
+			// landed although its PUT was reported failed (a timeout):
+			// shipping goes on from the store's head as it is.
+			s.Log.Warn("a commit reported failed had landed in the store; shipping goes on from it", "source", s.Source, "err", err)
+			s.loaded = false
+			err = nil
+		}
 		if err != nil {
 			if fatal(err) {
 				s.Log.Error("shipping to the store stops", "source", s.Source, "err", err)
@@ -213,6 +221,20 @@ var ErrDiverged = errors.New("the store holds another archive of this source")
 
 func fatal(err error) bool {
 	return errors.Is(err, ErrDiverged) || errors.Is(err, storage.ErrExists) && !errors.Is(err, storage.ErrUncertain)
+}
+
+// ownHead reports whether the store's newest manifest and tip were
+// written by this writer (its lease generation): then a commit point
+// number already taken is its own.
+func (s *Shipper) ownHead(ctx context.Context) bool {
+	m, tip, err := readHead(ctx, s.Store.Plain, s.Source)
+	if err != nil || s.Writer == "" {
+		return false
+	}
+	if tip.Writer != "" { // a tip on the newest manifest is the newest commit
+		return tip.Writer == s.Writer
+	}
+	return m.Writer == s.Writer
 }
 
 // load reads the newest committed manifest and tip.
