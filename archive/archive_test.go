@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/understudy-db/understudy"
@@ -259,6 +260,24 @@ func TestRotationManifestAndExport(t *testing.T) {
 	}
 	if _, err := Export(a, t.TempDir(), understudy.StopPoint{BeforeGTID: understudy.GTID{Domain: 9, ServerID: 1, Seq: 1}}); err == nil {
 		t.Fatal("export before a GTID that is not archived succeeded")
+	}
+	// A GTID whose sequence number is archived with another server_id:
+	// refused before anything is written (the whole archive would be
+	// exported, the bad transaction with it).
+	out := t.TempDir()
+	if _, err := Export(a, out, understudy.StopPoint{BeforeGTID: understudy.GTID{Domain: 3, ServerID: 8, Seq: 4}}); err == nil || !strings.Contains(err.Error(), "3-8-4 is not in the archive") {
+		t.Fatalf("export before 3-8-4 (3-7-4 is archived): %v", err)
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Fatalf("a refused export wrote %d files", len(ents))
+	}
+	// A directory with binlog files of an earlier export is refused:
+	// mariadb-binlog dir/* would replay them too.
+	if _, err := Export(a, out, understudy.StopPoint{UntilGTID: pos(t, "3-7-8")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Export(a, out, understudy.StopPoint{UntilGTID: pos(t, "3-7-2")}); err == nil || !strings.Contains(err.Error(), "already holds binlog files") {
+		t.Fatalf("export into a directory with an earlier export: %v", err)
 	}
 }
 

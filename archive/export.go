@@ -25,9 +25,11 @@ type ExportResult struct {
 // Export writes the archive's transactions up to stop as ordinary binlog
 // files in outDir, one per archived file that has something to export.
 // The files are written atomically and can be replayed with
-// `mariadb-binlog FILES | mariadb`.
-func Export(a *Archive, outDir string, stop understudy.StopPoint) (ExportResult, error) {
-	var res ExportResult
+// `mariadb-binlog FILES | mariadb`. A directory that holds binlog files
+// already is refused (`mariadb-binlog dir/*` would replay them too), and
+// so is a --before-gtid point the span does not hold exactly, before
+// anything is written; on a later error the files written are removed.
+func Export(a *Archive, outDir string, stop understudy.StopPoint) (res ExportResult, err error) {
 	if err := stop.Validate(); err != nil {
 		return res, err
 	}
@@ -36,14 +38,44 @@ func Export(a *Archive, outDir string, stop understudy.StopPoint) (ExportResult,
 	if err != nil {
 		return res, err
 	}
-	if err := os.MkdirAll(outDir, 0o700); err != nil {
-		return res, err
-	}
 	release, err := a.Hold(span.Files[0])
 	if err != nil {
 		return res, err
 	}
 	defer release()
+	if !stop.BeforeGTID.IsZero() {
+		found := false
+		for _, fi := range span.Files {
+			recs, err := a.Records(fi)
+			if err != nil {
+				return res, err
+			}
+			for _, r := range recs {
+				found = found || r.GTID == stop.BeforeGTID
+			}
+		}
+		if !found {
+			return res, fmt.Errorf("GTID %s is not in the archive (archive ends at %s)", stop.BeforeGTID, a.Position())
+		}
+	}
+	if ents, err := os.ReadDir(outDir); err == nil {
+		for _, e := range ents {
+			if _, ok := fileNumber(e.Name()); ok {
+				return res, fmt.Errorf("%s already holds binlog files (%s): export into an empty directory, so that a replay of its files is this export's only", outDir, e.Name())
+			}
+		}
+	}
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return res, err
+	}
+	defer func() {
+		if err != nil {
+			for _, name := range res.Files {
+				os.Remove(filepath.Join(outDir, name))
+			}
+			res.Files = nil
+		}
+	}()
 	walk := NewWalker(stop, span.Start)
 	for _, fi := range span.Files {
 		if res.Reached {
