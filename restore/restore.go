@@ -151,6 +151,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	win := tl.Windows[wi]
+	if files := a.Files(); o.Stop.IsZero() && len(files) > 0 && files[len(files)-1].Generation != win.Generation {
+		last := files[len(files)-1]
+		o.Log.Warn("restoring to the end of an older generation: the archive's newest transactions come after a gap, in a generation no snapshot covers yet; take a snapshot to make them restorable",
+			"restored_generation", win.Generation, "newest_generation", last.Generation, "archive_position", last.EndPosition.String())
+	}
 	snap, err := chooseSnapshot(snaps, o.Stop, tl, wi, o.SnapshotID)
 	if err != nil {
 		return res, err
