@@ -188,6 +188,24 @@ func TestGapGeneration(t *testing.T) {
 	old := mariadbtest.Start(t, mariadbtest.Options{ServerID: 81, NoBinlog: true})
 	restoreInto(t, cfg, old, "--until-gtid", gen1Pos)
 	checksumsEqual(t, gen1, old.Checksums(t, "app"), "restore in the old generation")
+
+	// Without the new generation's snapshot, a restore without a point
+	// goes to the end of the old generation, and says that the newest
+	// transactions are not restorable.
+	if err := os.RemoveAll(list[1].Dir); err != nil {
+		t.Fatal(err)
+	}
+	third := mariadbtest.Start(t, mariadbtest.Options{ServerID: 82, NoBinlog: true})
+	t.Setenv("UNDERSTUDY_TARGET_PASSWORD", "")
+	so.Reset()
+	se.Reset()
+	if code := run([]string{"restore", "--config", cfg, "--source", "db", "--target", fmt.Sprintf("root@127.0.0.1:%d", third.Port), "--threads", "2"}, &so, &se); code != 0 {
+		t.Fatalf("restore without a point (exit %d): %s", code, se.String())
+	}
+	if !strings.Contains(so.String(), gen1Pos) || !strings.Contains(se.String(), "restoring to the end of an older generation") {
+		t.Fatalf("restore without a point, the new generation without a snapshot:\n%s%s", so.String(), se.String())
+	}
+	checksumsEqual(t, gen1, third.Checksums(t, "app"), "restore to the end of the old generation")
 }
 
 // editConfig replaces old with new in the config file.
