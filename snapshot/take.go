@@ -358,13 +358,21 @@ func take(ctx context.Context, o Options, dir, id string, started time.Time) (*M
 			return nil, explain(err)
 		}
 	}
+	// The position's time is the later of this host's clock and the
+	// server's: commit times come from the server's clock, and a host
+	// clock behind it would date the snapshot before commits it holds (a
+	// restore --until-time would then pick it for a point before them).
 	var pos string
-	q := "SELECT @@global.gtid_binlog_pos"
+	var serverMicros int64
+	q := "SELECT @@global.gtid_binlog_pos, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
 	if o.FromReplica {
-		q = "SELECT @@global.gtid_slave_pos"
+		q = "SELECT @@global.gtid_slave_pos, CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)"
 	}
-	err = main.QueryRowContext(ctx, q).Scan(&pos)
+	err = main.QueryRowContext(ctx, q).Scan(&pos, &serverMicros)
 	m.PositionTime = time.Now().UTC()
+	if st := time.UnixMicro(serverMicros).UTC(); st.After(m.PositionTime) {
+		m.PositionTime = st
+	}
 	var sequences map[[2]string][]sql.RawBytes
 	if err == nil {
 		sequences, err = readSequences(ctx, main, pre.tables)
