@@ -515,8 +515,11 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	if bsID == serverID {
 		bsID++
 	}
+	// The server is held at the planned end, whatever the point was given
+	// as: transactions archived after the plan (understudy run goes on)
+	// are not sent, and the target ends exactly where the result says.
 	srv, err := binlogserver.New(binlogserver.Config{Source: o.Source, Dir: o.ArchiveDir, User: ConnName, Password: password,
-		ServerID: bsID, Stop: o.Stop, Logger: o.Log, Databases: o.Databases})
+		ServerID: bsID, Stop: understudy.StopPoint{UntilGTID: end}, Logger: o.Log, Databases: o.Databases})
 	if err != nil {
 		return err
 	}
