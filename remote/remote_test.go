@@ -590,6 +590,25 @@ func TestShipSealWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameArchive(t, dir, back)
+
+	// A fetched copy damaged since (same size) is fetched again, not
+	// trusted by its size.
+	first := v.Man.Files[0]
+	path := filepath.Join(back, first.Name)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Fetch(context.Background(), back, []string{first.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := archive.FileSHA256(path); err != nil || sum != first.SHA256 {
+		t.Fatalf("%s after a fetch over a damaged copy: sha256 %s (%v), the manifest's %s", first.Name, sum, err, first.SHA256)
+	}
 }
 
 func mustNumber(t *testing.T, name string) int {

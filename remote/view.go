@@ -144,9 +144,13 @@ func (v *View) fetch(ctx context.Context, dir string, names []string) error {
 		if !ok {
 			return fmt.Errorf("%s is not a sealed file of %s in the store", name, v.Source)
 		}
+		// A copy fetched before is kept only if its bytes are the
+		// manifest's: a damaged or partly written one is fetched again.
 		if st, err := os.Stat(filepath.Join(dir, name)); err == nil && st.Size() == f.Size {
 			if is, err := os.Stat(filepath.Join(dir, archive.IndexName(name))); err == nil && is.Size() == f.Transactions*archive.RecordSize {
-				continue
+				if sum, err := archive.FileSHA256(filepath.Join(dir, name)); err == nil && sum == f.SHA256 {
+					continue
+				}
 			}
 		}
 		todo = append(todo, f)
