@@ -304,14 +304,14 @@ func TestShipResumes(t *testing.T) {
 		write(t, p, next, 150, "r")
 		next += 150
 		sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Interval: 20 * time.Millisecond,
-			Writer: fmt.Sprintf("w%02d", round), Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10}
+			Writer: fmt.Sprintf("w%02d", round), Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10, Grace: -1}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(5+round*13%60)*time.Millisecond)
 		sh.Run(ctx)
 		cancel()
 	}
 	labtest.WaitArchived(t, dir, p)
 	stopArchive()
-	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Writer: "last", Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10}
+	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Writer: "last", Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10, Grace: -1}
 	if err := sh.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func TestShipRetention(t *testing.T) {
 
 	ship := func() {
 		t.Helper()
-		sh := &remote.Shipper{Source: "db", Dir: dir, SnapshotRoot: snaps, Store: st, Interval: 50 * time.Millisecond, Writer: "w", Log: mariadbtest.Logger(t, 0)}
+		sh := &remote.Shipper{Source: "db", Dir: dir, SnapshotRoot: snaps, Store: st, Interval: 50 * time.Millisecond, Writer: "w", Log: mariadbtest.Logger(t, 0), Grace: -1}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- sh.Run(ctx) }()
@@ -464,7 +464,7 @@ func TestShipRetention(t *testing.T) {
 	if err != nil || len(pruned) != 2 {
 		t.Fatalf("prune: %v %v", pruned, err)
 	}
-	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Writer: "w2", Log: mariadbtest.Logger(t, 0)}
+	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Writer: "w2", Log: mariadbtest.Logger(t, 0), Grace: -1}
 	if err := sh.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -717,4 +717,57 @@ func TestShipCommitLanded(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameArchive(t, dir, back)
+}
+
+// TestShipGrace: a restore from the store while the writer ships reads
+// the head it opened; the tip segments that a merge replaces after that
+// stay for the grace period, so the reader never finds a segment its
+// commit point names missing.
+func TestShipGrace(t *testing.T) {
+	st, _ := dirStore(t)
+	p := appPrimary(t, 1)
+	dir := t.TempDir()
+	stopArchive := archiveSmall(t, p, dir)
+	defer stopArchive()
+	sh := &remote.Shipper{Source: "db", Dir: dir, Store: st, Writer: "w", Log: mariadbtest.Logger(t, 0), SegmentMax: 8 << 10, Grace: time.Hour}
+	named := func(v *remote.View) map[string]bool {
+		names := map[string]bool{}
+		for _, g := range v.Tip.Segments {
+			names[g.Name] = true
+		}
+		for _, f := range v.Man.Files {
+			for _, g := range f.Segments {
+				names[g.Name] = true
+			}
+		}
+		return names
+	}
+	// Shipments of one row each: past maxSegments, the tip's newest
+	// segments are merged into one, and the head before names segments
+	// the new one does not.
+	var prev *remote.View
+	for i := 0; i < 150; i++ {
+		write(t, p, i, 1, "b")
+		labtest.WaitArchived(t, dir, p)
+		if err := sh.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		v, err := remote.OpenView(context.Background(), st, "db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if prev != nil {
+			now := named(v)
+			for _, g := range prev.Tip.Segments {
+				if !now[g.Name] {
+					if err := prev.Materialize(context.Background(), t.TempDir(), nil); err != nil {
+						t.Fatalf("reading the head opened before a merge (segment %s replaced): %v", g.Name, err)
+					}
+					return
+				}
+			}
+		}
+		prev = v
+	}
+	t.Fatal("no merge replaced a segment of the tip")
 }

@@ -58,6 +58,12 @@ type Shipper struct {
 	// when Evict is nil.
 	LocalKeep int64
 	Evict     func(keepFrom string) ([]archive.FileInfo, error)
+	// Grace is how long a segment that no commit point names any more
+	// (a merge replaced it, retention removed its file) stays in the store
+	// before it is deleted: a reader that opened an older head, such as a
+	// restore from the store while this writer ships, may still read it.
+	// 0: DefaultGrace; negative: deleted at once (tests).
+	Grace time.Duration
 
 	mu     sync.Mutex
 	status Status
@@ -69,9 +75,10 @@ type Shipper struct {
 	held   *os.File
 	heldN  int
 
-	seenLocal map[string]bool // snapshots seen in SnapshotRoot
-	marks     []mark          // the local durable end as seen, oldest first, not shipped yet
-	dirty     bool            // a manifest was committed: collect the garbage
+	seenLocal map[string]bool      // snapshots seen in SnapshotRoot
+	marks     []mark               // the local durable end as seen, oldest first, not shipped yet
+	dirty     bool                 // a manifest was committed: collect the garbage
+	retired   map[string]time.Time // segments no commit point names, since when (see Grace)
 	// tipChecked: the tip's segments were checked against the local
 	// file (once per process).
 	tipChecked bool
@@ -747,18 +754,53 @@ func (s *Shipper) commitManifest(ctx context.Context, next Manifest) error {
 	return nil
 }
 
-// dropUnused deletes the segments of old that new does not hold (those
+// DefaultGrace is Shipper.Grace's default: a reader fetches the active
+// file's segments first, within moments of opening the head.
+const DefaultGrace = 10 * time.Minute
+
+// retire deletes the segments names once they have been unused for the
+// grace period (see Shipper.Grace), and starts that period for those seen
+// unused for the first time.
+func (s *Shipper) retire(ctx context.Context, names []string) {
+	grace := s.Grace
+	if grace == 0 {
+		grace = DefaultGrace
+	}
+	if s.retired == nil {
+		s.retired = map[string]time.Time{}
+	}
+	now := time.Now()
+	for _, name := range names {
+		since, seen := s.retired[name]
+		if !seen && grace > 0 {
+			s.retired[name] = now
+			continue
+		}
+		if grace > 0 && now.Sub(since) < grace {
+			continue
+		}
+		if err := s.Store.Plain.Delete(ctx, name); err != nil && !errors.Is(err, storage.ErrNotExist) {
+			s.Log.Debug("could not delete an object no longer used; it is tried again later", "source", s.Source, "object", name, "err", err)
+			continue
+		}
+		delete(s.retired, name)
+	}
+}
+
+// dropUnused retires the segments of old that new does not hold (those
 // a merge replaced).
 func (s *Shipper) dropUnused(ctx context.Context, old, new []Segment) error {
 	keep := map[string]bool{}
 	for _, g := range new {
 		keep[g.Name] = true
 	}
+	var drop []string
 	for _, g := range old {
 		if !keep[g.Name] {
-			s.Store.Plain.Delete(ctx, g.Name)
+			drop = append(drop, g.Name)
 		}
 	}
+	s.retire(ctx, drop)
 	return nil
 }
 
@@ -777,13 +819,13 @@ func (s *Shipper) collect(ctx context.Context) error {
 	for _, g := range s.tip.Segments {
 		used[g.Name] = true
 	}
-	var drop []string
+	var drop, segments []string
 	err := s.Store.Plain.List(ctx, s.Source+"/", func(i storage.Info) error {
 		rest := strings.TrimPrefix(i.Name, s.Source+"/")
 		switch {
 		case strings.HasPrefix(rest, "binlog.") && strings.HasSuffix(rest, ".zst"):
 			if !used[i.Name] {
-				drop = append(drop, i.Name)
+				segments = append(segments, i.Name)
 			}
 		case tipRe.MatchString(i.Name):
 			m := tipRe.FindStringSubmatch(i.Name)
@@ -806,6 +848,7 @@ func (s *Shipper) collect(ctx context.Context) error {
 			s.Log.Debug("could not delete an object no longer used; it is tried again later", "source", s.Source, "object", name, "err", err)
 		}
 	}
+	s.retire(ctx, segments)
 	return nil
 }
 
