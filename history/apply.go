@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/understudy-db/understudy/archive"
 	"github.com/understudy-db/understudy/snapshot"
@@ -57,6 +58,15 @@ func Apply(ctx context.Context, plan PrunePlan, w *archive.Writer, snapRoot stri
 		}
 		log.Info("snapshot removed by retention", "snapshot", l.Manifest.ID, "gtid_position", l.Manifest.Position.String())
 		res.Snapshots = append(res.Snapshots, l.Manifest.ID)
+	}
+	// The markers of removals (see snapshot.Removed) that no shipper to a
+	// store took up within a week: no store is configured.
+	if removed, err := snapshot.Removed(root); err == nil {
+		for id, at := range removed {
+			if time.Since(at) > 7*24*time.Hour {
+				snapshot.ForgetRemoved(root, id)
+			}
+		}
 	}
 	if plan.KeepFromFile == "" || len(plan.Files) == 0 {
 		return res, nil

@@ -440,6 +440,16 @@ func TestShipRetention(t *testing.T) {
 			r, err := remote.ListSnapshots(context.Background(), st, "db")
 			return err == nil && len(r) == len(local)
 		})
+		// One removed by hand, not by retention (to free the disk): the
+		// store keeps it.
+		if err := os.RemoveAll(local[1].Dir); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(6 * time.Second) // more than a pass of the snapshot loop
+		r, err := remote.ListSnapshots(context.Background(), st, "db")
+		if err != nil || len(r) != len(local) {
+			t.Fatalf("after a snapshot was removed by hand: %d in the store (%v), want %d", len(r), err, len(local))
+		}
 		cancel()
 		<-done
 	}

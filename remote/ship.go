@@ -76,6 +76,7 @@ type Shipper struct {
 	heldN  int
 
 	seenLocal map[string]bool      // snapshots seen in SnapshotRoot
+	keptGone  map[string]bool      // snapshots gone locally without retention, kept in the store (warned once)
 	marks     []mark               // the local durable end as seen, oldest first, not shipped yet
 	dirty     bool                 // a manifest was committed: collect the garbage
 	retired   map[string]time.Time // segments no commit point names, since when (see Grace)

@@ -319,12 +319,43 @@ func (s *Shipper) shipSnapshots(ctx context.Context) error {
 		s.mu.Unlock()
 		s.Log.Info("snapshot shipped to the store", "source", s.Source, "snapshot", l.Manifest.ID, "bytes", n, "took", time.Since(t0).Round(time.Millisecond))
 	}
+	// Retention's removals are done in the store too (snapshot.Remove
+	// leaves a marker); a snapshot that merely disappeared from the local
+	// directory (removed by hand to free the disk) stays in the store.
+	removed, err := snapshot.Removed(s.SnapshotRoot)
+	if err != nil {
+		return err
+	}
+	deleted := map[string]bool{}
 	for _, r := range remote {
-		if s.seenLocal[r.ID] && !isLocal[r.ID] {
+		if isLocal[r.ID] {
+			continue
+		}
+		if _, ok := removed[r.ID]; ok {
 			if err := deleteSnapshot(ctx, s.Store.Plain, s.Source, r.ID); err != nil {
 				return err
 			}
-			s.Log.Info("snapshot removed from the store, as it was locally", "source", s.Source, "snapshot", r.ID)
+			deleted[r.ID] = true
+			s.Log.Info("snapshot removed from the store, as retention removed it locally", "source", s.Source, "snapshot", r.ID)
+			continue
+		}
+		if s.seenLocal[r.ID] && !s.keptGone[r.ID] {
+			if s.keptGone == nil {
+				s.keptGone = map[string]bool{}
+			}
+			s.keptGone[r.ID] = true
+			s.Log.Warn("a snapshot disappeared from the local directory without retention; the store keeps it", "source", s.Source, "snapshot", r.ID)
+		}
+	}
+	// A marker is done with once the store does not hold its snapshot
+	// (deleted above, or never shipped). One whose snapshot was still
+	// listed locally at the start of this pass waits for the next.
+	for id := range removed {
+		if have[id] && !deleted[id] {
+			continue // still in the store: the next pass deletes it
+		}
+		if err := snapshot.ForgetRemoved(s.SnapshotRoot, id); err != nil {
+			return err
 		}
 	}
 	// Uploads that never reached their commit point.

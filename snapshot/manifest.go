@@ -289,6 +289,44 @@ func Hold(dir string) (release func(), err error) {
 	return func() { f.Close() }, nil
 }
 
+// removedPrefix names the markers that Remove leaves beside the
+// snapshots it removed (see Removed).
+const removedPrefix = ".removed."
+
+func removedMarker(dir string) string {
+	return filepath.Join(filepath.Dir(dir), removedPrefix+filepath.Base(dir))
+}
+
+// Removed lists the IDs of the snapshots under root that Remove removed
+// (retention) and whose markers are still there, with the markers' times.
+func Removed(root string) (map[string]time.Time, error) {
+	ents, err := os.ReadDir(root)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	for _, e := range ents {
+		if id, ok := strings.CutPrefix(e.Name(), removedPrefix); ok && !e.IsDir() {
+			if fi, err := e.Info(); err == nil {
+				out[id] = fi.ModTime()
+			}
+		}
+	}
+	return out, nil
+}
+
+// ForgetRemoved deletes the marker Remove left for snapshot id under root.
+func ForgetRemoved(root, id string) error {
+	err := os.Remove(filepath.Join(root, removedPrefix+id))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	return err
+}
+
 // Prune removes all but the keep newest complete snapshots under root and
 // returns the IDs removed. A snapshot in use (see Hold) is kept for now.
 func Prune(root string, keep int) ([]string, error) {
@@ -331,6 +369,14 @@ func Remove(dir string) (removed bool, err error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return false, nil // a restore or verify is reading it
 		}
+		return false, err
+	}
+	// The marker tells the store's shipper that this removal is
+	// retention's, to be done in the store too: a snapshot that merely
+	// disappears from the directory (removed by hand to free the disk)
+	// stays in the store.
+	if err := archive.WriteFileAtomic(removedMarker(dir), nil); err != nil {
+		f.Close()
 		return false, err
 	}
 	doomed := dir + partialSuffix
