@@ -544,7 +544,11 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	t.QueryRowContext(ctx, "SELECT @@slave_parallel_threads").Scan(&threads)
 	if threads == 0 && o.Threads > 1 {
 		if _, err := t.ExecContext(ctx, "SET GLOBAL slave_parallel_threads = "+strconv.Itoa(o.Threads)); err == nil {
-			defer t.ExecContext(context.Background(), "SET GLOBAL slave_parallel_threads = 0")
+			defer func() {
+				if _, err := t.ExecContext(context.Background(), "SET GLOBAL slave_parallel_threads = 0"); err != nil {
+					o.Log.Warn("could not set the target's slave_parallel_threads back to 0", "target", o.TargetAddr, "err", err)
+				}
+			}()
 		}
 	}
 	quote := strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace
@@ -554,7 +558,9 @@ func replay(ctx context.Context, o Options, from, end understudy.Position, txs i
 	}
 	defer func() {
 		t.ExecContext(context.Background(), "STOP SLAVE '"+ConnName+"'")
-		t.ExecContext(context.Background(), "RESET SLAVE '"+ConnName+"' ALL")
+		if _, err := t.ExecContext(context.Background(), "RESET SLAVE '"+ConnName+"' ALL"); err != nil {
+			o.Log.Warn("could not remove the restore's replication connection from the target; remove it with RESET SLAVE '"+ConnName+"' ALL", "target", o.TargetAddr, "err", err)
+		}
 	}()
 	// The connection's filters outlive RESET SLAVE ALL: both are set, so
 	// that none is left from an earlier restore. replicate_do_db would
