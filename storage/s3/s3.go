@@ -162,6 +162,11 @@ func (b *Backend) put(ctx context.Context, op, name string, r io.ReaderAt, size 
 	}
 	o.ContentType = "application/octet-stream"
 	o.PartSize = b.PartSize
+	// A single PUT carries its body's MD5, which the server checks: bytes
+	// damaged on the way are refused, not stored (the seekable body is
+	// read twice, never buffered). Multipart uploads are left as they are:
+	// minio-go would buffer each part to hash it.
+	o.SendContentMd5 = o.DisableMultipart
 	info, err := b.client.PutObject(ctx, b.bucket, b.prefix+name, io.NewSectionReader(storage.DataReader(r, size), 0, size), size, o)
 	if err != nil {
 		return storage.Info{}, b.fail(op, name, err)
