@@ -260,9 +260,11 @@ func (w *Writer) recover() error {
 // look like a restart of the primary, and the archive would tell its
 // replicas to drop their temporary tables. 0 when no file has one, or the
 // newest that might is no longer here (evicted to object storage or
-// pruned): then any create timestamp starts a new file, as before.
+// pruned): then any create timestamp starts a new file, as before. Only
+// the newest 64 files are read: streaming can resume in the primary's
+// first binlog only while the archive's newest files hold it.
 func (w *Writer) lastPrimaryCreated() uint32 {
-	for n := w.num; n > 0; n-- {
+	for n := w.num; n > 0 && n > w.num-64; n-- {
 		f, err := os.Open(filepath.Join(w.dir, FileName(n)))
 		if err != nil {
 			return 0
