@@ -18,6 +18,17 @@ func Plan(ctx context.Context, c *sql.Conn, dbs []string, chunkRows int64) ([]Da
 	if chunkRows <= 0 {
 		chunkRows = 200000
 	}
+	return listDatabases(ctx, c, dbs, chunkRows)
+}
+
+// Tables lists the tables of the databases dbs on the server of c, with
+// their stored columns, as Plan does but without cutting them into chunks.
+func Tables(ctx context.Context, c *sql.Conn, dbs []string) ([]Database, error) {
+	return listDatabases(ctx, c, dbs, 0)
+}
+
+// listDatabases is Plan, and with chunkRows 0 Tables.
+func listDatabases(ctx context.Context, c *sql.Conn, dbs []string, chunkRows int64) ([]Database, error) {
 	tables, err := listTables(ctx, c)
 	if err != nil {
 		return nil, err
@@ -32,7 +43,7 @@ func Plan(ctx context.Context, c *sql.Conn, dbs []string, chunkRows int64) ([]Da
 			continue
 		}
 		var wheres []string
-		if !ti.definitionOnly() { // their rows are another server's, or other tables'
+		if chunkRows > 0 && !ti.definitionOnly() { // their rows are another server's, or other tables'
 			if wheres, err = planChunks(ctx, c, ti, chunkRows); err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", ti.db, ti.t.Name, err)
 			}
@@ -48,30 +59,6 @@ func Plan(ctx context.Context, c *sql.Conn, dbs []string, chunkRows int64) ([]Da
 			out = append(out, Database{Name: ti.db})
 		}
 		out[len(out)-1].Tables = append(out[len(out)-1].Tables, t)
-	}
-	return out, nil
-}
-
-// Tables lists the tables of the databases dbs on the server of c, with
-// their stored columns, as Plan does but without cutting them into chunks.
-func Tables(ctx context.Context, c *sql.Conn, dbs []string) ([]Database, error) {
-	tables, err := listTables(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	want := map[string]bool{}
-	for _, d := range dbs {
-		want[d] = true
-	}
-	var out []Database
-	for _, ti := range tables {
-		if !want[ti.db] {
-			continue
-		}
-		if len(out) == 0 || out[len(out)-1].Name != ti.db {
-			out = append(out, Database{Name: ti.db})
-		}
-		out[len(out)-1].Tables = append(out[len(out)-1].Tables, ti.t)
 	}
 	return out, nil
 }
