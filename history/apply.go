@@ -32,7 +32,7 @@ type Result struct {
 // stops at a held file. Snapshots go first: files only ever go before the
 // anchor, which stays, so no order leaves a kept snapshot without the
 // binlogs its window needs. w may be nil when the plan removes no file.
-func Apply(ctx context.Context, plan PrunePlan, w *archive.Writer, snapRoot string, log *slog.Logger) (Result, error) {
+func Apply(ctx context.Context, plan PrunePlan, w *archive.Writer, snapRoot string, store bool, log *slog.Logger) (Result, error) {
 	var res Result
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -45,7 +45,17 @@ func Apply(ctx context.Context, plan PrunePlan, w *archive.Writer, snapRoot stri
 		if filepath.Dir(filepath.Clean(l.Dir)) != root {
 			return res, fmt.Errorf("snapshot %s: %s is not in %s", l.Manifest.ID, l.Dir, root)
 		}
+		// With a store, the removal is marked for the store's shipper,
+		// which removes the snapshot there too.
+		if store {
+			if err := snapshot.MarkRemoved(l.Dir); err != nil {
+				return res, fmt.Errorf("removing snapshot %s: %w", l.Manifest.ID, err)
+			}
+		}
 		removed, err := snapshot.Remove(l.Dir)
+		if store && !removed && !errors.Is(err, os.ErrNotExist) {
+			snapshot.ForgetRemoved(root, l.Manifest.ID) // it stays, for now
+		}
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			continue // removed since it was listed

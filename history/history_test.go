@@ -557,12 +557,17 @@ func TestApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	res, err := Apply(context.Background(), p, w, root, nil)
+	res, err := Apply(context.Background(), p, w, root, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(res.Snapshots, []string{"a"}) || !reflect.DeepEqual(res.HeldSnapshots, []string{"b"}) || !reflect.DeepEqual(names(res.Files), []string{"binlog.000001"}) {
 		t.Fatalf("applied: snapshots %v, held %v, files %v", res.Snapshots, res.HeldSnapshots, names(res.Files))
+	}
+	// With a store, the removal is marked for the store's shipper; the
+	// held snapshot, which stays, is not.
+	if marked, err := snapshot.Removed(root); err != nil || len(marked) != 1 || marked["a"].IsZero() {
+		t.Fatalf("markers after the pass with a store: %v, %v; want a only", marked, err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "a")); !os.IsNotExist(err) {
 		t.Fatalf("snapshot a still there: %v", err)
@@ -573,7 +578,7 @@ func TestApply(t *testing.T) {
 	// The file is released but the snapshot is still held (a restore
 	// that has not held its binlogs yet): its binlogs stay.
 	releaseFile()
-	res, err = Apply(context.Background(), p, w, root, nil)
+	res, err = Apply(context.Background(), p, w, root, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,7 +587,7 @@ func TestApply(t *testing.T) {
 	}
 	// Released, the next pass removes the rest.
 	releaseSnap()
-	res, err = Apply(context.Background(), p, w, root, nil)
+	res, err = Apply(context.Background(), p, w, root, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,7 +607,7 @@ func TestApply(t *testing.T) {
 	}
 	// A snapshot outside the root is refused.
 	bad := PrunePlan{Snapshots: []snapshot.Listed{{Dir: "/elsewhere/x", Manifest: &snapshot.Manifest{ID: "x"}}}}
-	if _, err := Apply(context.Background(), bad, w, root, nil); err == nil {
+	if _, err := Apply(context.Background(), bad, w, root, false, nil); err == nil {
 		t.Fatal("a snapshot outside the root was not refused")
 	}
 }

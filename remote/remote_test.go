@@ -433,6 +433,9 @@ func TestShipRetention(t *testing.T) {
 		})
 		// One snapshot removed locally while it watches.
 		local, _ := snapshot.List(snaps)
+		if err := snapshot.MarkRemoved(local[0].Dir); err != nil { // as retention does with a store
+			t.Fatal(err)
+		}
 		if ok, err := snapshot.Remove(local[0].Dir); !ok || err != nil {
 			t.Fatal(ok, err)
 		}

@@ -293,12 +293,18 @@ func Hold(dir string) (release func(), err error) {
 // snapshots it removed (see Removed).
 const removedPrefix = ".removed."
 
-func removedMarker(dir string) string {
-	return filepath.Join(filepath.Dir(dir), removedPrefix+filepath.Base(dir))
+// MarkRemoved leaves the marker that says the snapshot in dir is being
+// removed by retention, so that the store's shipper removes it from the
+// store too (see Removed): a snapshot that merely disappears from the
+// directory (removed by hand to free the disk) stays in the store. It is
+// written before the removal, and forgotten again (ForgetRemoved) when the
+// snapshot stays.
+func MarkRemoved(dir string) error {
+	return archive.WriteFileAtomic(filepath.Join(filepath.Dir(dir), removedPrefix+filepath.Base(dir)), nil)
 }
 
-// Removed lists the IDs of the snapshots under root that Remove removed
-// (retention) and whose markers are still there, with the markers' times.
+// Removed lists the IDs of the snapshots under root that MarkRemoved
+// marked and whose markers are still there, with the markers' times.
 func Removed(root string) (map[string]time.Time, error) {
 	ents, err := os.ReadDir(root)
 	if os.IsNotExist(err) {
@@ -318,7 +324,8 @@ func Removed(root string) (map[string]time.Time, error) {
 	return out, nil
 }
 
-// ForgetRemoved deletes the marker Remove left for snapshot id under root.
+// ForgetRemoved deletes the marker MarkRemoved left for snapshot id under
+// root.
 func ForgetRemoved(root, id string) error {
 	err := os.Remove(filepath.Join(root, removedPrefix+id))
 	if os.IsNotExist(err) {
@@ -369,14 +376,6 @@ func Remove(dir string) (removed bool, err error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return false, nil // a restore or verify is reading it
 		}
-		return false, err
-	}
-	// The marker tells the store's shipper that this removal is
-	// retention's, to be done in the store too: a snapshot that merely
-	// disappears from the directory (removed by hand to free the disk)
-	// stays in the store.
-	if err := archive.WriteFileAtomic(removedMarker(dir), nil); err != nil {
-		f.Close()
 		return false, err
 	}
 	doomed := dir + partialSuffix

@@ -201,7 +201,7 @@ func pruneSource(ctx context.Context, cfg *config.Config, s *config.Source, w *a
 	if dryRun || (len(plan.Snapshots) == 0 && len(plan.Files) == 0) {
 		return rep, nil
 	}
-	res, err := history.Apply(ctx, plan, w, cfg.SnapshotDir(s.Name), log.With("source", s.Name))
+	res, err := history.Apply(ctx, plan, w, cfg.SnapshotDir(s.Name), cfg.Storage != nil, log.With("source", s.Name))
 	rep.Removed = &pruneRemoved{Snapshots: res.Snapshots, HeldSnapshots: res.HeldSnapshots, HeldFiles: len(plan.Files) - len(res.Files)}
 	for _, f := range res.Files {
 		rep.Removed.Files = append(rep.Removed.Files, f.Name)
