@@ -203,6 +203,21 @@ type Store struct {
 	Plain storage.Backend
 	// Enc, when set, encrypts the data objects (segments, snapshot files).
 	Enc *storage.Encrypted
+	// MaxConditional overrides MaxConditionalPut (tests).
+	MaxConditional int64
+}
+
+// MaxConditionalPut is the largest data object written with PutIfAbsent:
+// S3 makes a conditional write one single PUT, of 5 GiB at most. Bigger
+// ones (a snapshot's chunk of a table without a key) are written with Put,
+// in parts.
+const MaxConditionalPut = 5 << 30
+
+func (s Store) maxConditional() int64 {
+	if s.MaxConditional > 0 {
+		return s.MaxConditional
+	}
+	return MaxConditionalPut
 }
 
 // data is the backend that data objects are read through.
@@ -242,7 +257,21 @@ func (s Store) putData(ctx context.Context, name string, plain io.ReaderAt, size
 	if err != nil {
 		return 0, "", fmt.Errorf("read %s to upload it: %w", name, err)
 	}
-	_, err = s.Plain.PutIfAbsent(ctx, name, sealed, n)
+	if n > s.maxConditional() {
+		// Too big for a conditional write, which S3 does as a single PUT
+		// (5 GiB at most): the name is this writer's own (only the lease
+		// holder ships), so an unconditional, multipart Put stores it,
+		// unless an earlier attempt did.
+		if _, serr := s.Plain.Stat(ctx, name); serr == nil {
+			err = storage.ErrExists
+		} else if errors.Is(serr, storage.ErrNotExist) {
+			_, err = s.Plain.Put(ctx, name, sealed, n)
+		} else {
+			err = serr
+		}
+	} else {
+		_, err = s.Plain.PutIfAbsent(ctx, name, sealed, n)
+	}
 	if errors.Is(err, storage.ErrExists) {
 		// An earlier attempt of this writer (the name holds its
 		// generation) stored it: with other random bytes if encrypted, but

@@ -33,8 +33,12 @@ func TestPutDataExisting(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := bytes.Repeat([]byte("segment bytes "), 5000)
-	for _, st := range map[string]Store{"plain": {Plain: b}, "encrypted": {Plain: b, Enc: storage.NewEncrypted(b, keys)}} {
-		name := "obj-" + map[bool]string{false: "plain", true: "enc"}[st.Enc != nil]
+	// Above MaxConditional (1 KiB here, 5 GiB in production) an object is
+	// written with Put, in parts on S3: the same rules hold.
+	for name, st := range map[string]Store{
+		"plain": {Plain: b}, "encrypted": {Plain: b, Enc: storage.NewEncrypted(b, keys)},
+		"plain-big": {Plain: b, MaxConditional: 1024}, "encrypted-big": {Plain: b, Enc: storage.NewEncrypted(b, keys), MaxConditional: 1024},
+	} {
 		n1, sum1, err := st.putData(ctx, name, bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			t.Fatal(err)

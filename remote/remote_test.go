@@ -106,7 +106,9 @@ func stores(t *testing.T) map[string]func(t *testing.T) (remote.Store, func() []
 				t.Fatal(err)
 			}
 			st := storage.Stack(b, mariadbtest.Logger(t, 0))
-			return remote.Store{Plain: st, Enc: storage.NewEncrypted(st, keys)}, func() []string { return files(t, filepath.Join(srv.Root, srv.Bucket)) }
+			// Objects over 8 KiB are written as objects over 5 GiB are:
+			// with Put, not PutIfAbsent.
+			return remote.Store{Plain: st, Enc: storage.NewEncrypted(st, keys), MaxConditional: 8 << 10}, func() []string { return files(t, filepath.Join(srv.Root, srv.Bucket)) }
 		},
 	}
 }
